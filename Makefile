@@ -1,0 +1,51 @@
+# Quickstart targets. Both create .venv if missing, install everything, prepare the
+# embedded model, and are safe to re-run.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU wheel by default so no CUDA build is pulled; GPU users: make TORCH_SPEC=torch ...
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+RUN_DIR ?= runs/run-$(shell date +%Y%m%d-%H%M%S)
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# No model or data set is ever fetched from a hub by the default run or the tests.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install model run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(BIN)/sparq prepare
+
+run: model
+	$(BIN)/sparq generate --run-dir $(RUN_DIR)
+
+test: model
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: model
+	@echo "benchmarks: see bench/README.md"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

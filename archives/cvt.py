@@ -1,0 +1,481 @@
+"""A CVT MAP-Elites archive over unit-norm embeddings, with faiss for the cell lookup.
+
+The archive keeps at most one elite per Voronoi cell of a fixed set of centroids on the
+unit sphere. Its contents are a pure function of the ordered sequence of insertions: an
+``add`` of many rows gives the same archive as adding the rows one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from archives.centroids import normalize_rows
+
+__all__ = ["NO_STEP", "AddStatus", "ArchiveStats", "CVTArchive", "Elite"]
+
+FORMAT_VERSION = 1
+# Step recorded for rows added without ``steps``.
+NO_STEP = -1
+
+_ELITES_FILE = "elites.parquet"
+_CENTROIDS_FILE = "centroids.npy"
+_STATE_FILE = "state.json"
+
+# Nearest-centroid candidates faiss returns before the float64 re-rank (see _lookup).
+_RERANK_K = 4
+# How far from 1 a centroid's norm may be; build_centroids' rows are within ~1e-7.
+_NORM_TOLERANCE = 1e-4
+
+
+class AddStatus(IntEnum):
+    """Outcome of inserting one row, as if rows were inserted one at a time."""
+
+    NOT_ADDED = 0
+    IMPROVE_EXISTING = 1
+    NEW = 2
+
+
+@dataclass(frozen=True)
+class ArchiveStats:
+    """Summary of the elites' qualities; ``best`` and ``mean`` are None when empty."""
+
+    num_cells: int
+    num_elites: int
+    coverage: float
+    qd_score: float
+    best: float | None
+    mean: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class Elite:
+    """One cell's elite. ``embedding`` is the stored unit-norm float32 vector (read-only)."""
+
+    id: str
+    cell: int
+    quality: float
+    step: int
+    embedding: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        # The generated __eq__ would compare the arrays element-wise and then fail on
+        # the truth value of the result.
+        if not isinstance(other, Elite):
+            return NotImplemented
+        return (
+            self.id == other.id
+            and self.cell == other.cell
+            and self.quality == other.quality
+            and self.step == other.step
+            and np.array_equal(self.embedding, other.embedding)
+        )
+
+
+class CVTArchive:
+    """MAP-Elites archive whose cells are the Voronoi cells of fixed unit-norm centroids.
+
+    A row's cell is its nearest centroid by cosine similarity. Each cell holds at most one
+    elite; a candidate replaces the incumbent only with strictly higher quality, so ties
+    keep the incumbent. Embeddings are normalised before lookup and stored normalised.
+
+    Args:
+        centroids: float array (cells, dim) with unit-norm rows (e.g. from
+            :func:`archives.build_centroids`); stored as float32, unchanged otherwise.
+
+    Raises:
+        ValueError: ``centroids`` is not 2-D, is empty, or has non-unit or non-finite rows.
+    """
+
+    def __init__(self, *, centroids: np.ndarray) -> None:
+        arr = np.asarray(centroids)
+        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise ValueError(
+                f"centroids must be a non-empty 2-D array (cells, dim); got shape {arr.shape}"
+            )
+        cents = np.array(arr, dtype=np.float32, order="C", copy=True)
+        if not np.isfinite(cents).all():
+            raise ValueError("centroids must be finite")
+        norms = np.sqrt(np.sum(cents.astype(np.float64) ** 2, axis=1))
+        worst = int(np.argmax(np.abs(norms - 1.0)))
+        if abs(norms[worst] - 1.0) > _NORM_TOLERANCE:
+            # Not normalised here on purpose: renormalising already-unit float32 rows can
+            # move their last bit, and a save/load round trip must give equal centroids.
+            raise ValueError(
+                f"centroids must have unit-norm rows; row {worst} has norm {norms[worst]:.6g}"
+            )
+        cents.setflags(write=False)
+        self._centroids = cents
+        self.cells, self.dim = (int(s) for s in cents.shape)
+        self._index = faiss.IndexFlatIP(self.dim)
+        self._index.add(cents)
+
+        # Column store indexed by cell: one numpy write per batch instead of per-row
+        # objects, and ``data()``/``save()`` are slices of these arrays.
+        self._occupied = np.zeros(self.cells, dtype=bool)
+        self._quality = np.zeros(self.cells, dtype=np.float64)
+        self._step = np.full(self.cells, NO_STEP, dtype=np.int64)
+        self._embedding = np.zeros((self.cells, self.dim), dtype=np.float32)
+        self._ids: list[str | None] = [None] * self.cells
+        self._stats: ArchiveStats | None = None
+
+    # ------------------------------------------------------------------ lookup
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """A copy of the centroids, float32 (cells, dim)."""
+        return self._centroids.copy()
+
+    def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        arr = np.asarray(embeddings)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"embeddings must have shape (n, {self.dim}); got shape {arr.shape}")
+        if arr.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalize_rows(arr, name="embeddings")
+
+    def _lookup(self, unit: np.ndarray) -> np.ndarray:
+        """Nearest centroid of each (already normalised) row, int64."""
+        n = unit.shape[0]
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        k = min(_RERANK_K, self.cells)
+        _, cand = self._index.search(unit, k)
+        # faiss computes scores with BLAS for large batches and SIMD loops for small ones,
+        # whose float32 roundings differ; a near-tie could then go to different cells in a
+        # batch add and in single adds. Re-ranking the top candidates in float64, one row
+        # at a time in effect, makes the cell a function of the row alone. Candidates are
+        # sorted by cell so that exact ties go to the lowest cell index.
+        cand = np.sort(cand, axis=1)
+        # float32 -> float64 is exact; casting the gathered rows avoids a float64 copy
+        # of all centroids (300 MB at 100K cells x 384).
+        cand_vecs = self._centroids[cand].astype(np.float64)
+        scores = np.sum(cand_vecs * unit[:, None, :].astype(np.float64), axis=2)
+        return cand[np.arange(n), np.argmax(scores, axis=1)].astype(np.int64)
+
+    def index_of(self, embeddings: np.ndarray) -> np.ndarray:
+        """Cell index (int64) of each row of ``embeddings`` (n, dim); any non-zero scale."""
+        return self._lookup(self._check_embeddings(embeddings))
+
+    # ------------------------------------------------------------------ insertion
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        qualities: Sequence[float],
+        *,
+        steps: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Insert rows in order, exactly as if each were added alone.
+
+        Args:
+            ids: one string id per row.
+            embeddings: (n, dim) array, any non-zero scale; stored normalised.
+            qualities: one finite quality per row; higher is better.
+            steps: one int per row (e.g. the generation step); default ``NO_STEP``.
+
+        Returns:
+            ``(status, cells)``: int8 :class:`AddStatus` values and int64 cells, one per row.
+            A row is NEW if its cell was empty when it arrived, IMPROVE_EXISTING if it beat
+            the elite there at that moment, else NOT_ADDED.
+
+        Raises:
+            ValueError: mismatched lengths, wrong embedding shape, non-string id, or a
+                non-finite quality. Nothing is inserted when this is raised.
+        """
+        ids = list(ids)
+        n = len(ids)
+        unit = self._check_embeddings(embeddings)
+        if unit.shape[0] != n:
+            raise ValueError(
+                f"embeddings must have one row per id: expected shape ({n}, {self.dim}); "
+                f"got shape {np.shape(embeddings)}"
+            )
+        for i, row_id in enumerate(ids):
+            if not isinstance(row_id, str):
+                raise ValueError(f"ids must be str; ids[{i}] is {type(row_id).__name__}")
+        qual = np.asarray(qualities, dtype=np.float64)
+        if qual.shape != (n,):
+            raise ValueError(f"qualities must have shape ({n},); got shape {qual.shape}")
+        if not np.isfinite(qual).all():
+            bad = int(np.flatnonzero(~np.isfinite(qual))[0])
+            raise ValueError(f"qualities must be finite; qualities[{bad}] is {qual[bad]}")
+        if steps is None:
+            step = np.full(n, NO_STEP, dtype=np.int64)
+        else:
+            step = np.asarray(steps)
+            if step.shape != (n,):
+                raise ValueError(f"steps must have shape ({n},); got shape {step.shape}")
+            if n and not np.issubdtype(step.dtype, np.integer):
+                raise ValueError(f"steps must be integers; got dtype {step.dtype}")
+            step = step.astype(np.int64)
+
+        cells = self._lookup(unit)
+        status, winners = self._resolve(cells, qual)
+        if winners.size:
+            won = cells[winners]
+            self._occupied[won] = True
+            self._quality[won] = qual[winners]
+            self._step[won] = step[winners]
+            self._embedding[won] = unit[winners]
+            for row, cell in zip(winners.tolist(), won.tolist(), strict=True):
+                self._ids[cell] = ids[row]
+            self._stats = None
+        return status, cells
+
+    def _resolve(self, cells: np.ndarray, qual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sequential-insertion outcome of a batch, computed without a per-row loop.
+
+        Within one cell, inserting rows one at a time accepts a row iff the cell is empty
+        or the row's quality is strictly above the running maximum of the incumbent and
+        the earlier rows for that cell. So: group the rows by cell (incumbent first, then
+        rows in order), take a running maximum per group, and compare each row with the
+        maximum before it. The last accepted row of a group is the cell's final elite.
+
+        Returns:
+            int8 status per row, and the sorted row indices that end as elites.
+        """
+        n = cells.size
+        status = np.zeros(n, dtype=np.int8)
+        if n == 0:
+            return status, np.zeros(0, dtype=np.int64)
+        ucells, group = np.unique(cells, return_inverse=True)
+        occupied = self._occupied[ucells]
+        inc_group = np.flatnonzero(occupied)
+        # Incumbents enter as pseudo-rows at position -1, ahead of the batch's rows.
+        grp = np.concatenate([group, inc_group])
+        pos = np.concatenate([np.arange(n), np.full(inc_group.size, -1)])
+        q = np.concatenate([qual, self._quality[ucells[inc_group]]])
+        order = np.lexsort((pos, grp))
+        grp, pos, q = grp[order], pos[order], q[order]
+        # Dense ranks turn quality into integers with the same order and ties, so a
+        # per-group offset can be added; a single running maximum then never crosses
+        # from one group into the next because every later group's keys are larger.
+        _, rank = np.unique(q, return_inverse=True)
+        width = int(rank.max()) + 1
+        key = grp.astype(np.int64) * width + rank
+        run_max = np.maximum.accumulate(key)
+        first = np.ones(grp.size, dtype=bool)
+        first[1:] = grp[1:] != grp[:-1]
+        before = np.empty_like(key)
+        before[0] = -1
+        before[1:] = run_max[:-1]
+        # A group's first entry is the incumbent if there is one, so a real row that comes
+        # first found its cell empty.
+        new = first
+        improve = ~first & (key > before)
+        real = pos >= 0
+        status[pos[real & new]] = AddStatus.NEW
+        status[pos[real & improve]] = AddStatus.IMPROVE_EXISTING
+        accepted = real & (new | improve)
+        # Accepted entries of a group strictly increase, so the last one is the winner.
+        acc_grp = grp[accepted]
+        last = np.ones(acc_grp.size, dtype=bool)
+        last[:-1] = acc_grp[1:] != acc_grp[:-1]
+        return status, np.sort(pos[accepted][last])
+
+    def add_single(
+        self, id: str, embedding: np.ndarray, quality: float, *, step: int | None = None
+    ) -> tuple[AddStatus, int]:
+        """Insert one row; ``embedding`` has shape (dim,). Returns (status, cell)."""
+        emb = np.asarray(embedding)
+        if emb.ndim != 1:
+            raise ValueError(f"embedding must have shape ({self.dim},); got shape {emb.shape}")
+        status, cells = self.add(
+            [id], emb[None, :], [quality], steps=None if step is None else [step]
+        )
+        return AddStatus(int(status[0])), int(cells[0])
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._occupied))
+
+    def retrieve(self, embeddings: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """For each row: whether its cell is occupied, and the elite's id there (or None)."""
+        cells = self.index_of(embeddings)
+        return self._occupied[cells].copy(), [self._ids[c] for c in cells.tolist()]
+
+    def _elite_at(self, cell: int) -> Elite:
+        emb = self._embedding[cell].copy()
+        emb.setflags(write=False)
+        ident = self._ids[cell]
+        assert ident is not None
+        return Elite(
+            id=ident,
+            cell=cell,
+            quality=float(self._quality[cell]),
+            step=int(self._step[cell]),
+            embedding=emb,
+        )
+
+    def elite(self, cell: int) -> Elite | None:
+        """The elite in ``cell``, or None if the cell is empty."""
+        if not 0 <= cell < self.cells:
+            raise ValueError(f"cell must be in [0, {self.cells}); got {cell}")
+        return self._elite_at(int(cell)) if self._occupied[cell] else None
+
+    def sample_elites(self, n: int, rng: np.random.Generator) -> list[Elite]:
+        """``n`` elites drawn with replacement, uniformly over occupied cells.
+
+        Uniform over cells rather than over inserted rows, so crowded regions of the space
+        are not favoured as parents.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0; got {n}")
+        occupied = np.flatnonzero(self._occupied)
+        if occupied.size == 0:
+            raise ValueError("cannot sample elites from an empty archive")
+        picks = occupied[rng.integers(0, occupied.size, size=n)]
+        return [self._elite_at(int(c)) for c in picks]
+
+    def data(self) -> pa.Table:
+        """All elites as a table sorted by cell.
+
+        Columns: cell int64, id string, quality float64, step int64,
+        embedding fixed_size_list<float32>[dim].
+        """
+        cells = np.flatnonzero(self._occupied)
+        flat = pa.array(self._embedding[cells].reshape(-1), type=pa.float32())
+        return pa.table(
+            {
+                "cell": pa.array(cells.astype(np.int64), type=pa.int64()),
+                "id": pa.array([self._ids[c] for c in cells.tolist()], type=pa.string()),
+                "quality": pa.array(self._quality[cells], type=pa.float64()),
+                "step": pa.array(self._step[cells], type=pa.int64()),
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
+            }
+        )
+
+    @property
+    def stats(self) -> ArchiveStats:
+        """Statistics over the elites; recomputed from the cell arrays after any change.
+
+        Computed from the stored qualities rather than updated incrementally, so that two
+        archives with the same elites report identical floats however they were filled.
+        """
+        if self._stats is None:
+            q = self._quality[self._occupied]
+            num = int(q.size)
+            qd = float(q.sum()) if num else 0.0
+            self._stats = ArchiveStats(
+                num_cells=self.cells,
+                num_elites=num,
+                coverage=num / self.cells,
+                qd_score=qd,
+                best=float(q.max()) if num else None,
+                mean=qd / num if num else None,
+            )
+        return self._stats
+
+    def __eq__(self, other: object) -> bool:
+        """Same centroids and same elites (id, cell, quality, step, embedding)."""
+        if not isinstance(other, CVTArchive):
+            return NotImplemented
+        if self._centroids.shape != other._centroids.shape:
+            return False
+        occ = self._occupied
+        return (
+            np.array_equal(self._centroids, other._centroids)
+            and np.array_equal(occ, other._occupied)
+            and np.array_equal(self._quality[occ], other._quality[occ])
+            and np.array_equal(self._step[occ], other._step[occ])
+            and np.array_equal(self._embedding[occ], other._embedding[occ])
+            and self._ids == other._ids
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: Path, *, extra: Mapping[str, Any] | None = None) -> None:
+        """Write ``elites.parquet``, ``centroids.npy`` and ``state.json`` into ``directory``.
+
+        ``extra`` is any JSON-serialisable mapping (e.g. run step, config hash), returned
+        by :meth:`load`. Each file is written under a temporary name and then renamed,
+        and ``state.json`` goes last, so a directory with a ``state.json`` is complete.
+        """
+        directory = Path(directory)
+        state = {
+            "format_version": FORMAT_VERSION,
+            "cells": self.cells,
+            "dim": self.dim,
+            "num_elites": len(self),
+            "extra": dict(extra or {}),
+        }
+        # Serialise first: a non-JSON ``extra`` then fails before anything is written.
+        state_text = json.dumps(state, indent=2, sort_keys=True, allow_nan=False)
+        directory.mkdir(parents=True, exist_ok=True)
+
+        tmp = directory / (_ELITES_FILE + ".tmp")
+        pq.write_table(self.data(), tmp)
+        os.replace(tmp, directory / _ELITES_FILE)
+
+        tmp = directory / (_CENTROIDS_FILE + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, self._centroids, allow_pickle=False)
+        os.replace(tmp, directory / _CENTROIDS_FILE)
+
+        tmp = directory / (_STATE_FILE + ".tmp")
+        tmp.write_text(state_text + "\n", encoding="utf-8")
+        os.replace(tmp, directory / _STATE_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple[CVTArchive, dict[str, Any]]:
+        """Read an archive written by :meth:`save`; returns ``(archive, extra)``.
+
+        Raises:
+            ValueError: unknown format version or files that disagree with each other.
+        """
+        directory = Path(directory)
+        state = json.loads((directory / _STATE_FILE).read_text(encoding="utf-8"))
+        version = state.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"state.json format_version must be {FORMAT_VERSION}; got {version!r}")
+        centroids = np.load(directory / _CENTROIDS_FILE, allow_pickle=False)
+        expected = (state["cells"], state["dim"])
+        if centroids.shape != expected:
+            raise ValueError(
+                f"centroids.npy must have shape {expected} per state.json; "
+                f"got shape {centroids.shape}"
+            )
+        archive = cls(centroids=centroids)
+
+        table = pq.read_table(directory / _ELITES_FILE)
+        if table.num_rows != state["num_elites"]:
+            raise ValueError(
+                f"elites.parquet must have {state['num_elites']} rows per state.json; "
+                f"got {table.num_rows}"
+            )
+        cells = table.column("cell").to_numpy().astype(np.int64)
+        if cells.size and (
+            cells.min() < 0 or cells.max() >= archive.cells or np.unique(cells).size != cells.size
+        ):
+            raise ValueError(f"elites.parquet cells must be distinct and in [0, {archive.cells})")
+        emb_col = table.column("embedding").combine_chunks()
+        # flatten() honours slicing offsets, unlike .values.
+        emb = emb_col.flatten().to_numpy().astype(np.float32).reshape(-1, archive.dim)
+        if emb.shape[0] != cells.size:
+            raise ValueError(
+                f"elites.parquet embedding must have shape ({cells.size}, {archive.dim}); "
+                f"got {emb.shape}"
+            )
+        archive._occupied[cells] = True
+        archive._quality[cells] = table.column("quality").to_numpy()
+        archive._step[cells] = table.column("step").to_numpy()
+        archive._embedding[cells] = emb
+        for cell, ident in zip(cells.tolist(), table.column("id").to_pylist(), strict=True):
+            archive._ids[cell] = ident
+        archive._stats = None
+        return archive, dict(state.get("extra", {}))

@@ -1,0 +1,1 @@
+"""Filters for export (dedup, decontamination, difficulty, validity); see README status."""

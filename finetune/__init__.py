@@ -1,0 +1,1 @@
+"""Fine-tuning stage (TRL SFT with LoRA) and evaluation; see README status."""

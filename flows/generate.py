@@ -1,0 +1,88 @@
+"""The `generate` flow: a campaign's steps as batch-sized Prefect tasks.
+
+Tasks are per step and phase (a step's mutations, a step's solves), not per problem:
+a task costs milliseconds of overhead. Only the engine-bound tasks retry. The archive
+and the commit stay in the flow: a single writer per run directory.
+
+Without PREFECT_API_URL, Prefect starts a temporary local server for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import (  # noqa: E402
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from pipeline.campaign import Campaign, Draft, Parent  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.generate import open_campaign, step_line, summary_markdown  # noqa: E402
+
+
+@task(name="mutate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def mutate_task(camp: Campaign, step: int, parents: list[Parent]) -> list[Draft]:
+    return camp.mutate(step, parents)
+
+
+@task(name="solve", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def solve_task(camp: Campaign, step: int, drafts: list[Draft]) -> list[Draft]:
+    return camp.solve(step, drafts)
+
+
+def _artifact_key(run_dir: str) -> str:
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    name = os.path.basename(os.path.abspath(run_dir)).lower()
+    return "sparq-" + "".join(c if c.isalnum() else "-" for c in name)[:40]
+
+
+@flow(name="sparq-generate", log_prints=True)
+def generate(run_dir: str, config_path: str | None = None, steps: int | None = None,
+             resume: bool = False) -> dict[str, Any]:
+    """Run or resume a generation campaign in `run_dir` until `steps` steps are committed."""
+    logger = get_run_logger()
+    config = load_config(config_path)
+
+    def log(msg: str) -> None:
+        logger.info(msg)
+
+    camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log)
+    target = camp.config.run.steps
+    first = camp.step
+    key = _artifact_key(run_dir)
+    progress_id = create_progress_artifact(progress=0.0, key=f"{key}-progress",
+                                           description=f"generation progress of {run_dir}")
+    t0 = time.perf_counter()
+    try:
+        while camp.step < target:
+            step = camp.step + 1
+            started = time.perf_counter()
+            parents = camp.select_parents()
+            drafts = mutate_task(camp, step, parents)
+            mutate_s = time.perf_counter() - started
+            t1 = time.perf_counter()
+            drafts = solve_task(camp, step, drafts)
+            solve_s = time.perf_counter() - t1
+            metrics = camp.finish_step(step, drafts, mutate_s, solve_s, started)
+            logger.info(step_line(metrics))
+            print(step_line(metrics), file=sys.stderr, flush=True)
+            done = (camp.step - first) / max(1, target - first)
+            update_progress_artifact(progress_id, progress=100.0 * done)
+        summary = camp.summary()
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        update_progress_artifact(progress_id, progress=100.0)
+        create_markdown_artifact(key=f"{key}-summary", markdown=summary_markdown(summary),
+                                 description=f"generation summary of {run_dir}")
+        return summary
+    finally:
+        camp.close()

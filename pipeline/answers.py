@@ -1,0 +1,481 @@
+"""Final-answer extraction and comparison.
+
+Extraction and normalisation are pure regex code and safe to call anywhere.
+Comparison goes through math-verify (sympy), which can run for minutes or
+hours on adversarial LaTeX such as ``9^{9^{9^{9}}}``. math-verify's own
+timeout uses ``signal.alarm``, which raises outside the main thread (our
+orchestrator runs tasks in threads), so we always disable it
+(``parsing_timeout=None``, ``timeout_seconds=None``) and enforce a limit
+ourselves: ``AnswerJudge`` runs ``judge`` in worker processes and kills a
+worker that runs past the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import TracebackType
+
+from math_verify import parse, verify
+
+# Only the tail of a long generation can hold its final answer; capping the
+# scan keeps extraction linear in a bounded size whatever the model emits.
+SCAN_CHARS = 4000
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# "The answer is X", "the final answer is X", "Final answer: X", "Answer: X".
+_ANSWER_PHRASE_RE = re.compile(
+    r"\b(?:final\s+)?answer\s*(?:is\b\s*:?|:)[ \t]*([^\n]*)", re.IGNORECASE
+)
+# A period that ends a sentence: followed by whitespace or the end. Keeps
+# the decimal point in "2.5".
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_MATH_DELIMITED_RE = re.compile(r"^(?:\$\$?(.+?)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\])", re.DOTALL)
+
+
+def extract_final(text: str) -> str | None:
+    """The final answer in model output, or None.
+
+    Prefers the last ``\\boxed{...}`` with balanced braces; otherwise the
+    last "The answer is X" / "the final answer is X" / "Answer: X" phrase.
+    """
+    if not text:
+        return None
+    tail = text[-SCAN_CHARS:]
+    boxed = _last_boxed(tail)
+    if boxed is not None:
+        return boxed
+    for match in reversed(list(_ANSWER_PHRASE_RE.finditer(tail))):
+        answer = _clean_phrase_answer(match.group(1))
+        if answer:
+            return answer
+    return None
+
+
+def _last_boxed(text: str) -> str | None:
+    # Walk back over \boxed occurrences: the last one may be cut off by the
+    # generation limit (unbalanced), in which case an earlier one counts.
+    for match in reversed(list(_BOXED_RE.finditer(text))):
+        content = _balanced_group(text, match.end())
+        if content is not None and content.strip():
+            return content.strip()
+    return None
+
+
+def _balanced_group(text: str, start: int) -> str | None:
+    """Text from ``start`` up to the brace closing the one just before it."""
+    depth = 1
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            # Escaped braces (\{ \}) are literal set braces, not grouping.
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+        i += 1
+    return None
+
+
+def _clean_phrase_answer(raw: str) -> str:
+    s = raw.strip().strip("*").strip()
+    math = _MATH_DELIMITED_RE.match(s)
+    if math is not None:
+        # "$\frac{3}{4}$. Done." -> the math, whatever follows it.
+        s = next(g for g in math.groups() if g is not None)
+    else:
+        end = _SENTENCE_END_RE.search(s)
+        if end is not None:
+            s = s[: end.start()]
+    return s.strip().strip("*$").strip().rstrip(".").strip()
+
+
+_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_FRAC_DIGITS_RE = re.compile(r"\\[dt]?frac(\d)(\d)")
+_ATOM_RE = re.compile(r"-?(?:[0-9.]+|[A-Za-z]|\\[A-Za-z]+)")
+_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DECIMAL_RE = re.compile(r"-?\d+\.\d*")
+# Nesting deeper than this is left partly unrewritten: the form only has to
+# be consistent, and a bound keeps adversarial input from going quadratic.
+_MAX_FRAC_PASSES = 8
+_SPACING_COMMANDS = (r"\,", r"\!", r"\;", r"\:", "\\ ")
+
+
+def normalize_answer(ans: str) -> str:
+    """Light canonical form used to group answers and as a fast equality path.
+
+    Strips ``$`` and LaTeX spacing, drops thousands separators in plain
+    numbers ("1,200" -> "1200"), trailing decimal zeros ("12.50" -> "12.5",
+    "12.0" -> "12"), rewrites simple ``\\frac{a}{b}`` as "a/b" and removes
+    whitespace. It never merges answers that differ in value (a compound
+    numerator keeps its parentheses), since the grouping trusts it.
+    """
+    s = ans.strip().replace("$", "")
+    for command in _SPACING_COMMANDS:
+        s = s.replace(command, "")
+    s = s.replace("{,}", ",").strip()
+    if _THOUSANDS_RE.fullmatch(s):
+        s = s.replace(",", "")
+    s = "".join(s.split())
+    s = _FRAC_DIGITS_RE.sub(r"\\frac{\1}{\2}", s)
+    # Innermost fractions first, one nesting level per pass.
+    for _ in range(_MAX_FRAC_PASSES):
+        replaced = _FRAC_RE.sub(_frac_as_slash, s)
+        if replaced == s:
+            break
+        s = replaced
+    if _DECIMAL_RE.fullmatch(s):
+        s = s.rstrip("0").rstrip(".")
+    return s
+
+
+def _frac_as_slash(match: re.Match[str]) -> str:
+    num, den = (p if _ATOM_RE.fullmatch(p) else f"({p})" for p in match.groups())
+    return f"{num}/{den}"
+
+
+def _as_math(ans: str) -> str:
+    # math-verify only extracts LaTeX inside delimiters or \boxed.
+    return f"${ans.strip().strip('$').strip()}$"
+
+
+def answers_equal(reference: str, predicted: str) -> bool:
+    """Whether ``predicted`` is mathematically the same answer as ``reference``.
+
+    Normalised string equality first (cheap, and covers most agreement);
+    then math-verify. Empty answers are never equal to anything. Unbounded
+    in time on adversarial input: call it in an ``AnswerJudge`` worker.
+    """
+    ref_norm, pred_norm = normalize_answer(reference), normalize_answer(predicted)
+    if not ref_norm or not pred_norm:
+        return False
+    if ref_norm == pred_norm:
+        return True
+    # math-verify catches sympy/parse errors itself (raise_on_error=False)
+    # and reports them as "no parse" / "not equal", which is what we want.
+    gold = parse(_as_math(reference), parsing_timeout=None)
+    pred = parse(_as_math(predicted), parsing_timeout=None)
+    if not gold or not pred:
+        return False
+    return bool(verify(gold, pred, timeout_seconds=None))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one problem's attempts against its reference answer.
+
+    ``majority_share`` is the majority class size over *all* attempts
+    (attempts without an extractable answer count against it).
+    ``reference_agrees`` is None when there is no majority, or when the
+    judge timed out (unknown). On timeout every attempt counts as incorrect
+    and the classes are grouped by normalised string only.
+    """
+
+    correct: tuple[bool, ...]
+    extracted: tuple[str | None, ...]
+    majority_answer: str | None
+    majority_share: float
+    reference_agrees: bool | None
+    timed_out: bool
+
+
+@dataclass
+class _AnswerClass:
+    representative: str
+    count: int
+    correct: bool
+
+
+def judge(reference: str, attempts: Sequence[str]) -> Verdict:
+    """Judge one problem: correctness per attempt, majority answer, agreement.
+
+    Extracted answers are grouped by normalised string, then classes whose
+    representatives are ``answers_equal`` are merged; the majority is the
+    largest merged class (ties: the one seen first). Unbounded in time on
+    adversarial input: run it through ``AnswerJudge``.
+    """
+    extracted = tuple(extract_final(a) for a in attempts)
+    # One math-verify comparison per distinct normalised answer, not per attempt.
+    # An answer that normalises to "" (e.g. "\\,") is no answer: it is never
+    # correct and does not form a class.
+    keys = tuple(None if a is None else normalize_answer(a) or None for a in extracted)
+    by_norm: dict[str, _AnswerClass] = {}
+    for ans, key in zip(extracted, keys, strict=True):
+        if key is None or ans is None:
+            continue
+        if key in by_norm:
+            by_norm[key].count += 1
+        else:
+            by_norm[key] = _AnswerClass(ans, 1, answers_equal(reference, ans))
+    correct = tuple(key is not None and by_norm[key].correct for key in keys)
+
+    merged: list[_AnswerClass] = []
+    for cls in by_norm.values():
+        target = next((m for m in merged if _same_class(m, cls)), None)
+        if target is None:
+            merged.append(_AnswerClass(cls.representative, cls.count, cls.correct))
+        else:
+            target.count += cls.count
+
+    majority = max(merged, key=lambda m: m.count, default=None)  # max keeps the first of ties
+    if majority is None:
+        return Verdict(correct, extracted, None, 0.0, None, timed_out=False)
+    return Verdict(
+        correct,
+        extracted,
+        majority.representative,
+        majority.count / len(attempts),
+        majority.correct,
+        timed_out=False,
+    )
+
+
+def _same_class(existing: _AnswerClass, new: _AnswerClass) -> bool:
+    # Answers equal to the reference are equal to each other, and an answer
+    # equal to it differs from one that is not, so only pairs of wrong
+    # answers need a comparison. This also keeps reference_agrees consistent
+    # with the per-attempt correctness.
+    if existing.correct or new.correct:
+        return existing.correct and new.correct
+    return answers_equal(existing.representative, new.representative)
+
+
+def timed_out_verdict(reference: str, attempts: Sequence[str]) -> Verdict:
+    """The verdict for a problem the judge gave up on (regex work only)."""
+    del reference  # comparing against it is what ran too long
+    extracted = tuple(extract_final(a) for a in attempts)
+    by_norm: dict[str, _AnswerClass] = {}
+    for ans in extracted:
+        key = None if ans is None else normalize_answer(ans)
+        if ans is not None and key:
+            by_norm.setdefault(key, _AnswerClass(ans, 0, correct=False)).count += 1
+    best = max(by_norm.values(), key=lambda m: m.count, default=None)
+    return Verdict(
+        correct=(False,) * len(extracted),
+        extracted=extracted,
+        majority_answer=None if best is None else best.representative,
+        majority_share=0.0 if best is None else best.count / len(attempts),
+        reference_agrees=None,
+        timed_out=True,
+    )
+
+
+# --- worker pool ----------------------------------------------------------------
+
+
+class _DropTimeoutDisabledWarning(logging.Filter):
+    # math-verify warns once per process that its timeout is off; in our
+    # workers that is by design (the pool enforces the limit), and every
+    # restarted worker would print it again.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+# sympy pays ~0.1 s the first time it meets each kind of expression (numbers,
+# symbols, radicals, equations); measured, a cold worker took ~0.5 s on its first
+# problem and ~0.06 s after.
+_WARMUP_PAIRS = (
+    ("1/2", "0.5"),
+    ("x+1", "1+x"),
+    (r"\sqrt{2}/2", r"\frac{1}{\sqrt{2}}"),
+    ("x=2", "2"),
+)
+
+
+def _init_worker() -> None:
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(_DropTimeoutDisabledWarning())
+    # Pay sympy's first-use costs at start-up, not against a problem's limit.
+    for reference, predicted in _WARMUP_PAIRS:
+        answers_equal(reference, predicted)
+
+
+def _worker_pid() -> int:
+    time.sleep(0.01)  # long enough that one idle worker cannot take every probe
+    return os.getpid()
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers fork from a clean single-threaded server process,
+    # never from the orchestrator (fork would copy its threads' held locks
+    # and any CUDA state: deadlock-prone), and, with math-verify preloaded
+    # into the server, a worker (re)start costs milliseconds instead of the
+    # ~1 s sympy import that spawn pays on every restart after a timeout.
+    # The preload list is process-global and only applies if the server is
+    # not running yet; if it is, workers still work, just start slower.
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    preload = ["math_verify"]
+    if __name__ != "__main__":
+        preload.append(__name__)
+    ctx.set_forkserver_preload(preload)
+    return ctx
+
+
+class AnswerJudge:
+    """Judges problems in worker processes with a per-problem time limit.
+
+    Use as a context manager (or call ``close``). ``judge_many`` may be
+    called from any thread; calls are serialised, because a restart after a
+    timeout kills every worker and would break another caller's in-flight
+    work. The pool is started once and reused across calls.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 2,
+        timeout_s: float = 10.0,
+        *,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
+            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if not isinstance(timeout_s, int | float) or not timeout_s > 0:
+            raise ValueError(
+                f"timeout_s must be a number > 0 (seconds per problem), got {timeout_s!r}"
+            )
+        if not isinstance(startup_timeout_s, int | float) or not startup_timeout_s > 0:
+            raise ValueError(f"startup_timeout_s must be a number > 0, got {startup_timeout_s!r}")
+        self.max_workers = max_workers
+        self.timeout_s = float(timeout_s)
+        self.startup_timeout_s = float(startup_timeout_s)
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0  # pool restarts after timeouts or crashes, for monitoring
+
+    def __enter__(self) -> AnswerJudge:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start and warm the worker pool if it is not running."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._new_pool()
+
+    def close(self) -> None:
+        """Stop the workers (killing any still busy)."""
+        with self._lock:
+            if self._executor is not None:
+                _kill_pool(self._executor)
+                self._executor = None
+
+    def judge_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:
+        """Judge ``(reference, attempts)`` items, in order, each within ``timeout_s``.
+
+        A problem that runs past the limit (or whose worker dies twice)
+        gets ``timed_out_verdict`` and the pool is restarted; problems that
+        were in flight beside it are resubmitted, not penalised.
+        """
+        work = [(reference, tuple(attempts)) for reference, attempts in items]
+        results: list[Verdict | None] = [None] * len(work)
+        crashes = [0] * len(work)
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._new_pool()
+            pending = deque(range(len(work)))
+            # At most max_workers in flight, so a submitted problem starts at
+            # once and its deadline measures its own run, not queueing.
+            in_flight: dict[Future[Verdict], tuple[int, float]] = {}
+            while pending or in_flight:
+                while pending and len(in_flight) < self.max_workers:
+                    i = pending.popleft()
+                    future = self._executor.submit(judge, *work[i])
+                    in_flight[future] = (i, time.monotonic() + self.timeout_s)
+                nearest = min(deadline for _, deadline in in_flight.values())
+                wait_s = max(0.0, nearest - time.monotonic())
+                done, _ = wait(in_flight, timeout=wait_s, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    i, _ = in_flight.pop(future)
+                    try:
+                        results[i] = future.result()
+                    except BrokenProcessPool:
+                        # A worker died (e.g. killed for memory); we cannot
+                        # tell which item did it, so each gets one retry.
+                        broken = True
+                        crashes[i] += 1
+                        if crashes[i] >= 2:
+                            results[i] = timed_out_verdict(*work[i])
+                        else:
+                            pending.appendleft(i)
+                now = time.monotonic()
+                expired = [f for f, (_, d) in in_flight.items() if d <= now and not f.done()]
+                for future in expired:
+                    i, _ = in_flight.pop(future)
+                    results[i] = timed_out_verdict(*work[i])
+                if expired or broken:
+                    for i, _ in in_flight.values():
+                        pending.appendleft(i)
+                    in_flight.clear()
+                    _kill_pool(self._executor)
+                    self._executor = None
+                    self.restarts += 1
+                    self._executor = self._new_pool()
+        verdicts = [r for r in results if r is not None]
+        if len(verdicts) != len(work):
+            raise RuntimeError(
+                f"judge_many lost items: {len(verdicts)} verdicts for {len(work)} items"
+            )
+        return verdicts
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            max_workers=self.max_workers, mp_context=_mp_context(), initializer=_init_worker
+        )
+        # Workers are created lazily and initialised on their own schedule;
+        # probe until every one has answered, so no problem's time limit is
+        # spent on a worker's start-up.
+        deadline = time.monotonic() + self.startup_timeout_s
+        seen: set[int] = set()
+        try:
+            while len(seen) < self.max_workers:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"answer-judge workers did not start within {self.startup_timeout_s} s "
+                        f"({len(seen)} of {self.max_workers} answered)"
+                    )
+                probes = [executor.submit(_worker_pid) for _ in range(self.max_workers)]
+                for probe in probes:
+                    seen.add(probe.result(timeout=max(remaining, 0.001)))
+        except BaseException:
+            _kill_pool(executor)
+            raise
+        return executor
+
+
+def _kill_pool(executor: ProcessPoolExecutor) -> None:
+    # shutdown() does not stop a worker that is busy in sympy, so kill the
+    # processes themselves. _processes is private, but it is the only handle
+    # on them; it is None after shutdown, so read it first.
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)

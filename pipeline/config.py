@@ -1,0 +1,323 @@
+"""Configuration: TOML files loaded into frozen, typed objects.
+
+The packaged CPU default (pipeline/configs/default.toml) is always loaded first; a user
+file overrides any subset of its keys. Unknown keys, wrong types and out-of-range values
+fail at load time with a `ConfigError` whose one-line message names the key.
+
+Secrets never live in a config: the `openai` engine names the environment variable that
+holds its key (`api_key_env`), so the resolved config written to a run is safe to share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.toml"
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the key and what was expected."""
+
+
+def _check(cond: bool, key: str, expected: str, value: object) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{key}': expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    steps: int = 3
+    batch_size: int = 4
+
+    def validate(self, p: str) -> None:
+        _check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
+        _check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
+
+
+@dataclass(frozen=True)
+class SeedsConfig:
+    # "bundled" = data/seeds/seeds.jsonl of this repository; otherwise a local .jsonl or
+    # .parquet path, or "hf:NAME" for a `datasets` dataset (loaded with `split`).
+    source: str = "bundled"
+    split: str = "train"
+    problem: str = "problem"
+    solution: str = "solution"
+    answer: str = "answer"
+    skill: str = ""  # optional column with a skill label; "" = none
+    limit: int = 0  # 0 = all
+
+    def validate(self, p: str) -> None:
+        _check(bool(self.source), f"{p}.source", "a non-empty source", self.source)
+        for name in ("problem", "solution", "answer"):
+            _check(bool(getattr(self, name)), f"{p}.{name}", "a column name", getattr(self, name))
+        _check(self.limit >= 0, f"{p}.limit", "an integer >= 0", self.limit)
+
+
+ENGINE_KINDS = ("transformers", "vllm", "openai", "scripted")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    kind: str = "transformers"
+    # "embedded" = the bundled Gemma 3 270M; otherwise a local path or a model name.
+    model: str = "embedded"
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 32  # sequences per forward pass (transformers)
+    # openai: one or more OpenAI-compatible base URLs (e.g. http://127.0.0.1:8000/v1).
+    base_urls: tuple[str, ...] = ()
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    retries: int = 3
+    backoff_s: float = 1.0
+    # vllm
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 4096
+    # scripted (tests only): a JSON file of canned outputs
+    script: str = ""
+
+    def validate(self, p: str) -> None:
+        _check(self.kind in ENGINE_KINDS, f"{p}.kind", f"one of {ENGINE_KINDS}", self.kind)
+        _check(bool(self.model), f"{p}.model", "a model path or name", self.model)
+        _check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
+        _check(self.concurrency >= 1, f"{p}.concurrency", "an integer >= 1", self.concurrency)
+        _check(self.timeout_s > 0, f"{p}.timeout_s", "a number > 0", self.timeout_s)
+        _check(self.retries >= 0, f"{p}.retries", "an integer >= 0", self.retries)
+        _check(self.backoff_s >= 0, f"{p}.backoff_s", "a number >= 0", self.backoff_s)
+        _check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
+               "a number in (0, 1]", self.gpu_memory_utilization)
+        if self.kind == "openai":
+            _check(len(self.base_urls) >= 1, f"{p}.base_urls", "at least one URL for the openai engine",
+                   list(self.base_urls))
+        if self.kind == "scripted":
+            _check(bool(self.script), f"{p}.script", "a script file for the scripted engine", self.script)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    prompt: str = "mutate_fewshot"  # a prompt file name under pipeline/prompts, or a path
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_tokens: int = 256
+
+    def validate(self, p: str) -> None:
+        _check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
+        _check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
+        _check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    prompt: str = "solve_fewshot"
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 128
+    k: int = 8  # attempts per candidate (the maximum, in adaptive mode)
+    adaptive: bool = False
+    round_size: int = 4
+    delta: float = 0.05
+    prior_a: float = 0.5
+    prior_b: float = 0.5
+    min_attempts: int = 4
+    verify_timeout_s: float = 10.0
+
+    def validate(self, p: str) -> None:
+        _check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
+        _check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
+        _check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
+        _check(1 <= self.k <= 1024, f"{p}.k", "an integer in [1, 1024]", self.k)
+        _check(self.round_size >= 1, f"{p}.round_size", "an integer >= 1", self.round_size)
+        _check(0 < self.delta < 0.5, f"{p}.delta", "a number in (0, 0.5)", self.delta)
+        _check(self.prior_a > 0, f"{p}.prior_a", "a number > 0", self.prior_a)
+        _check(self.prior_b > 0, f"{p}.prior_b", "a number > 0", self.prior_b)
+        _check(self.min_attempts >= 1, f"{p}.min_attempts", "an integer >= 1", self.min_attempts)
+        _check(self.verify_timeout_s > 0, f"{p}.verify_timeout_s", "a number > 0",
+               self.verify_timeout_s)
+
+
+QUALITY_FUNCTIONS = ("band", "learnability")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    function: str = "band"
+    lo: float = 0.1
+    hi: float = 0.9
+
+    def validate(self, p: str) -> None:
+        _check(self.function in QUALITY_FUNCTIONS, f"{p}.function", f"one of {QUALITY_FUNCTIONS}",
+               self.function)
+        _check(0 <= self.lo <= 1, f"{p}.lo", "a number in [0, 1]", self.lo)
+        _check(0 <= self.hi <= 1, f"{p}.hi", "a number in [0, 1]", self.hi)
+        _check(self.lo <= self.hi, f"{p}.lo", f"lo <= hi ({self.hi})", self.lo)
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    kind: str = "cvt"
+    cells: int = 256
+    # "embedded" = the bundled all-MiniLM-L6-v2; otherwise any sentence-transformers name/path.
+    embedder: str = "embedded"
+    kmeans_iters: int = 25
+
+    def validate(self, p: str) -> None:
+        _check(self.kind == "cvt", f"{p}.kind", "'cvt'", self.kind)
+        _check(self.cells >= 1, f"{p}.cells", "an integer >= 1", self.cells)
+        _check(bool(self.embedder), f"{p}.embedder", "a model name or path", self.embedder)
+        _check(self.kmeans_iters >= 1, f"{p}.kmeans_iters", "an integer >= 1", self.kmeans_iters)
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some keys of one section changed (validated like a loaded file)."""
+        data = to_dict(self)
+        data[section].update(changes)
+        return from_dict(data, source="override")
+
+
+def _type_ok(value: object, tp: object) -> tuple[bool, object]:
+    """Check a TOML value against a field type; return (ok, converted value)."""
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    if typing.get_origin(tp) is tuple:
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        return ok, tuple(value) if ok else value
+    raise TypeError(f"unsupported config field type {tp!r}")
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{prefix}' in {source}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown config key '{key}' in {source}; expected one of: {', '.join(names)}")
+    kwargs: dict[str, Any] = {}
+    for name in names:
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], key, source)
+            continue
+        ok, value = _type_ok(data[name], tp)
+        if not ok:
+            expected = _TYPE_NAMES.get(tp, "a list of strings")  # type: ignore[arg-type]
+            raise ConfigError(f"config key '{key}' in {source}: expected {expected}, "
+                              f"got {type(data[name]).__name__} {data[name]!r}")
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        try:
+            obj.validate(prefix)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {source})") from None
+    return obj
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc}") from None
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    return _build(Config, data, "", source)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """The packaged default, overridden by the keys of `path` (if given)."""
+    data = _read_toml(DEFAULT_CONFIG)
+    _build(Config, data, "", str(DEFAULT_CONFIG))  # the default itself must be valid
+    source = str(DEFAULT_CONFIG)
+    if path is not None:
+        user = _read_toml(Path(path))
+        # Validate the user's keys on their own first so an error names their file.
+        _check_keys(user, Config, "", str(path))
+        data = _merge(data, user)
+        source = str(path)
+    return from_dict(data, source=source)
+
+
+def _check_keys(data: dict[str, Any], cls: type, prefix: str, source: str) -> None:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}' in {source}; expected one of: "
+                              f"{', '.join(names)}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{full}' in {source}: expected a table, got {value!r}")
+            _check_keys(value, hints[key], full, source)
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return list(v)
+        return v
+
+    return {
+        f.name: {k: conv(v) for k, v in dataclasses.asdict(getattr(config, f.name)).items()}
+        for f in dataclasses.fields(config)
+    }
+
+
+def dump_config(config: Config) -> str:
+    """TOML text of the resolved config (contains no secrets by construction)."""
+    return tomli_w.dumps(to_dict(config))
+
+
+__all__ = [
+    "ArchiveConfig", "Config", "ConfigError", "EngineConfig", "GeneratorConfig", "QualityConfig",
+    "RunConfig", "SeedsConfig", "SolverConfig", "dump_config", "from_dict", "load_config", "to_dict",
+]

@@ -1,0 +1,50 @@
+"""A scripted engine for unit tests of parsing and control flow (never for evidence).
+
+It answers from a JSON file: {"mutate": [texts...], "solve": [texts...], "delay_s": 0}.
+A prompt that contains "Solution:" at its end is a solve prompt; others are mutations.
+Outputs are handed out in order, cycling, so a test controls exactly what the pipeline
+sees. `delay_s` makes each call slow (to kill a run mid-step).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.engines.base import Completion, EngineStats, Sampling
+from pipeline.prompts import Prompt
+
+
+class ScriptedEngine:
+    def __init__(self, mutate: Sequence[str], solve: Sequence[str], delay_s: float = 0.0) -> None:
+        if not mutate or not solve:
+            raise ValueError("ScriptedEngine: expected non-empty 'mutate' and 'solve' lists")
+        self.name = "scripted"
+        self.stats = EngineStats()
+        self._mutate = itertools.cycle(mutate)
+        self._solve = itertools.cycle(solve)
+        self._delay = delay_s
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ScriptedEngine:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(data["mutate"], data["solve"], float(data.get("delay_s", 0.0)))
+
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
+        if self._delay:
+            time.sleep(self._delay)
+        out = []
+        for p in prompts:
+            text = p if isinstance(p, str) else p[-1]["content"]
+            source = self._solve if text.rstrip().endswith("Solution:") else self._mutate
+            row = [next(source) for _ in range(sampling.n)]
+            out.append([Completion(text=t, tokens=max(1, len(t.split()))) for t in row])
+        self.stats.calls += 1
+        self.stats.tokens += sum(c.tokens for cs in out for c in cs)
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,69 @@
+"""In-process vLLM engine: the production engine on a GPU.
+
+`SamplingParams(n=k)` lets vLLM share one prefill across the k samples of a prompt.
+The seed goes to `LLM(seed=...)`, not per request (the CPU build rejects per-request
+generators). Install with the `gpu` extra.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from pipeline.config import EngineConfig
+from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling
+from pipeline.models import EMBEDDED, EMBEDDED_NAME, resolve_model_path
+from pipeline.prompts import Prompt
+
+
+class VLLMEngine:
+    def __init__(self, cfg: EngineConfig, *, seed: int = 0) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise EngineError("vllm engine: vllm is not installed (pip install '.[gpu]')") from exc
+        self.name = f"vllm:{EMBEDDED_NAME if cfg.model == EMBEDDED else cfg.model}"
+        self.stats = EngineStats()
+        path = resolve_model_path(cfg.model)
+        kwargs = dict(model=path, seed=seed, max_model_len=cfg.max_model_len)
+        if cfg.device != "cpu":
+            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        if cfg.dtype:
+            kwargs["dtype"] = cfg.dtype
+        self._llm = LLM(**kwargs)
+
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+        )
+        t0 = time.perf_counter()
+        chat = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+        plain = [i for i, p in enumerate(prompts) if isinstance(p, str)]
+        results: dict[int, list[Completion]] = {}
+        if plain:
+            outs = self._llm.generate([prompts[i] for i in plain], params, use_tqdm=False)
+            results.update({i: self._convert(o) for i, o in zip(plain, outs, strict=True)})
+        if chat:
+            outs = self._llm.chat([prompts[i] for i in chat], params, use_tqdm=False)
+            results.update({i: self._convert(o) for i, o in zip(chat, outs, strict=True)})
+        out = [results[i] for i in range(len(prompts))]
+        self.stats.calls += 1
+        self.stats.prompts += len(prompts)
+        self.stats.completions += sum(len(c) for c in out)
+        self.stats.tokens += sum(c.tokens for cs in out for c in cs)
+        self.stats.seconds += time.perf_counter() - t0
+        return out
+
+    @staticmethod
+    def _convert(request_output) -> list[Completion]:
+        return [Completion(text=o.text, tokens=len(o.token_ids), finish_reason=o.finish_reason)
+                for o in request_output.outputs]
+
+    def close(self) -> None:
+        self._llm = None

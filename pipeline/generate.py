@@ -1,0 +1,68 @@
+"""Running a campaign to a target step count, with progress and a summary.
+
+`run_generation` is the plain in-process driver used by `sparq generate --no-prefect`
+and by tests; flows/generate.py drives the same `Campaign` phases as Prefect tasks.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.campaign import Campaign, Progress
+from pipeline.config import Config
+from pipeline.records import StepMetrics
+
+
+def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: int | None = None,
+                  progress: Progress = print, engine=None) -> Campaign:
+    camp = Campaign.open(run_dir, config=config, resume=resume, steps=steps, engine=engine,
+                         progress=progress)
+    camp.initialize()
+    return camp
+
+
+def step_line(m: StepMetrics) -> str:
+    return (f"step {m.step}: {m.candidates} candidates, {m.ok} ok, {m.unparseable} unparseable, "
+            f"{m.duplicate} dup, {m.in_band} in band, {m.accepted} archived | elites {m.num_elites} "
+            f"coverage {m.coverage:.3f} qd {m.qd_score:.3f} | {m.seconds:.0f}s")
+
+
+def run_generation(config: Config, run_dir: Path | str, *, resume: bool = False,
+                   steps: int | None = None, progress: Progress | None = None, engine=None,
+                   show_bar: bool = True) -> dict[str, Any]:
+    """Run (or resume) a campaign until `config.run.steps` steps are committed."""
+    from tqdm import tqdm
+
+    log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine)
+    target = camp.config.run.steps
+    t0 = time.perf_counter()
+    try:
+        bar = tqdm(total=max(0, target - camp.step), desc="generate", unit="step",
+                   disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            while camp.step < target:
+                m = camp.run_step()
+                bar.update(1)
+                bar.set_postfix(elites=m.num_elites, qd=f"{m.qd_score:.2f}", acc=m.accepted)
+                bar.write(step_line(m), file=sys.stderr)
+        summary = camp.summary()
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        return summary
+    finally:
+        camp.close()
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = ["", "== generation summary =="]
+    width = max(len(k) for k in summary)
+    lines += [f"{k.ljust(width)}  {v}" for k, v in summary.items()]
+    return "\n".join(lines)
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in summary.items())
+    return f"# Generation summary\n\n| metric | value |\n|---|---|\n{rows}\n"

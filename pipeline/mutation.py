@@ -1,0 +1,79 @@
+"""SPARQ's mutation operator: render the prompt for a parent, parse the model's output.
+
+Parsing is pure and total: every output becomes either a `Mutation` or a
+`ParseFailure` with a reason, so an unparseable output is a row with status
+`unparseable` and its raw text, never a crash and never a silent drop.
+
+Two output formats are understood:
+- few-shot completion (base models): "New problem: ... New solution: ... The answer is X."
+- tagged (instruction models, SPARQ's prompt): <problem>...</problem><solution>...</solution>
+  with the final answer in \\boxed{}.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipeline.answers import extract_final
+from pipeline.prompts import Prompt, PromptTemplate
+
+MAX_PROBLEM_CHARS = 2000
+MAX_SOLUTION_CHARS = 6000
+MIN_PROBLEM_CHARS = 8
+
+_TAG = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.S | re.I) for name in ("problem", "solution")}
+_NEW_PROBLEM = re.compile(r"New problem:", re.I)
+_NEW_SOLUTION = re.compile(r"New solution:", re.I)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    problem: str
+    solution: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    reason: str
+
+
+def render_mutation(template: PromptTemplate, problem: str, solution: str) -> Prompt:
+    return template.render(problem=problem, solution=solution)
+
+
+def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailure:
+    """Parse a mutation output (the completion, without the prompt)."""
+    if not isinstance(raw, str):
+        return ParseFailure(f"output is {type(raw).__name__}, not text")
+    text = (response_prefix + raw).replace("\x00", "")
+    if not text.strip():
+        return ParseFailure("empty output")
+    problem_m, solution_m = _TAG["problem"].search(text), _TAG["solution"].search(text)
+    if problem_m and solution_m:
+        problem, solution = problem_m.group(1), solution_m.group(1)
+    else:
+        p = _NEW_PROBLEM.search(text)
+        s = _NEW_SOLUTION.search(text, p.end() if p else 0)
+        if not p:
+            return ParseFailure("no problem found (expected 'New problem:' or <problem> tags)")
+        if not s:
+            return ParseFailure("no solution found (expected 'New solution:' or <solution> tags)")
+        problem = text[p.end() : s.start()]
+        solution = text[s.end() :]
+        # A model that keeps going writes another example; keep only the first.
+        nxt = _NEW_PROBLEM.search(solution) or re.search(r"Original problem:", solution)
+        if nxt:
+            solution = solution[: nxt.start()]
+    problem, solution = problem.strip(), solution.strip()
+    if len(problem) < MIN_PROBLEM_CHARS:
+        return ParseFailure(f"problem too short ({len(problem)} chars)")
+    if len(problem) > MAX_PROBLEM_CHARS:
+        return ParseFailure(f"problem too long ({len(problem)} chars > {MAX_PROBLEM_CHARS})")
+    if len(solution) > MAX_SOLUTION_CHARS:
+        return ParseFailure(f"solution too long ({len(solution)} chars > {MAX_SOLUTION_CHARS})")
+    answer = extract_final(solution)
+    if answer is None or not answer.strip():
+        return ParseFailure("no final answer in the solution (expected 'The answer is X.' or \\boxed{X})")
+    return Mutation(problem=problem, solution=solution, answer=answer.strip())

@@ -1,0 +1,236 @@
+"""Typed records and the one pyarrow schema of each run-directory table.
+
+Every table written under a run directory is declared here, with a format version
+stored in the Parquet schema metadata, so readers can refuse files they do not know.
+
+Tables:
+- candidates: one row per generated candidate (and one per seed, at step 0), accepted
+  or not, with its lineage, solve-rate statistics, quality, cell and embedding.
+- attempts: one row per solver attempt (text, extracted answer, correct).
+- metrics: one row per committed step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+FORMAT_VERSION = "1"
+
+
+def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={"sparq.table": name, "sparq.format_version": FORMAT_VERSION})
+
+
+class Status:
+    """Candidate statuses. A parse failure or a duplicate is a status, never a dropped row."""
+
+    SEED = "seed"
+    OK = "ok"
+    UNPARSEABLE = "unparseable"
+    DUPLICATE = "duplicate"
+    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE)
+
+
+class ArchiveOutcome:
+    """What the archive did with a candidate (mirrors archives.AddStatus, plus ineligible)."""
+
+    NEW = "new"
+    IMPROVE = "improve"
+    NOT_ADDED = "not_added"
+    INELIGIBLE = "ineligible"  # not inserted at all: bad status or quality 0
+
+
+CANDIDATES_SCHEMA = _schema(
+    "candidates",
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("slot", pa.int64(), nullable=False),
+        pa.field("parent_id", pa.string()),
+        pa.field("depth", pa.int64(), nullable=False),
+        pa.field("operator", pa.string(), nullable=False),
+        pa.field("problem_id", pa.string()),
+        pa.field("problem", pa.string()),
+        pa.field("solution", pa.string()),
+        pa.field("answer", pa.string()),
+        pa.field("raw_output", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("k", pa.int64(), nullable=False),
+        pa.field("n_correct", pa.int64(), nullable=False),
+        pa.field("solve_rate", pa.float64()),
+        pa.field("majority_answer", pa.string()),
+        pa.field("majority_share", pa.float64()),
+        pa.field("reference_agrees", pa.bool_()),
+        pa.field("quality", pa.float64(), nullable=False),
+        pa.field("cell", pa.int64()),
+        pa.field("archive_outcome", pa.string(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("skill", pa.string()),
+        pa.field("prompt_version", pa.string()),
+        pa.field("generator", pa.string()),
+        pa.field("solver", pa.string()),
+        pa.field("gen_tokens", pa.int64(), nullable=False),
+        pa.field("solve_tokens", pa.int64(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+)
+
+ATTEMPTS_SCHEMA = _schema(
+    "attempts",
+    [
+        pa.field("candidate_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("attempt", pa.int64(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("extracted", pa.string()),
+        pa.field("correct", pa.bool_(), nullable=False),
+        pa.field("tokens", pa.int64(), nullable=False),
+        pa.field("prompt_version", pa.string(), nullable=False),
+        pa.field("solver", pa.string(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+)
+
+METRICS_SCHEMA = _schema(
+    "metrics",
+    [
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("candidates", pa.int64(), nullable=False),
+        pa.field("ok", pa.int64(), nullable=False),
+        pa.field("unparseable", pa.int64(), nullable=False),
+        pa.field("duplicate", pa.int64(), nullable=False),
+        pa.field("in_band", pa.int64(), nullable=False),
+        pa.field("accepted", pa.int64(), nullable=False),
+        pa.field("new_cells", pa.int64(), nullable=False),
+        pa.field("num_elites", pa.int64(), nullable=False),
+        pa.field("coverage", pa.float64(), nullable=False),
+        pa.field("qd_score", pa.float64(), nullable=False),
+        pa.field("attempts", pa.int64(), nullable=False),
+        pa.field("gen_tokens", pa.int64(), nullable=False),
+        pa.field("solve_tokens", pa.int64(), nullable=False),
+        pa.field("mutate_seconds", pa.float64(), nullable=False),
+        pa.field("solve_seconds", pa.float64(), nullable=False),
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row of the candidates table (field names and order match CANDIDATES_SCHEMA)."""
+
+    id: str
+    run_id: str
+    step: int
+    slot: int
+    parent_id: str | None
+    depth: int
+    operator: str
+    problem_id: str | None
+    problem: str | None
+    solution: str | None
+    answer: str | None
+    raw_output: str | None
+    status: str
+    reason: str | None
+    k: int
+    n_correct: int
+    solve_rate: float | None
+    majority_answer: str | None
+    majority_share: float | None
+    reference_agrees: bool | None
+    quality: float
+    cell: int | None
+    archive_outcome: str
+    embedding: Sequence[float] | None
+    skill: str | None
+    prompt_version: str | None
+    generator: str | None
+    solver: str | None
+    gen_tokens: int
+    solve_tokens: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One row of the attempts table."""
+
+    candidate_id: str
+    run_id: str
+    step: int
+    attempt: int
+    text: str
+    extracted: str | None
+    correct: bool
+    tokens: int
+    prompt_version: str
+    solver: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """One row of the metrics table."""
+
+    step: int
+    candidates: int
+    ok: int
+    unparseable: int
+    duplicate: int
+    in_band: int
+    accepted: int
+    new_cells: int
+    num_elites: int
+    coverage: float
+    qd_score: float
+    attempts: int
+    gen_tokens: int
+    solve_tokens: int
+    mutate_seconds: float
+    solve_seconds: float
+    seconds: float
+    created_at: datetime
+
+
+def to_table(records: Sequence[object], schema: pa.Schema) -> pa.Table:
+    """Turn a list of record dataclasses into a table with exactly `schema`."""
+    rows = [{f.name: getattr(r, f.name) for f in dataclasses.fields(r)} for r in records]
+    for row in rows:
+        emb = row.get("embedding")
+        if emb is not None and not isinstance(emb, list):
+            row["embedding"] = [float(x) for x in emb]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Normalised problem text: case-folded, whitespace collapsed (what duplicates share)."""
+    return _WS.sub(" ", text).strip().casefold()
+
+
+def problem_id(text: str) -> str:
+    """Content hash of the normalised problem text, stable across runs."""
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()[:16]
+
+
+def candidate_id(run_id: str, step: int, slot: int) -> str:
+    """Deterministic row id: re-running a step after a crash gives the same ids."""
+    return hashlib.sha256(f"{run_id}/{step}/{slot}".encode()).hexdigest()[:16]

@@ -1,0 +1,151 @@
+"""Seed sources: the bundled set, local JSONL/Parquet files, or `datasets` datasets.
+
+A column mapping (problem, solution, answer, optional skill) turns any source into
+`Seed` records. Every check runs before any model work: a missing mapped column fails
+with a message naming the column and the source; a bad row names its row number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import SeedsConfig
+from pipeline.records import normalize_text
+
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+BUNDLED_SEEDS = REPO_DATA / "seeds" / "seeds.jsonl"
+BUNDLED_EVAL = REPO_DATA / "eval" / "heldout.jsonl"
+
+
+class SeedError(ValueError):
+    """Seeds that cannot be used; the message names the source and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Seed:
+    problem: str
+    solution: str
+    answer: str
+    skill: str | None
+    index: int  # row number in the source
+
+
+def resolve_source(source: str) -> str:
+    if source == "bundled":
+        return str(BUNDLED_SEEDS)
+    if source == "bundled-eval":
+        return str(BUNDLED_EVAL)
+    return source
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SeedError(f"seed source {path}: line {lineno} is not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise SeedError(f"seed source {path}: line {lineno} is not a JSON object")
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise SeedError(f"seed source {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return rows
+
+
+def _read_parquet(path: Path, columns: list[str]) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        _require_columns(schema.names, columns, str(path))
+        return pq.read_table(path, columns=columns).to_pylist()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SeedError(f"seed source {path}: cannot read Parquet ({exc})") from None
+
+
+def _read_hf(name: str, split: str, columns: list[str]) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # datasets raises many types (network, missing config, ...)
+        raise SeedError(f"seed source hf:{name} (split {split!r}): cannot load ({exc})") from None
+    _require_columns(ds.column_names, columns, f"hf:{name}")
+    return ds.select_columns(columns).to_list()
+
+
+def _require_columns(available: list[str], needed: list[str], source: str) -> None:
+    for col in needed:
+        if col not in available:
+            raise SeedError(f"seed source {source}: no column {col!r} "
+                            f"(available: {', '.join(available) or 'none'})")
+
+
+def load_seeds(cfg: SeedsConfig) -> list[Seed]:
+    """Load and validate seeds; raise SeedError naming the source on any problem."""
+    source = resolve_source(cfg.source)
+    columns = [cfg.problem, cfg.solution, cfg.answer] + ([cfg.skill] if cfg.skill else [])
+    if source.startswith("hf:"):
+        rows = _read_hf(source[3:], cfg.split, columns)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise SeedError(f"seed source {source}: file not found")
+        if path.suffix == ".jsonl":
+            rows = _read_jsonl(path)
+            if not rows:
+                raise SeedError(f"seed source {source}: no rows")
+            _require_columns(list(rows[0].keys()), columns, source)
+        elif path.suffix == ".parquet":
+            rows = _read_parquet(path, columns)
+        else:
+            raise SeedError(f"seed source {source}: expected a .jsonl or .parquet file or hf:NAME")
+    seeds = []
+    for i, row in enumerate(rows):
+        for col in columns:
+            if col not in row:
+                raise SeedError(f"seed source {source}: row {i} has no column {col!r}")
+        problem, solution, answer = row[cfg.problem], row[cfg.solution], row[cfg.answer]
+        if isinstance(answer, int | float) and not isinstance(answer, bool):
+            answer = str(answer)
+        for col, value in ((cfg.problem, problem), (cfg.answer, answer)):
+            if not isinstance(value, str) or not value.strip():
+                raise SeedError(f"seed source {source}: row {i} column {col!r} must be a "
+                                f"non-empty string, got {value!r}")
+        if solution is None:
+            solution = ""
+        if not isinstance(solution, str):
+            raise SeedError(f"seed source {source}: row {i} column {cfg.solution!r} must be a "
+                            f"string, got {type(solution).__name__}")
+        skill = row.get(cfg.skill) if cfg.skill else None
+        seeds.append(Seed(problem.strip(), solution.strip(), answer.strip(),
+                          str(skill) if skill is not None else None, i))
+        if cfg.limit and len(seeds) >= cfg.limit:
+            break
+    if not seeds:
+        raise SeedError(f"seed source {source}: no rows")
+    return seeds
+
+
+def summarize(seeds: list[Seed]) -> dict[str, Any]:
+    """Counts a user wants before a campaign: size, duplicates, skills, lengths."""
+    norm = Counter(normalize_text(s.problem) for s in seeds)
+    lengths = sorted(len(s.problem) for s in seeds)
+    return {
+        "rows": len(seeds),
+        "duplicate_problems": sum(c - 1 for c in norm.values() if c > 1),
+        "empty_solutions": sum(1 for s in seeds if not s.solution),
+        "skills": dict(Counter(s.skill or "(none)" for s in seeds).most_common()),
+        "problem_chars_median": lengths[len(lengths) // 2],
+        "problem_chars_max": lengths[-1],
+    }

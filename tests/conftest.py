@@ -1,0 +1,68 @@
+"""Shared fixtures: small configs and scripted engine files for control-flow tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+SCRIPT_MUTATE = [
+    " A farmer has 12 cows and buys 5 more. How many cows does he have?\n"
+    "New solution: 12 + 5 = 17. The answer is 17.",
+    " What is 8 times 7?\nNew solution: 8 times 7 is 56. The answer is 56.",
+    " this output has no solution section at all",
+    " A box holds 6 rows of 3 pens. How many pens are in it?\n"
+    "New solution: 6 times 3 = 18. The answer is 18.",
+]
+SCRIPT_SOLVE = [
+    " 12 + 5 = 17. The answer is 17.",
+    " The answer is 56.",
+    " I think the answer is 18.",
+    " The answer is 3.",
+]
+
+
+def write_script(path: Path, mutate=SCRIPT_MUTATE, solve=SCRIPT_SOLVE, delay_s: float = 0.0) -> Path:
+    path.write_text(json.dumps({"mutate": list(mutate), "solve": list(solve), "delay_s": delay_s}))
+    return path
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def scripted_config(tmp_path: Path, *, steps: int = 3, batch: int = 4, k: int = 4,
+                    delay_s: float = 0.0, extra: str = "") -> Path:
+    script = write_script(tmp_path / "script.json", delay_s=delay_s)
+    return write_config(tmp_path / "config.toml", f"""
+[run]
+steps = {steps}
+batch_size = {batch}
+[engine]
+kind = "scripted"
+script = "{script}"
+[solver]
+k = {k}
+[archive]
+cells = 64
+{extra}
+""")
+
+
+def sparq_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", *args]
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
