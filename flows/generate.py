@@ -24,6 +24,7 @@ from prefect.artifacts import (  # noqa: E402
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from pipeline.campaign import Campaign, Draft, Parent  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
@@ -63,6 +64,8 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
     progress_id = create_progress_artifact(progress=0.0, key=f"{key}-progress",
                                            description=f"generation progress of {run_dir}")
     t0 = time.perf_counter()
+    bar = tqdm(total=max(0, target - first), desc="generate", unit="step", file=sys.stderr,
+               dynamic_ncols=True)
     try:
         while camp.step < target:
             step = camp.step + 1
@@ -75,7 +78,9 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
             solve_s = time.perf_counter() - t1
             metrics = camp.finish_step(step, drafts, mutate_s, solve_s, started)
             logger.info(step_line(metrics))
-            print(step_line(metrics), file=sys.stderr, flush=True)
+            bar.update(1)
+            bar.set_postfix(elites=metrics.num_elites, qd=f"{metrics.qd_score:.2f}",
+                            acc=metrics.accepted)
             done = (camp.step - first) / max(1, target - first)
             update_progress_artifact(progress_id, progress=100.0 * done)
         summary = camp.summary()
@@ -85,4 +90,5 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
                                  description=f"generation summary of {run_dir}")
         return summary
     finally:
+        bar.close()
         camp.close()

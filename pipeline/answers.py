@@ -64,17 +64,23 @@ def extract_final(text: str) -> str | None:
 def _last_boxed(text: str) -> str | None:
     # Walk back over \boxed occurrences: the last one may be cut off by the
     # generation limit (unbalanced), in which case an earlier one counts.
+    closing = _closing_braces(text)
     for match in reversed(list(_BOXED_RE.finditer(text))):
-        content = _balanced_group(text, match.end())
-        if content is not None and content.strip():
-            return content.strip()
+        close = closing.get(match.end() - 1)
+        if close is not None and text[match.end() : close].strip():
+            return text[match.end() : close].strip()
     return None
 
 
-def _balanced_group(text: str, start: int) -> str | None:
-    """Text from ``start`` up to the brace closing the one just before it."""
-    depth = 1
-    i = start
+def _closing_braces(text: str) -> dict[int, int]:
+    """Index of each balanced ``{`` -> index of its ``}``, in one pass.
+
+    One pass for all groups, rather than a scan per ``\boxed``, keeps text
+    full of unclosed ``\boxed{`` linear.
+    """
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i = 0
     while i < len(text):
         ch = text[i]
         if ch == "\\":
@@ -82,13 +88,11 @@ def _balanced_group(text: str, start: int) -> str | None:
             i += 2
             continue
         if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i]
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
         i += 1
-    return None
+    return pairs
 
 
 def _clean_phrase_answer(raw: str) -> str:
@@ -121,8 +125,9 @@ def normalize_answer(ans: str) -> str:
     Strips ``$`` and LaTeX spacing, drops thousands separators in plain
     numbers ("1,200" -> "1200"), trailing decimal zeros ("12.50" -> "12.5",
     "12.0" -> "12"), rewrites simple ``\\frac{a}{b}`` as "a/b" and removes
-    whitespace. It never merges answers that differ in value (a compound
-    numerator keeps its parentheses), since the grouping trusts it.
+    whitespace. Apart from the "1,200" rule it does not merge answers that
+    differ in value (compound parts and fractions next to other terms keep
+    parentheses), since the grouping and the equality fast path trust it.
     """
     s = ans.strip().replace("$", "")
     for command in _SPACING_COMMANDS:
@@ -143,9 +148,18 @@ def normalize_answer(ans: str) -> str:
     return s
 
 
+# A fraction may drop its parentheses only next to these (or the ends):
+# "2\frac{1}{2}" must not become "21/2", the form of \frac{21}{2}.
+_FREE_BEFORE = frozenset("+-*=(,[{<>")
+_FREE_AFTER = frozenset("+-*/=),]}<>")
+
+
 def _frac_as_slash(match: re.Match[str]) -> str:
     num, den = (p if _ATOM_RE.fullmatch(p) else f"({p})" for p in match.groups())
-    return f"{num}/{den}"
+    text, start, end = match.string, match.start(), match.end()
+    free_before = start == 0 or text[start - 1] in _FREE_BEFORE
+    free_after = end == len(text) or text[end] in _FREE_AFTER
+    return f"{num}/{den}" if free_before and free_after else f"({num}/{den})"
 
 
 def _as_math(ans: str) -> str:
@@ -403,8 +417,7 @@ class AnswerJudge:
             while pending or in_flight:
                 while pending and len(in_flight) < self.max_workers:
                     i = pending.popleft()
-                    future = self._executor.submit(judge, *work[i])
-                    in_flight[future] = (i, time.monotonic() + self.timeout_s)
+                    in_flight[self._submit(work[i])] = (i, time.monotonic() + self.timeout_s)
                 nearest = min(deadline for _, deadline in in_flight.values())
                 wait_s = max(0.0, nearest - time.monotonic())
                 done, _ = wait(in_flight, timeout=wait_s, return_when=FIRST_COMPLETED)
@@ -431,16 +444,30 @@ class AnswerJudge:
                     for i, _ in in_flight.values():
                         pending.appendleft(i)
                     in_flight.clear()
-                    _kill_pool(self._executor)
-                    self._executor = None
-                    self.restarts += 1
-                    self._executor = self._new_pool()
+                    self._restart()
         verdicts = [r for r in results if r is not None]
         if len(verdicts) != len(work):
             raise RuntimeError(
                 f"judge_many lost items: {len(verdicts)} verdicts for {len(work)} items"
             )
         return verdicts
+
+    def _submit(self, item: tuple[str, tuple[str, ...]]) -> Future[Verdict]:
+        assert self._executor is not None
+        try:
+            return self._executor.submit(judge, *item)
+        except BrokenProcessPool:
+            # A worker died while idle (e.g. the OOM killer chose it for
+            # another process's memory); nothing of ours was running.
+            self._restart()
+            return self._executor.submit(judge, *item)
+
+    def _restart(self) -> None:
+        if self._executor is not None:
+            _kill_pool(self._executor)
+            self._executor = None
+        self.restarts += 1
+        self._executor = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
@@ -453,15 +480,18 @@ class AnswerJudge:
         seen: set[int] = set()
         try:
             while len(seen) < self.max_workers:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                probes = [executor.submit(_worker_pid) for _ in range(self.max_workers)]
+                try:
+                    for probe in probes:
+                        remaining = deadline - time.monotonic()
+                        seen.add(probe.result(timeout=max(remaining, 0.001)))
+                    if time.monotonic() > deadline and len(seen) < self.max_workers:
+                        raise TimeoutError
+                except TimeoutError:
                     raise TimeoutError(
                         f"answer-judge workers did not start within {self.startup_timeout_s} s "
-                        f"({len(seen)} of {self.max_workers} answered)"
-                    )
-                probes = [executor.submit(_worker_pid) for _ in range(self.max_workers)]
-                for probe in probes:
-                    seen.add(probe.result(timeout=max(remaining, 0.001)))
+                        f"({len(seen)} of {self.max_workers} answered); expected about a second"
+                    ) from None
         except BaseException:
             _kill_pool(executor)
             raise

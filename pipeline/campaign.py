@@ -162,7 +162,8 @@ class Campaign:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self.log(f"loading engine {self.config.engine.kind}:{self.config.engine.model} ...")
+            model = "" if self.config.engine.kind == "scripted" else f":{self.config.engine.model}"
+            self.log(f"loading engine {self.config.engine.kind}{model} ...")
             self._engine = make_engine(self.config.engine, seed=self.config.run.seed)
         return self._engine
 

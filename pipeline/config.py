@@ -35,7 +35,7 @@ def _check(cond: bool, key: str, expected: str, value: object) -> None:
 class RunConfig:
     seed: int = 0
     steps: int = 3
-    batch_size: int = 4
+    batch_size: int = 8
 
     def validate(self, p: str) -> None:
         _check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
@@ -105,7 +105,7 @@ class EngineConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     prompt: str = "mutate_fewshot"  # a prompt file name under pipeline/prompts, or a path
-    temperature: float = 0.9
+    temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 256
 
@@ -125,8 +125,8 @@ class SolverConfig:
     adaptive: bool = False
     round_size: int = 4
     delta: float = 0.05
-    prior_a: float = 0.5
-    prior_b: float = 0.5
+    prior_a: float = 0.1  # U-shaped: most generated problems are solved always or never
+    prior_b: float = 0.1
     min_attempts: int = 4
     verify_timeout_s: float = 10.0
 

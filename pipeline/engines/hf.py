@@ -17,6 +17,34 @@ from pipeline.models import EMBEDDED, EMBEDDED_NAME, resolve_model_path
 from pipeline.prompts import Prompt
 
 
+def _stop_criteria_class():
+    from transformers import StoppingCriteria
+
+    class StopOnStrings(StoppingCriteria):
+        """Per-sequence stop on strings, by decoding a short tail of new tokens.
+
+        transformers' own `stop_strings` precomputes a table over the whole vocabulary
+        (262K tokens for Gemma 3), which cost minutes per distinct stop list on CPU.
+        """
+
+        def __init__(self, tok, stops, prompt_len: int, window: int = 16) -> None:
+            self.tok, self.stops, self.prompt_len, self.window = tok, tuple(stops), prompt_len, window
+
+        def __call__(self, input_ids, scores, **kwargs):
+            import torch
+
+            tails = input_ids[:, self.prompt_len :][:, -self.window :]
+            texts = self.tok.batch_decode(tails, skip_special_tokens=True)
+            done = [any(s in t for s in self.stops) for t in texts]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StopOnStrings
+
+
+def _StopOnStrings(tok, stops, prompt_len):  # noqa: N802 - a factory that reads as a class
+    return _stop_criteria_class()(tok, stops, prompt_len)
+
+
 class TransformersEngine:
     def __init__(self, cfg: EngineConfig, *, seed: int = 0) -> None:
         import torch
@@ -83,7 +111,8 @@ class TransformersEngine:
         else:
             kwargs.update(do_sample=False)
         if sampling.stop:
-            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self._tok)
+            prompt_len = enc["input_ids"].shape[1]
+            kwargs["stopping_criteria"] = [_StopOnStrings(self._tok, sampling.stop, prompt_len)]
         with torch.inference_mode():
             ids = self._model.generate(**enc, **kwargs)
         gen = ids[:, enc["input_ids"].shape[1] :]
