@@ -363,7 +363,7 @@ class Campaign:
                 problem_id=d.problem_id, problem=m.problem if m else None,
                 solution=m.solution if m else None, answer=m.answer if m else None,
                 raw_output=d.raw_output, status=d.status,
-                reason=d.reason or (("verification timed out" if v and v.timed_out else None)),
+                reason=d.reason or ("verification timed out" if v and v.timed_out else None),
                 k=k, n_correct=n_correct, solve_rate=sr,
                 majority_answer=v.majority_answer if v else None,
                 majority_share=v.majority_share if v else None,

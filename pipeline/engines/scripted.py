@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.engines.base import Completion, EngineStats, Sampling
+from pipeline.engines.base import Completion, EngineStats, Sampling, truncate_at_stop
 from pipeline.prompts import Prompt
 
 
@@ -40,7 +40,7 @@ class ScriptedEngine:
         for p in prompts:
             text = p if isinstance(p, str) else p[-1]["content"]
             source = self._solve if text.rstrip().endswith("Solution:") else self._mutate
-            row = [next(source) for _ in range(sampling.n)]
+            row = [truncate_at_stop(next(source), sampling.stop)[0] for _ in range(sampling.n)]
             out.append([Completion(text=t, tokens=max(1, len(t.split()))) for t in row])
         self.stats.calls += 1
         self.stats.tokens += sum(c.tokens for cs in out for c in cs)
