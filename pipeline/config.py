@@ -34,8 +34,8 @@ def _check(cond: bool, key: str, expected: str, value: object) -> None:
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
-    steps: int = 3
-    batch_size: int = 8
+    steps: int = 4
+    batch_size: int = 12
 
     def validate(self, p: str) -> None:
         _check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
@@ -51,7 +51,7 @@ class SeedsConfig:
     problem: str = "problem"
     solution: str = "solution"
     answer: str = "answer"
-    skill: str = ""  # optional column with a skill label; "" = none
+    skill: str = "skill"  # optional column with a skill label, used when the source has it
     limit: int = 0  # 0 = all
 
     def validate(self, p: str) -> None:
@@ -71,7 +71,7 @@ class EngineConfig:
     model: str = "embedded"
     dtype: str = "float32"
     device: str = "cpu"
-    batch_size: int = 32  # sequences per forward pass (transformers)
+    batch_size: int = 64  # sequences per forward pass (transformers)
     # openai: one or more OpenAI-compatible base URLs (e.g. http://127.0.0.1:8000/v1).
     base_urls: tuple[str, ...] = ()
     api_key_env: str = "OPENAI_API_KEY"
@@ -105,9 +105,9 @@ class EngineConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     prompt: str = "mutate_fewshot"  # a prompt file name under pipeline/prompts, or a path
-    temperature: float = 0.7
+    temperature: float = 0.6
     top_p: float = 0.95
-    max_tokens: int = 256
+    max_tokens: int = 120
 
     def validate(self, p: str) -> None:
         _check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
@@ -120,7 +120,7 @@ class SolverConfig:
     prompt: str = "solve_fewshot"
     temperature: float = 0.7
     top_p: float = 1.0
-    max_tokens: int = 128
+    max_tokens: int = 48
     k: int = 8  # attempts per candidate (the maximum, in adaptive mode)
     adaptive: bool = False
     round_size: int = 4

@@ -62,6 +62,11 @@ def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailu
             return ParseFailure("no solution found (expected 'New solution:' or <solution> tags)")
         problem = text[p.end() : s.start()]
         solution = text[s.end() :]
+        # A model that echoes the example layout puts "Original solution:" inside the
+        # problem; the problem ends there.
+        echo = re.search(r"Original (?:problem|solution):", problem)
+        if echo:
+            problem = problem[: echo.start()]
         # A model that keeps going writes another example; keep only the first.
         nxt = _NEW_PROBLEM.search(solution) or re.search(r"Original problem:", solution)
         if nxt:

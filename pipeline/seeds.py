@@ -61,19 +61,21 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_parquet(path: Path, columns: list[str]) -> list[dict[str, Any]]:
+def _read_parquet(path: Path, columns: list[str], skill: str) -> list[dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         schema = pq.read_schema(path)
         _require_columns(schema.names, columns, str(path))
+        if skill and skill in schema.names:
+            columns = [*columns, skill]
         return pq.read_table(path, columns=columns).to_pylist()
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeedError(f"seed source {path}: cannot read Parquet ({exc})") from None
 
 
-def _read_hf(name: str, split: str, columns: list[str]) -> list[dict[str, Any]]:
+def _read_hf(name: str, split: str, columns: list[str], skill: str) -> list[dict[str, Any]]:
     import datasets
 
     try:
@@ -81,6 +83,8 @@ def _read_hf(name: str, split: str, columns: list[str]) -> list[dict[str, Any]]:
     except Exception as exc:  # datasets raises many types (network, missing config, ...)
         raise SeedError(f"seed source hf:{name} (split {split!r}): cannot load ({exc})") from None
     _require_columns(ds.column_names, columns, f"hf:{name}")
+    if skill and skill in ds.column_names:
+        columns = [*columns, skill]
     return ds.select_columns(columns).to_list()
 
 
@@ -94,9 +98,9 @@ def _require_columns(available: list[str], needed: list[str], source: str) -> No
 def load_seeds(cfg: SeedsConfig) -> list[Seed]:
     """Load and validate seeds; raise SeedError naming the source on any problem."""
     source = resolve_source(cfg.source)
-    columns = [cfg.problem, cfg.solution, cfg.answer] + ([cfg.skill] if cfg.skill else [])
+    columns = [cfg.problem, cfg.solution, cfg.answer]  # the skill column is optional
     if source.startswith("hf:"):
-        rows = _read_hf(source[3:], cfg.split, columns)
+        rows = _read_hf(source[3:], cfg.split, columns, cfg.skill)
     else:
         path = Path(source)
         if not path.is_file():
@@ -107,7 +111,7 @@ def load_seeds(cfg: SeedsConfig) -> list[Seed]:
                 raise SeedError(f"seed source {source}: no rows")
             _require_columns(list(rows[0].keys()), columns, source)
         elif path.suffix == ".parquet":
-            rows = _read_parquet(path, columns)
+            rows = _read_parquet(path, columns, cfg.skill)
         else:
             raise SeedError(f"seed source {source}: expected a .jsonl or .parquet file or hf:NAME")
     seeds = []
@@ -127,7 +131,7 @@ def load_seeds(cfg: SeedsConfig) -> list[Seed]:
         if not isinstance(solution, str):
             raise SeedError(f"seed source {source}: row {i} column {cfg.solution!r} must be a "
                             f"string, got {type(solution).__name__}")
-        skill = row.get(cfg.skill) if cfg.skill else None
+        skill = row.get(cfg.skill) if cfg.skill else None  # optional: absent -> None
         seeds.append(Seed(problem.strip(), solution.strip(), answer.strip(),
                           str(skill) if skill is not None else None, i))
         if cfg.limit and len(seeds) >= cfg.limit:

@@ -63,3 +63,9 @@ def test_secrets_never_in_dump():
     cfg = from_dict(data)
     text = dump_config(cfg)
     assert "api_key_env" in text and "sk-" not in text
+
+
+def test_packaged_default_matches_dataclass_defaults():
+    from pipeline.config import Config
+
+    assert load_config() == Config()
