@@ -97,6 +97,8 @@ class CVTArchive:
         ValueError: ``centroids`` is not 2-D, is empty, or has non-unit or non-finite rows.
     """
 
+    kind = "cvt"
+
     def __init__(self, *, centroids: np.ndarray) -> None:
         arr = np.asarray(centroids)
         if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -128,6 +130,10 @@ class CVTArchive:
         self._embedding = np.zeros((self.cells, self.dim), dtype=np.float32)
         self._ids: list[str | None] = [None] * self.cells
         self._stats: ArchiveStats | None = None
+
+    def empty(self) -> CVTArchive:
+        """An archive with the same centroids and no elites (what re-derivation starts from)."""
+        return CVTArchive(centroids=self._centroids)
 
     # ------------------------------------------------------------------ lookup
 
@@ -409,6 +415,7 @@ class CVTArchive:
         directory = Path(directory)
         state = {
             "format_version": FORMAT_VERSION,
+            "kind": self.kind,
             "cells": self.cells,
             "dim": self.dim,
             "num_elites": len(self),

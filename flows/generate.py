@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import ExitStack
 from typing import Any
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -26,9 +27,11 @@ from prefect.artifacts import (  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from flows.artifacts import publish_report  # noqa: E402
 from pipeline.campaign import Campaign, Draft, Parent  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.generate import open_campaign, step_line, summary_markdown  # noqa: E402
+from pipeline.storage import RunDir  # noqa: E402
 
 
 @task(name="mutate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -44,7 +47,7 @@ def solve_task(camp: Campaign, step: int, drafts: list[Draft]) -> list[Draft]:
 def _artifact_key(run_dir: str) -> str:
     # Artifact keys allow lowercase letters, digits and dashes only.
     name = os.path.basename(os.path.abspath(run_dir)).lower()
-    return "sparq-" + "".join(c if c.isalnum() else "-" for c in name)[:40]
+    return "sparq-" + "".join(c if c.isascii() and c.isalnum() else "-" for c in name)[:40]
 
 
 @flow(name="sparq-generate", log_prints=True)
@@ -57,7 +60,13 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
     def log(msg: str) -> None:
         logger.info(msg)
 
-    camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log)
+    lock = ExitStack()  # one writer per run directory, from before recovery to the end
+    lock.enter_context(RunDir(run_dir).locked())
+    try:
+        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log)
+    except BaseException:
+        lock.close()
+        raise
     target = camp.config.run.steps
     first = camp.step
     key = _artifact_key(run_dir)
@@ -88,7 +97,9 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
         update_progress_artifact(progress_id, progress=100.0)
         create_markdown_artifact(key=f"{key}-summary", markdown=summary_markdown(summary),
                                  description=f"generation summary of {run_dir}")
+        publish_report(run_dir, key, logger)  # RUN/report/ + overview, top-elites, figures artifacts
         return summary
     finally:
         bar.close()
         camp.close()
+        lock.close()

@@ -1,21 +1,27 @@
 """A generation campaign: the SPARQ-style quality-diversity loop over a run directory.
 
 One step:
-  1. select  - parents sampled uniformly over the archive's occupied cells (seeds are the
-               initial population: step 0 inserts them with quality 0);
-  2. mutate  - the generator writes a new problem + solution + answer from each parent;
+  1. select  - an operator per slot (pipeline/operators.py) and parents by the configured
+               variant (pipeline/selection.py; default: uniform over the archive's
+               occupied cells); seeds are the initial population: step 0 inserts them
+               with quality 0;
+  2. mutate  - the generator writes a new problem + solution + answer from each parent with
+               the slot's operator; for the skill-set archive the model then labels skills;
   3. solve   - the solver attempts each parseable, new problem k times (or adaptively);
   4. score   - solve rate -> quality; majority answer and agreement are recorded;
-  5. archive - problems are embedded and inserted (one elite per cell, strictly better
-               quality replaces, ties keep the incumbent);
+  5. archive - problems are embedded and placed by the configured archive (CVT cell,
+               novelty niche or skill-set key) and inserted (one elite per niche, strictly
+               better quality replaces, ties keep the incumbent);
   6. commit  - every candidate and attempt is written, then the checkpoint.
 
 The phases are separate methods so an orchestrator (flows/generate.py) can wrap the
 engine-bound ones in retried tasks; `run_step` chains them for plain use.
 
-Archive property: the archive after step N equals `rederive_archive(centroids,
-candidates of steps 0..N)`, i.e. re-inserting, in (step, slot) order, every committed
-row that is a seed or an ok candidate with quality > 0. Resume relies on it: if the
+Archive property: the archive after step N equals `rederive_archive(base, candidates of
+steps 0..N)`, i.e. re-inserting into an empty archive of the same kind and parameters
+(`base`: the CVT centroids, or any archive of the run), in (step, slot) order, every
+committed row that is a seed or an ok candidate with quality > 0, placed by its stored
+embedding (CVT, novelty) or stored skill labels (skill-set). Resume relies on it: if the
 snapshot is not from the committed step, it is rebuilt from the shards.
 """
 
@@ -30,20 +36,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from archives import AddStatus, CVTArchive, build_centroids
+from archives import AddStatus, Archive, CVTArchive, SkillSetArchive, load_archive, skill_key
 from pipeline.answers import AnswerJudge, Verdict
+from pipeline.archiving import build_archive, descriptors_for, has_descriptor, table_descriptors
 from pipeline.config import Config, dump_config, load_config
 from pipeline.embedding import Embedder
 from pipeline.engines import Engine, Sampling, make_engine
-from pipeline.mutation import Mutation, ParseFailure, parse_mutation, render_mutation
-from pipeline.prompts import load_prompt
+from pipeline.labels import label_examples, parse_skills, render_label
+from pipeline.mutation import Mutation, ParseFailure, parse_mutation
+from pipeline.niche import NicheView, target_text
+from pipeline.operators import (
+    Counts,
+    OperatorSpec,
+    choose_operators,
+    load_operators,
+    operator_counts,
+    operator_metrics,
+    update_counts,
+)
+from pipeline.prompts import Prompt, load_prompt
 from pipeline.records import (
     ATTEMPTS_SCHEMA,
     CANDIDATES_SCHEMA,
     METRICS_SCHEMA,
+    OPERATORS_SCHEMA,
     ArchiveOutcome,
     Attempt,
     Candidate,
+    OperatorMetrics,
     Status,
     StepMetrics,
     candidate_id,
@@ -52,8 +72,9 @@ from pipeline.records import (
     to_table,
 )
 from pipeline.seeds import Seed, load_seeds
+from pipeline.selection import PoolRow, make_sampler
 from pipeline.solverate import AdaptiveConfig, next_round, quality_function
-from pipeline.storage import Checkpoint, RunDir, RunError
+from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
 
 _OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: ArchiveOutcome.IMPROVE,
             AddStatus.NOT_ADDED: ArchiveOutcome.NOT_ADDED}
@@ -68,6 +89,11 @@ class Parent:
     solution: str
     answer: str
     depth: int
+    # What this slot does with it (set by select_parents):
+    operator: str = "sparq_mutate"
+    second: Parent | None = None  # crossover: the second parent; niche: the example shown
+    target: str | None = None  # niche: the target (the `target` column)
+    target_text: str | None = None  # niche: the target as the prompt says it
 
 
 @dataclass
@@ -84,22 +110,26 @@ class Draft:
     problem_id: str | None = None
     attempts: list[tuple[str, int]] = field(default_factory=list)  # (text, tokens)
     verdict: Verdict | None = None
+    skills: tuple[str, ...] | None = None  # skill-set archive: the labeller's in-vocabulary key
 
 
 def archive_eligible(status: str, quality: float) -> bool:
     return status == Status.SEED or (status == Status.OK and quality > 0)
 
 
-def rederive_archive(centroids: np.ndarray, candidates: pa.Table) -> CVTArchive:
-    """The archive as a pure function of the committed candidates (see module doc)."""
-    archive = CVTArchive(centroids=centroids)
+def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archive:
+    """The archive as a pure function of the committed candidates (see module doc).
+
+    `base` gives the kind and parameters: CVT centroids, or an archive (its elites are
+    ignored: `empty()` keeps the centroids, the novelty radius, the skill vocabulary).
+    """
+    archive = CVTArchive(centroids=base) if isinstance(base, np.ndarray) else base.empty()
     table = candidates.sort_by([("step", "ascending"), ("slot", "ascending")])
     mask = pc.or_(pc.equal(table["status"], Status.SEED),
                   pc.and_(pc.equal(table["status"], Status.OK), pc.greater(table["quality"], 0.0)))
     table = table.filter(mask)
     if table.num_rows:
-        emb = np.asarray(table["embedding"].to_pylist(), dtype=np.float32)
-        archive.add(table["id"].to_pylist(), emb, table["quality"].to_pylist(),
+        archive.add(table["id"].to_pylist(), table_descriptors(archive, table), table["quality"].to_pylist(),
                     steps=table["step"].to_pylist())
     return archive
 
@@ -114,6 +144,9 @@ class Campaign:
         self.run_id = run.path.resolve().name
         self.log = progress
         self._engine = engine
+        # An engine handed in belongs to the caller (e.g. one model shared by several
+        # campaigns): close() only drops it. One the campaign builds, it closes.
+        self._owns_engine = engine is None
         self._embedder: Embedder | None = None
         self._judge: AnswerJudge | None = None
         self.mutate_prompt = load_prompt(config.generator.prompt)
@@ -123,11 +156,16 @@ class Campaign:
             k_max=config.solver.k, round_size=config.solver.round_size, delta=config.solver.delta,
             prior_a=config.solver.prior_a, prior_b=config.solver.prior_b,
             min_attempts=min(config.solver.min_attempts, config.solver.k))
-        self.archive: CVTArchive | None = None
+        self.operators: list[OperatorSpec] = load_operators(config)
+        self.op_counts: dict[str, Counts] = {}  # attempts / archived per operator (bandit)
+        self.label_prompt = load_prompt(config.archive.label_prompt) if config.archive.kind == "skillset" else None
+        self.label_examples = ""
+        self.archive: Archive | None = None
         self.rng = np.random.default_rng(config.run.seed)
         self.step = -1  # last committed step
         self.counters: dict[str, float] = {}
         self.pool: dict[str, Parent] = {}  # every archive-eligible row, by candidate id
+        self.rows: dict[str, PoolRow] = {}  # what selection needs of the same rows
         self.seen: set[str] = set()  # problem ids of committed seeds and ok candidates
 
     # -- opening -------------------------------------------------------------------
@@ -165,6 +203,7 @@ class Campaign:
             model = "" if self.config.engine.kind == "scripted" else f":{self.config.engine.model}"
             self.log(f"loading engine {self.config.engine.kind}{model} ...")
             self._engine = make_engine(self.config.engine, seed=self.config.run.seed)
+            self._owns_engine = True
         return self._engine
 
     @property
@@ -184,7 +223,8 @@ class Campaign:
             self._judge.close()
             self._judge = None
         if self._engine is not None:
-            self._engine.close()
+            if self._owns_engine:
+                self._engine.close()
             self._engine = None
 
     # -- step 0: the seeds ---------------------------------------------------------
@@ -194,22 +234,28 @@ class Campaign:
             return
         seeds = load_seeds(self.config.seeds)  # validated before any model work
         self.run.create(dump_config(self.config))
+        self.run.recover(-1)  # leftovers of a step 0 that died before its checkpoint
         self.log(f"{len(seeds)} seeds from {self.config.seeds.source}; embedding ...")
         t0 = time.perf_counter()
         emb = self.embedder.encode([s.problem for s in seeds])
-        n_cells = self.config.archive.cells
-        centroids = build_centroids(emb, n_cells=n_cells, seed=self.config.run.seed,
-                                    kmeans_iters=self.config.archive.kmeans_iters)
-        self.archive = CVTArchive(centroids=centroids)
+        skills = [s.skill for s in seeds]
+        self.archive = build_archive(self.config.archive, seed=self.config.run.seed, embeddings=emb,
+                                     seed_skills=skills)
         rows = self._seed_rows(seeds, emb)
-        statuses, cells = self.archive.add([r.id for r in rows], emb, [0.0] * len(rows),
-                                           steps=[0] * len(rows))
-        rows = [replace(r, cell=int(c), archive_outcome=_OUTCOME[AddStatus(int(s))])
+        statuses, cells = self.archive.add([r.id for r in rows], descriptors_for(self.archive, emb, skills),
+                                           [0.0] * len(rows), steps=[0] * len(rows))
+        rows = [replace(r, cell=int(c) if c >= 0 else None, archive_outcome=_OUTCOME[AddStatus(int(s))])
                 for r, s, c in zip(rows, statuses, cells, strict=True)]
+        self._set_label_examples([(s.problem, s.solution, s.skill) for s in seeds])
         self._remember(rows)
         metrics = self._metrics(0, rows, [], 0.0, 0.0, time.perf_counter() - t0)
-        self._commit(0, rows, [], metrics)
-        self.log(f"step 0: {len(rows)} seeds in {self.archive.stats.num_elites} of {n_cells} cells")
+        self._commit(0, rows, [], metrics, [])
+        self.log(f"step 0: {len(rows)} seeds in {self.archive.stats.num_elites} of {self.archive.cells} "
+                 f"{self.archive.kind} cells")
+
+    def _set_label_examples(self, seeds: list[tuple[str, str, str | None]]) -> None:
+        if self.label_prompt is not None and isinstance(self.archive, SkillSetArchive):
+            self.label_examples = label_examples(seeds, self.archive.vocabulary, self.archive.max_skills)
 
     def _seed_rows(self, seeds: list[Seed], emb: np.ndarray) -> list[Candidate]:
         created = now()
@@ -237,7 +283,7 @@ class Campaign:
         candidates = self.run.read_candidates(upto=ckpt.step)
         archive, state = None, {}
         try:
-            archive, state = CVTArchive.load(self.run.archive_dir)
+            archive, state = load_archive(self.run.archive_dir)
         except (OSError, ValueError, KeyError) as exc:
             self.log(f"resume: archive snapshot unreadable ({exc}); rebuilding from shards")
         if archive is None or state.get("step") != ckpt.step:
@@ -246,16 +292,24 @@ class Campaign:
                                "take the cells from; the run cannot be resumed")
             self.log(f"resume: archive snapshot is from step {state.get('step')}, rebuilding "
                      f"it from the shards of steps 0..{ckpt.step}")
-            archive = rederive_archive(archive.centroids, candidates)
+            archive = rederive_archive(archive, candidates)
+        if archive.kind != self.config.archive.kind:
+            raise RunError(f"run directory {self.run.path}: the archive snapshot is of kind {archive.kind!r} but "
+                           f"config key 'archive.kind' is {self.config.archive.kind!r}")
         self.archive = archive
-        rows = candidates.select(["id", "status", "quality", "problem_id", "problem", "solution",
-                                  "answer", "depth"]).to_pylist()
+        rows = candidates.select(["id", "step", "status", "quality", "problem_id", "problem", "solution",
+                                  "answer", "depth", "cell", "skill", "disputed"]).to_pylist()
         for r in rows:
             if r["status"] in (Status.SEED, Status.OK) and r["problem_id"]:
                 self.seen.add(r["problem_id"])
             if archive_eligible(r["status"], r["quality"]):
                 self.pool[r["id"]] = Parent(r["id"], r["problem"], r["solution"] or "",
                                             r["answer"] or "", r["depth"])
+                self.rows[r["id"]] = PoolRow(r["id"], r["quality"], r["cell"], r["status"] == Status.SEED,
+                                             bool(r["disputed"]))
+        self._set_label_examples([(r["problem"], r["solution"] or "", r["skill"]) for r in rows
+                                  if r["step"] == 0])
+        self.op_counts = operator_counts(candidates)
         self.log(f"resumed {self.run.path} at step {self.step} "
                  f"({self.archive.stats.num_elites} elites)")
 
@@ -266,28 +320,78 @@ class Campaign:
             if archive_eligible(r.status, r.quality):
                 self.pool[r.id] = Parent(r.id, r.problem or "", r.solution or "", r.answer or "",
                                          r.depth)
+                self.rows[r.id] = PoolRow(r.id, r.quality, r.cell, r.status == Status.SEED, bool(r.disputed))
 
     # -- one step --------------------------------------------------------------------
     def select_parents(self) -> list[Parent]:
+        """A parent per slot with the slot's operator, and its second parent or target.
+
+        Draws, all from the checkpointed RNG, in this order: the operators (only when more
+        than one is on), the parents, then per slot a crossover's second parent or a niche
+        target. With the defaults this is exactly the archive's uniform draw over cells.
+        """
         assert self.archive is not None, "initialize() or resume first"
-        elites = self.archive.sample_elites(self.config.run.batch_size, self.rng)
-        return [self.pool[e.id] for e in elites]
+        run, ops = self.config.run, self.config.operators
+        specs = choose_operators(self.operators, self.op_counts, run.batch_size, self.rng, bandit=ops.bandit,
+                                 ucb_c=ops.ucb_c)
+        elites: list[tuple[int, str]] = []
+        if run.selection == "archive":
+            data = self.archive.data()
+            elites = list(zip(data.column("cell").to_pylist(), data.column("id").to_pylist(), strict=True))
+
+        sampler = make_sampler(run.selection, list(self.rows.values()), elites, working_set_size=run.working_set,
+                               niche_size=run.niche_size, exclude_disputed=self.config.validity.exclude_parents)
+        view = NicheView(self.archive) if any(s.role == "niche" for s in specs) else None
+        parents = []
+        for spec, pid in zip(specs, sampler.draw(run.batch_size, self.rng), strict=True):
+            p = replace(self.pool[pid], operator=spec.name)
+            if spec.role == "crossover":
+                p = replace(p, second=self.pool[sampler.draw(1, self.rng)[0]])
+            elif spec.role == "niche" and view is not None:
+                t = view.target(self.rows[pid].niche, self.rng)
+                ex = self.pool.get(t.example_id) if t.example_id else None
+                p = replace(p, second=ex, target=t.label, target_text=target_text(t, ex.problem if ex else None))
+            parents.append(p)
+        return parents
+
+    def _spec(self, parent: Parent) -> OperatorSpec:
+        # A parent built elsewhere (no operator set) gets the first configured operator.
+        return next((s for s in self.operators if s.name == parent.operator), self.operators[0])
+
+    def _render(self, spec: OperatorSpec, p: Parent) -> Prompt:
+        values = {"problem": p.problem, "solution": p.solution}
+        if spec.role == "crossover":
+            second = p.second or p
+            values.update(problem2=second.problem, solution2=second.solution)
+        elif spec.role == "niche":
+            values["target"] = p.target_text or "a problem of a different kind"
+        return spec.prompt.render(**values)
 
     def _seed_for(self, step: int, phase: int) -> int:
         return (self.config.run.seed * 1_000_003 + step * 7919 + phase) % (2**31)
 
     def mutate(self, step: int, parents: list[Parent]) -> list[Draft]:
-        """One engine call: a mutation per parent, parsed (failures kept as rows)."""
+        """A mutation per parent (one engine call per operator), parsed (failures kept as
+        rows); for the skill-set archive the ok ones are then labelled."""
         g = self.config.generator
-        prompts = [render_mutation(self.mutate_prompt, p.problem, p.solution) for p in parents]
-        sampling = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
-                            stop=self.mutate_prompt.stop, seed=self._seed_for(step, 1))
-        outputs = self.engine.complete(prompts, sampling)
+        specs = [self._spec(p) for p in parents]
+        outputs: list = [None] * len(parents)
+        for k, spec in enumerate(self.operators):
+            idx = [i for i, s in enumerate(specs) if s is spec]
+            if not idx:
+                continue
+            # Phase 1 for the first operator keeps the default run's engine seeds unchanged.
+            sampling = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
+                                stop=spec.prompt.stop, seed=self._seed_for(step, 1 + 20 * k))
+            outs = self.engine.complete([self._render(spec, parents[i]) for i in idx], sampling)
+            for i, o in zip(idx, outs, strict=True):
+                outputs[i] = o
+        crash_point("mutate", step)  # test-only fault injection (pipeline/storage.py)
         drafts = []
         batch_ids: set[str] = set()
         for slot, (parent, outs) in enumerate(zip(parents, outputs, strict=True)):
             out = outs[0]
-            parsed = parse_mutation(out.text, self.mutate_prompt.response_prefix)
+            parsed = parse_mutation(out.text, specs[slot].prompt.response_prefix)
             d = Draft(slot=slot, parent=parent, raw_output=out.text, gen_tokens=out.tokens,
                       status=Status.OK)
             if isinstance(parsed, ParseFailure):
@@ -299,6 +403,27 @@ class Campaign:
                     d.status, d.reason = Status.DUPLICATE, "problem text already in the run"
                 batch_ids.add(d.problem_id)
             drafts.append(d)
+        return self.label(step, drafts)
+
+    def label(self, step: int, drafts: list[Draft]) -> list[Draft]:
+        """Skill-set archive: label each ok draft's skills (greedy, one engine call).
+
+        Labels outside the vocabulary map to nothing; the key keeps the labeller's first
+        `max_skills` known labels. Labelling tokens count as generator tokens.
+        """
+        todo = [d for d in drafts if d.status == Status.OK]
+        if self.label_prompt is None or not isinstance(self.archive, SkillSetArchive) or not todo:
+            return drafts
+        a, cfg = self.archive, self.config.archive
+        prompts = [render_label(self.label_prompt, d.mutation.problem, d.mutation.solution, a.vocabulary,
+                                self.label_examples, a.max_skills) for d in todo]
+        sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.label_max_tokens,
+                            stop=self.label_prompt.stop, seed=self._seed_for(step, 2))
+        outputs = self.engine.complete(prompts, sampling)
+        for d, outs in zip(todo, outputs, strict=True):
+            labels = parse_skills(outs[0].text, self.label_prompt.response_prefix)
+            d.skills = skill_key(labels, a.vocabulary, a.max_skills)
+            d.gen_tokens += outs[0].tokens
         return drafts
 
     def solve(self, step: int, drafts: list[Draft]) -> list[Draft]:
@@ -330,6 +455,7 @@ class Campaign:
                                     max_tokens=s.max_tokens, stop=self.solve_prompt.stop,
                                     seed=self._seed_for(step, 100 + round_no))
                 outputs = self.engine.complete(prompts, sampling)
+                crash_point("solve", step)
                 for d, outs in zip(group, outputs, strict=True):
                     d.attempts.extend((o.text, o.tokens) for o in outs)
             verdicts = self.judge.judge_many(
@@ -349,6 +475,7 @@ class Campaign:
         attempts: list[Attempt] = []
         ok = [d for d in drafts if d.status == Status.OK]
         emb = self.embedder.encode([d.mutation.problem for d in ok])
+        crash_point("embed", step)
         emb_by_slot = {d.slot: e for d, e in zip(ok, emb, strict=True)}
         for d in drafts:
             cid = candidate_id(self.run_id, step, d.slot)
@@ -357,9 +484,17 @@ class Campaign:
             n_correct = sum(v.correct) if v else 0
             sr = n_correct / k if k else None
             quality = float(self.quality(sr)) if sr is not None and d.status == Status.OK else 0.0
+            spec = self._spec(d.parent)
+            # A crossover child descends from both parents; a niche example is no parent.
+            depth = max(d.parent.depth, d.parent.second.depth if spec.role == "crossover" and d.parent.second
+                        else 0) + 1
+            # A confident solver majority against the reference answer: likely an invalid
+            # problem or a wrong reference (SPARQ's "high quality but invalid").
+            disputed = None if v is None else bool(
+                v.reference_agrees is False and v.majority_share >= self.config.validity.threshold)
             rows.append(Candidate(
                 id=cid, run_id=self.run_id, step=step, slot=d.slot, parent_id=d.parent.id,
-                depth=d.parent.depth + 1, operator=self.mutate_prompt.operator or "sparq_mutate",
+                depth=depth, operator=spec.name,
                 problem_id=d.problem_id, problem=m.problem if m else None,
                 solution=m.solution if m else None, answer=m.answer if m else None,
                 raw_output=d.raw_output, status=d.status,
@@ -369,31 +504,39 @@ class Campaign:
                 majority_share=v.majority_share if v else None,
                 reference_agrees=v.reference_agrees if v else None, quality=quality, cell=None,
                 archive_outcome=ArchiveOutcome.INELIGIBLE, embedding=emb_by_slot.get(d.slot),
-                skill=None, prompt_version=self.mutate_prompt.version, generator=self.engine.name,
+                skill=",".join(d.skills) if d.skills is not None else None,
+                prompt_version=spec.prompt.version, generator=self.engine.name,
                 solver=self.engine.name if k else None, gen_tokens=d.gen_tokens,
-                solve_tokens=sum(t for _, t in d.attempts), created_at=created))
+                solve_tokens=sum(t for _, t in d.attempts), created_at=created,
+                second_parent_id=d.parent.second.id if d.parent.second else None, target=d.parent.target,
+                disputed=disputed))
             for i, (text, tokens) in enumerate(d.attempts):
                 attempts.append(Attempt(
                     candidate_id=cid, run_id=self.run_id, step=step, attempt=i, text=text,
                     extracted=v.extracted[i] if v else None, correct=bool(v.correct[i]) if v else False,
                     tokens=tokens, prompt_version=self.solve_prompt.version, solver=self.engine.name,
                     created_at=created))
-        # Insert in slot order; rows that are not eligible still get their cell recorded.
-        idx = [i for i, r in enumerate(rows) if r.embedding is not None]
+        # Every placeable row gets the cell it falls in before this step's insertions (None:
+        # no niche yet); then the eligible rows are inserted in slot order and get the cell
+        # they competed in (for the novelty archive, possibly a niche they founded).
+        def desc(idx: list[int]) -> object:
+            return descriptors_for(self.archive, [rows[i].embedding for i in idx], [rows[i].skill for i in idx])
+
+        idx = [i for i, r in enumerate(rows) if has_descriptor(self.archive, r.embedding, r.skill)]
         if idx:
-            cells = self.archive.index_of(np.stack([rows[i].embedding for i in idx]))
-            for i, c in zip(idx, cells, strict=True):
-                rows[i] = replace(rows[i], cell=int(c))
+            for i, c in zip(idx, self.archive.index_of(desc(idx)).tolist(), strict=True):
+                rows[i] = replace(rows[i], cell=c if c >= 0 else None)
         elig = [i for i, r in enumerate(rows) if archive_eligible(r.status, r.quality)]
         if elig:
-            statuses, _ = self.archive.add([rows[i].id for i in elig],
-                                           np.stack([rows[i].embedding for i in elig]),
-                                           [rows[i].quality for i in elig], steps=[step] * len(elig))
-            for i, st in zip(elig, statuses, strict=True):
-                rows[i] = replace(rows[i], archive_outcome=_OUTCOME[AddStatus(int(st))])
+            statuses, cells = self.archive.add([rows[i].id for i in elig], desc(elig),
+                                               [rows[i].quality for i in elig], steps=[step] * len(elig))
+            for i, st, c in zip(elig, statuses.tolist(), cells.tolist(), strict=True):
+                rows[i] = replace(rows[i], archive_outcome=_OUTCOME[AddStatus(st)], cell=c if c >= 0 else None)
         self._remember(rows)
+        update_counts(self.op_counts, rows)
         metrics = self._metrics(step, rows, attempts, mutate_s, solve_s, time.perf_counter() - started)
-        self._commit(step, rows, attempts, metrics)
+        ops = operator_metrics(step, rows, self.config.quality.lo, self.config.quality.hi)
+        self._commit(step, rows, attempts, metrics, ops)
         return metrics
 
     def run_step(self) -> StepMetrics:
@@ -429,7 +572,7 @@ class Campaign:
             solve_seconds=solve_s, seconds=seconds, created_at=now())
 
     def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt],
-                metrics: StepMetrics) -> None:
+                metrics: StepMetrics, operators: list[OperatorMetrics] | None = None) -> None:
         generated = metrics.candidates if step > 0 else 0  # step 0 holds the seeds
         for key, value in (("candidates", generated), ("accepted", metrics.accepted),
                            ("attempts", metrics.attempts), ("gen_tokens", metrics.gen_tokens),
@@ -441,7 +584,8 @@ class Campaign:
         self.run.commit_step(
             step, to_table(rows, CANDIDATES_SCHEMA), to_table(attempts, ATTEMPTS_SCHEMA),
             to_table([metrics], METRICS_SCHEMA), ckpt,
-            save_archive=lambda d: archive.save(d, extra={"step": step, "run_id": self.run_id}))
+            save_archive=lambda d: archive.save(d, extra={"step": step, "run_id": self.run_id}),
+            operator_rows=None if operators is None else to_table(operators, OPERATORS_SCHEMA))
         self.step = step
 
     def summary(self) -> dict[str, float | int | str]:

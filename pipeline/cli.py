@@ -18,6 +18,7 @@ EXIT_ENGINE = 3
 
 
 def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
+    msg = " ".join(str(msg).split())  # one line, whatever the message quoted (server bodies, paths)
     print(f"sparq: error: {msg}", file=sys.stderr)
     return code
 
@@ -73,6 +74,58 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return n
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from pipeline.inspection import lineage, load_run, summarize
+    from pipeline.inspection_text import format_lineage, format_summary
+
+    run = load_run(args.run_dir)  # InspectError is a RunError: main() prints it as one line
+    if args.elite is not None:
+        chain = lineage(run, args.elite)
+        print(json.dumps({"id": chain[0]["id"], "lineage": chain}, indent=2) if args.json
+              else format_lineage(chain))
+        return 0
+    summary = summarize(run, top=args.top)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import build_report
+
+    report = build_report(args.run_dir, top=args.top)
+    print(f"report: {report.html_path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from filters.config import load_export_config
+    from filters.errors import ExportInputError
+    from filters.export import export_runs
+
+    if args.budget is not None and args.budget < 0:
+        return _fail(f"--budget: expected an integer >= 0, got {args.budget}")
+    try:
+        result = export_runs(args.run_dirs, args.out, config=load_export_config(args.config), budget=args.budget,
+                             dask_address=args.dask_address, skip_corrupt=args.skip_corrupt,
+                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except ExportInputError as exc:
+        return _fail(str(exc))
+    print(f"exported {result.data_rows} rows from {result.candidates} candidates "
+          f"({result.rejected_rows} rejected rows kept, {len(result.skipped)} files skipped)")
+    print(f"dataset: {result.out_dir} (card: {result.out_dir}/README.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparq",
@@ -113,6 +166,39 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Convert the bundled Gemma 3 270M GGUF file to a cached "
                                    "safetensors model and check the bundled embedder.")
     p.set_defaults(func=cmd_prepare)
+
+    i = sub.add_parser("inspect", help="summarise a run directory, or trace one elite's lineage",
+                       description="Print what RUN_DIR holds: candidates by status, archive coverage "
+                                   "and QD score, solve-rate histogram, top elites, lineage depths, "
+                                   "operator yield. With --elite, one problem and its ancestors.")
+    i.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
+    i.add_argument("--elite", metavar="ID",
+                   help="print this candidate (id or unique prefix) and its lineage back to its seed")
+    i.add_argument("--top", type=_positive, default=10, metavar="N", help="how many top elites (default 10)")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("report", help="write an HTML report with figures into RUN_DIR/report/",
+                       description="Write RUN_DIR/report/index.html (one self-contained page: "
+                                   "figures inline, no external resources) and the figures as PNG files.")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
+    r.add_argument("--top", type=_positive, default=10, metavar="N", help="how many top elites (default 10)")
+    r.set_defaults(func=cmd_report)
+
+    x = sub.add_parser("export", help="turn run directories into a fine-tuning dataset",
+                       description="Filter (status, difficulty band, validity, dedup, near-duplicates, "
+                                   "decontamination) and select the committed candidates of RUN_DIRs into "
+                                   "Parquet SFT rows in OUT/data/, every rejected row with its reason in "
+                                   "OUT/rejected/, and a dataset card OUT/README.md.")
+    x.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to export")
+    x.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
+    x.add_argument("--budget", type=int, metavar="N", help="output rows (default: export.budget; 0 = all)")
+    x.add_argument("--config", metavar="PATH", help="TOML file with an [export] table overriding the defaults")
+    x.add_argument("--dask-address", metavar="ADDR",
+                   help="run on this dask.distributed scheduler (e.g. tcp://host:8786) instead of locally")
+    x.add_argument("--skip-corrupt", action="store_true",
+                   help="skip missing or unreadable shards with a warning (counted in the card) instead of failing")
+    x.set_defaults(func=cmd_export)
     return parser
 
 
@@ -130,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except EngineError as exc:
         return _fail(str(exc), EXIT_ENGINE)
+    except OSError as exc:  # a file the command could not read or write, named
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return _fail("interrupted; committed steps are kept, continue with --resume", 130)
 

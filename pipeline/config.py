@@ -11,6 +11,7 @@ holds its key (`api_key_env`), so the resolved config written to a run is safe t
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -31,15 +32,27 @@ def _check(cond: bool, key: str, expected: str, value: object) -> None:
         raise ConfigError(f"config key '{key}': expected {expected}, got {value!r}")
 
 
+SELECTIONS = ("archive", "static_uniform", "static_diverse", "dynamic_uniform", "dynamic_diverse")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
-    steps: int = 4
+    steps: int = 3
     batch_size: int = 12
+    # Parent selection (pipeline/selection.py): "archive" = uniform over occupied cells;
+    # SPARQ's static_* draw seeds only, dynamic_* draw from the top rows by quality.
+    selection: str = "archive"
+    working_set: int = 64  # dynamic_uniform: T, the working set's size
+    niche_size: int = 4  # dynamic_diverse: T per niche
 
     def validate(self, p: str) -> None:
+        _check(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
         _check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
         _check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
+        _check(self.selection in SELECTIONS, f"{p}.selection", f"one of {SELECTIONS}", self.selection)
+        _check(self.working_set >= 1, f"{p}.working_set", "an integer >= 1", self.working_set)
+        _check(self.niche_size >= 1, f"{p}.niche_size", "an integer >= 1", self.niche_size)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ class EngineConfig:
         _check(self.backoff_s >= 0, f"{p}.backoff_s", "a number >= 0", self.backoff_s)
         _check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
                "a number in (0, 1]", self.gpu_memory_utilization)
+        _check(self.max_model_len >= 1, f"{p}.max_model_len", "an integer >= 1", self.max_model_len)
         if self.kind == "openai":
             _check(len(self.base_urls) >= 1, f"{p}.base_urls", "at least one URL for the openai engine",
                    list(self.base_urls))
@@ -158,22 +172,85 @@ class QualityConfig:
                self.function)
         _check(0 <= self.lo <= 1, f"{p}.lo", "a number in [0, 1]", self.lo)
         _check(0 <= self.hi <= 1, f"{p}.hi", "a number in [0, 1]", self.hi)
-        _check(self.lo <= self.hi, f"{p}.lo", f"lo <= hi ({self.hi})", self.lo)
+        if self.lo > self.hi:
+            raise ConfigError(f"config keys '{p}.lo' and '{p}.hi': expected lo <= hi, got lo={self.lo!r}, "
+                              f"hi={self.hi!r}")
+
+
+ARCHIVE_KINDS = ("cvt", "skillset", "novelty")
 
 
 @dataclass(frozen=True)
 class ArchiveConfig:
     kind: str = "cvt"
-    cells: int = 256
+    cells: int = 256  # cvt: centroids; novelty: the most niches
     # "embedded" = the bundled all-MiniLM-L6-v2; otherwise any sentence-transformers name/path.
     embedder: str = "embedded"
     kmeans_iters: int = 25
+    # novelty: cosine distance beyond which a problem founds a niche (the bundled seeds
+    # found 171 niches at 0.3, about as many cells as they fill in a 256-cell CVT).
+    radius: float = 0.3
+    # skillset: vocabulary = the `skills` most common seed skills; keys of <= max_skills.
+    skills: int = 100
+    max_skills: int = 3
+    label_prompt: str = "skills_fewshot"
+    label_max_tokens: int = 16
 
     def validate(self, p: str) -> None:
-        _check(self.kind == "cvt", f"{p}.kind", "'cvt'", self.kind)
+        _check(self.kind in ARCHIVE_KINDS, f"{p}.kind", f"one of {ARCHIVE_KINDS}", self.kind)
         _check(self.cells >= 1, f"{p}.cells", "an integer >= 1", self.cells)
         _check(bool(self.embedder), f"{p}.embedder", "a model name or path", self.embedder)
         _check(self.kmeans_iters >= 1, f"{p}.kmeans_iters", "an integer >= 1", self.kmeans_iters)
+        _check(0 < self.radius <= 2, f"{p}.radius", "a number in (0, 2]", self.radius)
+        _check(self.skills >= 1, f"{p}.skills", "an integer >= 1", self.skills)
+        _check(1 <= self.max_skills <= 5, f"{p}.max_skills", "an integer in [1, 5]", self.max_skills)
+        _check(bool(self.label_prompt), f"{p}.label_prompt", "a prompt name or path", self.label_prompt)
+        _check(self.label_max_tokens >= 1, f"{p}.label_max_tokens", "an integer >= 1", self.label_max_tokens)
+
+
+OPERATOR_ROLES = ("mutate", "harder", "easier", "niche", "crossover")
+BANDITS = ("none", "ucb1", "thompson")
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    # Weights of the mutation operators (0 = off). `mutate` is SPARQ's, with generator.prompt.
+    mutate: float = 1.0
+    harder: float = 0.0
+    easier: float = 0.0
+    niche: float = 0.0
+    crossover: float = 0.0
+    harder_prompt: str = "harder_fewshot"
+    easier_prompt: str = "easier_fewshot"
+    niche_prompt: str = "niche_fewshot"
+    crossover_prompt: str = "crossover_fewshot"
+    # none: draw by weight; ucb1 / thompson: a bandit over the operators with weight > 0,
+    # rewarded by archived-per-attempt.
+    bandit: str = "none"
+    ucb_c: float = 1.0
+
+    def validate(self, p: str) -> None:
+        for role in OPERATOR_ROLES:
+            w = getattr(self, role)
+            _check(math.isfinite(w) and w >= 0, f"{p}.{role}", "a finite weight >= 0", w)
+        _check(sum(getattr(self, r) for r in OPERATOR_ROLES) > 0, f"{p}.mutate",
+               "at least one operator weight > 0", self.mutate)
+        for role in OPERATOR_ROLES[1:]:
+            _check(bool(getattr(self, f"{role}_prompt")), f"{p}.{role}_prompt", "a prompt name or path",
+                   getattr(self, f"{role}_prompt"))
+        _check(self.bandit in BANDITS, f"{p}.bandit", f"one of {BANDITS}", self.bandit)
+        _check(self.ucb_c >= 0, f"{p}.ucb_c", "a number >= 0", self.ucb_c)
+
+
+@dataclass(frozen=True)
+class ValidityConfig:
+    # A candidate is `disputed` when a confident solver majority (share >= threshold)
+    # disagrees with its reference answer: SPARQ's "high quality but invalid" problems.
+    threshold: float = 0.75
+    exclude_parents: bool = False  # keep disputed candidates out of parent selection
+
+    def validate(self, p: str) -> None:
+        _check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)
 
 
 @dataclass(frozen=True)
@@ -185,6 +262,8 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+    validity: ValidityConfig = field(default_factory=ValidityConfig)
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like a loaded file)."""
@@ -200,7 +279,13 @@ def _type_ok(value: object, tp: object) -> tuple[bool, object]:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
+        # inf and nan (valid TOML) and ints past float range are no setting: an infinite
+        # backoff or timeout would hang a run.
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(float(value))
+        except OverflowError:
+            ok = False
         return ok, float(value) if ok else value
     if tp is str:
         return isinstance(value, str), value
@@ -210,7 +295,7 @@ def _type_ok(value: object, tp: object) -> tuple[bool, object]:
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
@@ -318,6 +403,7 @@ def dump_config(config: Config) -> str:
 
 
 __all__ = [
-    "ArchiveConfig", "Config", "ConfigError", "EngineConfig", "GeneratorConfig", "QualityConfig",
-    "RunConfig", "SeedsConfig", "SolverConfig", "dump_config", "from_dict", "load_config", "to_dict",
+    "ArchiveConfig", "Config", "ConfigError", "EngineConfig", "GeneratorConfig", "OperatorsConfig",
+    "QualityConfig", "RunConfig", "SeedsConfig", "SolverConfig", "ValidityConfig", "dump_config", "from_dict",
+    "load_config", "to_dict",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.campaign import Campaign, Progress
 from pipeline.config import Config
 from pipeline.records import StepMetrics
+from pipeline.storage import RunDir
 
 
 def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: int | None = None,
@@ -37,23 +38,25 @@ def run_generation(config: Config, run_dir: Path | str, *, resume: bool = False,
     from tqdm import tqdm
 
     log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine)
-    target = camp.config.run.steps
-    t0 = time.perf_counter()
-    try:
-        bar = tqdm(total=max(0, target - camp.step), desc="generate", unit="step",
-                   disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
-        with bar:
-            while camp.step < target:
-                m = camp.run_step()
-                bar.update(1)
-                bar.set_postfix(elites=m.num_elites, qd=f"{m.qd_score:.2f}", acc=m.accepted)
-                bar.write(step_line(m), file=sys.stderr)
-        summary = camp.summary()
-        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-        return summary
-    finally:
-        camp.close()
+    # One writer per run directory, from before recovery until the last commit.
+    with RunDir(run_dir).locked():
+        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine)
+        target = camp.config.run.steps
+        t0 = time.perf_counter()
+        try:
+            bar = tqdm(total=max(0, target - camp.step), desc="generate", unit="step",
+                       disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+            with bar:
+                while camp.step < target:
+                    m = camp.run_step()
+                    bar.update(1)
+                    bar.set_postfix(elites=m.num_elites, qd=f"{m.qd_score:.2f}", acc=m.accepted)
+                    bar.write(step_line(m), file=sys.stderr)
+            summary = camp.summary()
+            summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+            return summary
+        finally:
+            camp.close()
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ MAX_PROBLEM_CHARS = 2000
 MAX_SOLUTION_CHARS = 6000
 MIN_PROBLEM_CHARS = 8
 
-_TAG = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.S | re.I) for name in ("problem", "solution")}
+_OPEN = {name: re.compile(rf"<{name}>", re.I) for name in ("problem", "solution")}
+_CLOSE = {name: re.compile(rf"</{name}>", re.I) for name in ("problem", "solution")}
 _NEW_PROBLEM = re.compile(r"New problem:", re.I)
 _NEW_SOLUTION = re.compile(r"New solution:", re.I)
 
@@ -39,6 +40,20 @@ class ParseFailure:
     reason: str
 
 
+def _tagged(text: str, name: str) -> str | None:
+    """What re.search(r"<name>(.*?)</name>", re.S | re.I) captures, in linear time.
+
+    The lazy regex rescans to the end from every opening tag: quadratic on output full of
+    unclosed tags (180 KB took 20 s). The first opening tag with a closing tag after it is
+    the first opening tag, if any closing tag follows it at all.
+    """
+    opening = _OPEN[name].search(text)
+    if opening is None:
+        return None
+    closing = _CLOSE[name].search(text, opening.end())
+    return None if closing is None else text[opening.end() : closing.start()]
+
+
 def render_mutation(template: PromptTemplate, problem: str, solution: str) -> Prompt:
     return template.render(problem=problem, solution=solution)
 
@@ -50,9 +65,9 @@ def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailu
     text = (response_prefix + raw).replace("\x00", "")
     if not text.strip():
         return ParseFailure("empty output")
-    problem_m, solution_m = _TAG["problem"].search(text), _TAG["solution"].search(text)
-    if problem_m and solution_m:
-        problem, solution = problem_m.group(1), solution_m.group(1)
+    tagged_problem, tagged_solution = _tagged(text, "problem"), _tagged(text, "solution")
+    if tagged_problem is not None and tagged_solution is not None:
+        problem, solution = tagged_problem, tagged_solution
     else:
         p = _NEW_PROBLEM.search(text)
         s = _NEW_SOLUTION.search(text, p.end() if p else 0)

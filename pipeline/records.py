@@ -8,6 +8,11 @@ Tables:
   or not, with its lineage, solve-rate statistics, quality, cell and embedding.
 - attempts: one row per solver attempt (text, extracted answer, correct).
 - metrics: one row per committed step.
+- operators: one row per committed step and mutation operator used in it (yield per operator).
+
+Columns added after format version 1 was first written (second_parent_id, target, disputed)
+sit at the end of the candidates schema and are nullable; readers fill them with nulls
+for older shards (pipeline.storage.RunDir.read_candidates).
 """
 
 from __future__ import annotations
@@ -81,6 +86,13 @@ CANDIDATES_SCHEMA = _schema(
         pa.field("gen_tokens", pa.int64(), nullable=False),
         pa.field("solve_tokens", pa.int64(), nullable=False),
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # crossover: the second parent; niche operator: the example row shown to the model
+        pa.field("second_parent_id", pa.string()),
+        # niche operator: the target niche ("cell:17", "niche:4" or "skills:a,b")
+        pa.field("target", pa.string()),
+        # solved, and a solver majority with share >= validity.threshold disagrees with the
+        # reference answer (None: not solved)
+        pa.field("disputed", pa.bool_()),
     ],
 )
 
@@ -125,6 +137,23 @@ METRICS_SCHEMA = _schema(
     ],
 )
 
+OPERATORS_SCHEMA = _schema(
+    "operators",
+    [
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("operator", pa.string(), nullable=False),
+        pa.field("attempts", pa.int64(), nullable=False),  # candidates it generated
+        pa.field("ok", pa.int64(), nullable=False),
+        pa.field("in_band", pa.int64(), nullable=False),
+        pa.field("archived", pa.int64(), nullable=False),  # new or improved an elite
+        pa.field("disputed", pa.int64(), nullable=False),
+        pa.field("archive_yield", pa.float64(), nullable=False),  # archived / attempts
+        pa.field("gen_tokens", pa.int64(), nullable=False),
+        pa.field("solve_tokens", pa.int64(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+)
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -161,6 +190,9 @@ class Candidate:
     gen_tokens: int
     solve_tokens: int
     created_at: datetime
+    second_parent_id: str | None = None
+    target: str | None = None
+    disputed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +233,23 @@ class StepMetrics:
     mutate_seconds: float
     solve_seconds: float
     seconds: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OperatorMetrics:
+    """One row of the operators table."""
+
+    step: int
+    operator: str
+    attempts: int
+    ok: int
+    in_band: int
+    archived: int
+    disputed: int
+    archive_yield: float
+    gen_tokens: int
+    solve_tokens: int
     created_at: datetime
 
 

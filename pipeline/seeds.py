@@ -53,6 +53,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise SeedError(f"seed source {path}: line {lineno} is not valid JSON ({exc.msg})") from None
+                except ValueError as exc:  # e.g. an integer past Python's 4300-digit limit
+                    raise SeedError(f"seed source {path}: line {lineno} cannot be read ({exc})") from None
                 if not isinstance(row, dict):
                     raise SeedError(f"seed source {path}: line {lineno} is not a JSON object")
                 rows.append(row)
@@ -131,6 +133,12 @@ def load_seeds(cfg: SeedsConfig) -> list[Seed]:
         if not isinstance(solution, str):
             raise SeedError(f"seed source {source}: row {i} column {cfg.solution!r} must be a "
                             f"string, got {type(solution).__name__}")
+        for col, value in ((cfg.problem, problem), (cfg.solution, solution), (cfg.answer, answer)):
+            try:  # JSON's \ud800 escapes decode to lone surrogates, which Parquet cannot store
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SeedError(f"seed source {source}: row {i} column {col!r} is not valid Unicode "
+                                f"text ({exc.reason} at character {exc.start})") from None
         skill = row.get(cfg.skill) if cfg.skill else None  # optional: absent -> None
         seeds.append(Seed(problem.strip(), solution.strip(), answer.strip(),
                           str(skill) if skill is not None else None, i))

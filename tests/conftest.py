@@ -66,3 +66,22 @@ def sparq_cmd(*args: str) -> list[str]:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def figures(tmp_path_factory: pytest.TempPathFactory):
+    """Where guarantee tests record their figures (see tests/figures.py)."""
+    from tests.figures import ENV, Figures
+
+    path = os.environ.get(ENV)
+    return Figures(Path(path) if path else tmp_path_factory.getbasetemp() / "guarantees.json")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Long variants (@pytest.mark.ci) run only in CI (CI set) or when asked for with -m ci.
+    if os.environ.get("CI") or "ci" in (config.getoption("markexpr") or "").split():
+        return
+    skip = pytest.mark.skip(reason="long variant: runs with CI=1 or -m ci")
+    for item in items:
+        if "ci" in item.keywords:
+            item.add_marker(skip)

@@ -4,7 +4,9 @@ One request per prompt (with `n` samples), spread over the configured base URLs.
 Each endpoint has its own concurrency limit; a request that fails with a retryable
 error (timeout, connection refused, HTTP 5xx/429, malformed body) is retried with
 exponential backoff, moving to the next endpoint each time, so a dead endpoint is
-skipped. When every try fails the call raises `EngineError` naming the endpoints.
+skipped. `timeout_s` bounds each request as a whole (connect, send, the full answer), so
+a server that hangs or trickles bytes cannot stall a step. When every try fails the call
+raises `EngineError` naming the endpoints.
 
 The API key is read from the environment variable named in the config, never stored.
 """
@@ -65,8 +67,10 @@ class OpenAIEngine:
                    prompt: Prompt, sampling: Sampling, index: int) -> list[Completion]:
         start = next(self._rr)
         errors: list[str] = []
+        tried: list[str] = []
         for attempt in range(self._cfg.retries + 1):
             url = self._urls[(start + attempt) % len(self._urls)]
+            tried += [url] if url not in tried else []
             try:
                 async with limits[url]:
                     return await self._request(client, url, prompt, sampling, index)
@@ -74,8 +78,8 @@ class OpenAIEngine:
                 errors.append(f"{url}: {exc}")
                 if attempt < self._cfg.retries:
                     await asyncio.sleep(self._cfg.backoff_s * (2**attempt))
-        raise EngineError(f"openai engine: request failed after {self._cfg.retries + 1} tries; "
-                          f"last error {errors[-1]}")
+        raise EngineError(f"openai engine: request failed after {self._cfg.retries + 1} tries "
+                          f"on {', '.join(tried)}; last error {errors[-1]}")
 
     async def _request(self, client: httpx.AsyncClient, url: str, prompt: Prompt,
                        sampling: Sampling, index: int) -> list[Completion]:
@@ -98,14 +102,18 @@ class OpenAIEngine:
             body["prompt"] = prompt
             endpoint = f"{url}/completions"
         try:
-            resp = await client.post(endpoint, json=body)
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            # httpx's timeout is per read: a server that trickles bytes never trips it.
+            async with asyncio.timeout(self._cfg.timeout_s):
+                resp = await client.post(endpoint, json=body)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise _Retryable(f"no complete answer within timeout_s={self._cfg.timeout_s:g} s") from exc
+        except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}")
         if resp.status_code >= 400:
             raise EngineError(f"openai engine: {endpoint} answered HTTP {resp.status_code}: "
-                              f"{resp.text[:200]}")
+                              f"{' '.join(resp.text[:200].split())}")
         try:
             data = resp.json()
             choices = data["choices"]

@@ -1,7 +1,8 @@
 """A scripted engine for unit tests of parsing and control flow (never for evidence).
 
-It answers from a JSON file: {"mutate": [texts...], "solve": [texts...], "delay_s": 0}.
-A prompt that contains "Solution:" at its end is a solve prompt; others are mutations.
+It answers from a JSON file: {"mutate": [texts...], "solve": [texts...], "label": [texts...],
+"delay_s": 0}. A prompt ending in "Solution:" is a solve prompt, one ending in "Skills:" a
+skill-labelling prompt (answered from "label", default: no skills); others are mutations.
 Outputs are handed out in order, cycling, so a test controls exactly what the pipeline
 sees. `delay_s` makes each call slow (to kill a run mid-step).
 """
@@ -19,19 +20,21 @@ from pipeline.prompts import Prompt
 
 
 class ScriptedEngine:
-    def __init__(self, mutate: Sequence[str], solve: Sequence[str], delay_s: float = 0.0) -> None:
+    def __init__(self, mutate: Sequence[str], solve: Sequence[str], delay_s: float = 0.0,
+                 label: Sequence[str] = ("",)) -> None:
         if not mutate or not solve:
             raise ValueError("ScriptedEngine: expected non-empty 'mutate' and 'solve' lists")
         self.name = "scripted"
         self.stats = EngineStats()
         self._mutate = itertools.cycle(mutate)
         self._solve = itertools.cycle(solve)
+        self._label = itertools.cycle(label or ("",))
         self._delay = delay_s
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedEngine:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(data["mutate"], data["solve"], float(data.get("delay_s", 0.0)))
+        return cls(data["mutate"], data["solve"], float(data.get("delay_s", 0.0)), data.get("label", ("",)))
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         if self._delay:
@@ -39,7 +42,9 @@ class ScriptedEngine:
         out = []
         for p in prompts:
             text = p if isinstance(p, str) else p[-1]["content"]
-            source = self._solve if text.rstrip().endswith("Solution:") else self._mutate
+            end = text.rstrip()
+            source = self._solve if end.endswith("Solution:") else self._label if end.endswith("Skills:") \
+                else self._mutate
             row = [truncate_at_stop(next(source), sampling.stop)[0] for _ in range(sampling.n)]
             out.append([Completion(text=t, tokens=max(1, len(t.split()))) for t in row])
         self.stats.calls += 1

@@ -1,0 +1,210 @@
+"""Run the guarantee tests and rewrite docs/guarantees.md from their figures.
+
+    .venv/bin/python bench/guarantees.py            # short variants (what `pytest -m "not slow"` runs)
+    .venv/bin/python bench/guarantees.py --full     # also the @pytest.mark.ci variants (20 random kills, ...)
+    .venv/bin/python bench/guarantees.py --render   # only re-render docs/guarantees.md from bench/guarantees.json
+
+The tests write their figures (trials run, faults injected, inputs tried, rows lost) to
+bench/guarantees.json (SPARQ_GUARANTEES_JSON, tests/figures.py); pass/fail and seconds
+per test come from pytest's JUnit XML. A figure from a test that did not run this time
+keeps its last value, with its date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURES = REPO / "bench" / "guarantees.json"
+RESULTS = REPO / "bench" / "guarantees-results.json"
+DOC = REPO / "docs" / "guarantees.md"
+TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_fuzz.py", "tests/test_security.py",
+         "tests/test_storage.py::test_second_writer_is_refused_with_pid",
+         "tests/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
+
+ENGINE_MODES = ["http500", "malformed", "empty", "slow", "hang", "trickle", "close", "refused"]
+
+
+def run_tests(full: bool) -> dict[str, dict]:
+    env = dict(os.environ, SPARQ_GUARANTEES_JSON=str(FIGURES))
+    if full:
+        env["CI"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "junit.xml"
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                               f"--junitxml={xml}", *TESTS], cwd=REPO, env=env)
+        wall = time.perf_counter() - started
+        results = {}
+        for case in ET.parse(xml).iter("testcase"):
+            name = f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}"
+            status = "passed"
+            for tag in ("failure", "error", "skipped"):
+                if case.find(tag) is not None:
+                    status = {"failure": "FAILED", "error": "ERROR", "skipped": "skipped"}[tag]
+            results[name] = {"status": status, "seconds": round(float(case.get("time", 0)), 1)}
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    RESULTS.write_text(json.dumps({"run_at": stamp, "full": full, "wall_seconds": round(wall, 1),
+                                   "exit_code": proc.returncode, "tests": results}, indent=2) + "\n")
+    return results
+
+
+def _result(results: dict, *names: str) -> str:
+    """passed/FAILED and seconds over tests whose name starts with one of `names`."""
+    hits = [r for n, r in results.items() if n.startswith(names)]
+    if not hits:
+        return "not run"
+    ran = [h for h in hits if h["status"] != "skipped"]
+    if not ran:
+        return "skipped (long variant)"
+    bad = [h for h in ran if h["status"] != "passed"]
+    secs = sum(h["seconds"] for h in ran)
+    return f"{'FAILED' if bad else 'passed'} ({len(ran)} case{'s' * (len(ran) > 1)}, {secs:.0f} s)"
+
+
+def render(figures: dict, results: dict, meta: dict) -> str:
+    def f(key: str) -> dict:
+        return figures.get(key, {})
+
+    def crash(key: str) -> str:
+        d = f(key)
+        if not d:
+            return "no figure yet"
+        return (f"{d['trials']} trials, {d['faults_injected']} SIGKILLs, {d['candidate_rows']} rows checked, "
+                f"{d['temp_files_seen_after_kills']} temp files and {d['uncommitted_shards_seen_after_kills']} "
+                f"uncommitted shards found after kills (all ignored, none left), rows lost {d['rows_lost']}, "
+                f"duplicated {d['rows_duplicated']} ({d['recorded_at'][:10]})")
+
+    eng = [f(f"engine.{m}") for m in ENGINE_MODES]
+    eng_faults = sum(d.get("faults_injected", 0) for d in eng)
+    step = [f(f"engine_step.{m}") for m in ENGINE_MODES]
+    timeouts = {m: f(f"engine.{m}").get("seconds") for m in ("slow", "hang", "trickle")}
+    fuzz = f("fuzz").get("inputs_tried", {})
+    fz = lambda *ks: sum(fuzz.get(k, 0) for k in ks)  # noqa: E731
+    ro, full0, full48, second = f("storage.read_only"), f("storage.disk_full_0"), f("storage.disk_full_49152"), \
+        f("storage.second_writer")
+    scan, pay, fmt, key = (f("security.static_scan"), f("security.payloads"), f("security.storage_formats"),
+                           f("security.api_key"))
+
+    rows = [
+        ("Committed data survives a SIGKILL at any moment: every committed candidate present exactly once, "
+         "archive = its re-derivation from the shards, metrics steps 0..N once, counters = shard totals",
+         "test_crash.py::test_random_kills_short (5 trials), ::test_random_kills_full (20, `ci`)",
+         _result(results, "test_crash::test_random_kills"),
+         f"short: {crash('crash.random_short')}; full: {crash('crash.random_full')}"),
+        ("... and at each named point of a step (mutate, solve, embed, shard temp/renamed, metrics, between the "
+         "archive renames, checkpoint temp, after commit, mid-recovery)",
+         "test_crash.py::test_targeted_kills_short, ::test_targeted_kills_full (`ci`), hook SPARQ_CRASH_AT",
+         _result(results, "test_crash::test_targeted_kills"),
+         f"short: {crash('crash.targeted_short')}; full: {crash('crash.targeted_full')}"),
+        ("No temporary file is mistaken for data: readers skip `.tmp-` names and later steps; resume removes them",
+         "test_crash.py (Ledger.after_kill, check_run), test_storage.py::test_recover_*",
+         _result(results, "test_crash::test_random_kills", "test_crash::test_targeted_kills"),
+         "see the two rows above: temp files seen after kills, 0 listed by a reader, 0 left after resume"),
+        ("An engine fault (HTTP 500, malformed JSON, empty choices, slow answer, hang, byte trickle, dropped "
+         "connection, connection refused) is retried with exponential backoff, then fails with one line naming "
+         "the endpoint; a hang or trickle is cut at timeout_s",
+         "test_faults.py::test_engine_fault_retries_with_backoff_then_names_the_endpoint, ::test_engine_recovers_*, "
+         "::test_engine_fails_over_from_a_hanging_endpoint",
+         _result(results, "test_faults::test_engine_"),
+         f"{len([d for d in eng if d])} fault modes, {eng_faults} faulty answers; timeout modes gave up after "
+         f"{', '.join(f'{m} {s} s' for m, s in timeouts.items() if s is not None)} (3 tries x 0.5 s + backoff)"),
+        ("A failed step leaves the run as it was (same files, same bytes, checkpoint unchanged, lock released) "
+         "and the run continues once the fault passes; `sparq generate` exits 3 with one line",
+         "test_faults.py::test_engine_fault_fails_the_step_cleanly, "
+         "::test_generate_cli_exits_with_one_line_on_engine_fault",
+         _result(results, "test_faults::test_engine_fault_fails", "test_faults::test_generate_cli"),
+         f"{sum(d.get('faults_injected', 0) for d in step)} failed steps, files changed "
+         f"{sum(d.get('files_changed', 0) for d in step)}, rows lost 0"),
+        ("Run directory read-only: one line naming the file, last committed step intact, resumes when writable",
+         "test_faults.py::test_read_only_run_directory", _result(results, "test_faults::test_read_only"),
+         f"{ro.get('mode', 'no figure yet')}; faults {ro.get('faults_injected', 0)}, "
+         f"rows lost {ro.get('rows_lost', '-')}"),
+        ("Disk full: one line naming the file, temp file removed, last committed step intact, resumes after space "
+         "is freed (failing at the first shard, and after the shards at the archive snapshot)",
+         "test_faults.py::test_disk_full[0], [49152]", _result(results, "test_faults::test_disk_full"),
+         f"{full0.get('mode', 'no figure yet')}; faults "
+         f"{full0.get('faults_injected', 0) + full48.get('faults_injected', 0)}, rows lost 0"),
+        ("A second `sparq generate` on a run directory in use is refused by the lock, naming the holder's pid",
+         "test_faults.py::test_second_writer_is_refused_with_the_holders_pid, "
+         "test_storage.py::test_second_writer_is_refused_with_pid",
+         _result(results, "test_faults::test_second_writer", "test_storage::test_second_writer"),
+         f"{second.get('refused', 0)} second writers refused (CLI and in-process)"),
+        ("Bad seeds (random JSONL bytes and rows, random/corrupt Parquet) load or fail with one line naming the source",
+         "test_fuzz.py::test_seed_*", _result(results, "test_fuzz::test_seed_"),
+         f"{fz('seeds.jsonl_bytes', 'seeds.jsonl_rows', 'seeds.parquet')} inputs tried"),
+        ("Model output parsing and answer extraction are total and linear (no exception, no quadratic blow-up)",
+         "test_fuzz.py::test_parse_mutation_*, ::test_tag_search_matches_the_lazy_regex, "
+         "::test_extract_and_normalize_are_total",
+         _result(results, "test_fuzz::test_parse_mutation", "test_fuzz::test_tag_search", "test_fuzz::test_extract"),
+         f"{fz('parse_mutation', 'parse_mutation.tags', 'parse_mutation.adversarial', 'answers.extract_normalize')} "
+         "inputs tried"),
+        ("Adversarial LaTeX that makes sympy run for minutes is cut off by the judge's timeout",
+         "test_fuzz.py::test_adversarial_latex_is_cut_off_by_the_timeout, "
+         "test_answers.py::test_adversarial_input_times_out_and_pool_recovers",
+         _result(results, "test_fuzz::test_adversarial_latex", "test_answers::test_adversarial_input"),
+         f"{fz('answers.adversarial_latex')} inputs, each stopped at timeout_s"),
+        ("Configs with unknown keys, wrong types, out-of-range or non-finite values fail with one line naming the key; "
+         "an accepted config is usable",
+         "test_fuzz.py::test_config_errors_name_the_key", _result(results, "test_fuzz::test_config"),
+         f"{fz('config')} config dicts tried"),
+        ("Generated text is never executed: no eval/exec/pickle/shell in the library; Python, shell and template "
+         "payloads in problems, answers and solver outputs run nothing",
+         "test_security.py::test_library_never_executes_or_unpickles, ::test_generated_payloads_are_stored_never_run",
+         _result(results, "test_security::test_library", "test_security::test_generated",
+                 "test_security::test_scanner"),
+         f"{scan.get('files_scanned', 0)} files scanned, {scan.get('findings', 0)} findings; "
+         f"{pay.get('payloads', 0)} payloads through {pay.get('attempts_judged', 0)} judged attempts, "
+         f"{pay.get('executed', 0)} executed"),
+        ("Run storage holds no pickle: Parquet, JSON, TOML, .npy (allow_pickle=False) only",
+         "test_security.py::test_run_storage_has_no_pickle", _result(results, "test_security::test_run_storage"),
+         f"{fmt.get('files_checked', 0)} files checked, {fmt.get('pickles', 0)} pickles"),
+        ("The API key comes only from the environment and reaches no file of the run, stdout or stderr",
+         "test_security.py::test_api_key_never_leaves_the_environment, ::test_config_has_no_key_field",
+         _result(results, "test_security::test_api_key", "test_security::test_config_has_no_key"),
+         f"{key.get('files_checked', 0)} files and {key.get('outputs_checked', 0)} outputs checked, "
+         f"{key.get('leaks', 0)} leaks"),
+        ("Servers the project starts bind 127.0.0.1", "test_security.py::test_servers_bind_localhost",
+         _result(results, "test_security::test_servers"), "Prefect's temporary server and the test fakes"),
+    ]
+    lines = [
+        "## Guarantees",
+        "",
+        "What a campaign on preemptible machines can rely on, the test that checks each promise and the figure "
+        f"from the last run ({meta.get('run_at', 'never')}, {'full' if meta.get('full') else 'short'} variants, "
+        f"{meta.get('wall_seconds', '?')} s, regenerated by `bench/guarantees.py`). Kills are real SIGKILLs of "
+        "`sparq generate --no-prefect` process groups on the scripted engine; storage faults use a real tmpfs "
+        "(read-only remount, full disk) when the tests run as root, else a simulated errno at the write call.",
+        "",
+        "| promise | checked by | result | figure (last run) |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {p} | {t} | {r} | {fig} |" for p, t, r, fig in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="also the long @pytest.mark.ci variants")
+    ap.add_argument("--render", action="store_true", help="only rewrite docs/guarantees.md")
+    args = ap.parse_args()
+    if not args.render:
+        run_tests(args.full)
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    meta = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(render(figures, meta.get("tests", {}), meta))
+    print(f"wrote {DOC}")
+    return int(meta.get("exit_code", 0) != 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

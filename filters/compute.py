@@ -1,0 +1,54 @@
+"""Where the dask graphs run: a distributed cluster, local processes, threads or in-process.
+
+The export's result does not depend on the choice (tests/test_export.py compares a
+LocalCluster run with an in-process one): every per-shard task is a pure function of its
+shard and plan, and the reduce step runs in the driver on partitions collected in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import dask.dataframe as dd
+import pandas as pd
+
+
+@contextmanager
+def compute_context(scheduler: str, workers: int, address: str | None) -> Iterator[dict[str, Any]]:
+    """Keyword arguments for `.compute()`, valid for the duration of the context."""
+    if address:
+        from distributed import Client
+
+        try:
+            client = Client(address, set_as_default=False, timeout="20s")
+        except OSError as exc:
+            from filters.errors import ExportInputError
+
+            raise ExportInputError(f"dask scheduler {address}: cannot connect ({exc})") from None
+        with client:
+            yield {"scheduler": client}
+        return
+    n = workers or os.cpu_count() or 1
+    if scheduler == "sync":
+        yield {"scheduler": "sync"}
+    elif scheduler == "threads":
+        yield {"scheduler": "threads", "num_workers": n}
+    else:
+        # One pool for all the export's graphs (dask would start one per compute); spawn, so
+        # workers never inherit the driver's threads or its faiss/OpenMP state.
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield {"scheduler": "processes", "pool": pool, "num_workers": n}
+
+
+def map_shards(func: Any, items: list[Any], meta: pd.DataFrame, ctx: dict[str, Any], *extra: list[Any],
+               **kwargs: Any) -> pd.DataFrame:
+    """`func(item, *extra_items, **kwargs)` per shard as a dask dataframe, computed in order."""
+    if not items:
+        return meta.copy()
+    frame = dd.from_map(func, items, *extra, meta=meta, enforce_metadata=False, **kwargs)
+    return frame.compute(**ctx)

@@ -1,0 +1,330 @@
+"""`export_runs`: run directories -> a fine-tuning dataset, every decision counted and kept.
+
+Map-reduce over the committed shards with dask.dataframe (one partition per shard):
+
+0. check: footers and columns of every shard (cheap); a bad one is an error naming it, or
+   with skip_corrupt a skipped step counted in the card;
+1. scan (per shard): row filters; rejected rows are written with their reasons at once;
+   the small columns (ids, cell, quality, counts, float16 embedding) come back;
+2. reduce (driver, small columns only): exact dedup, near-duplicates, pair selection;
+3. write (per shard): the selected pairs to OUT/data/, the rest to OUT/rejected/;
+4. the dataset card OUT/README.md, written last: a directory without it is unfinished.
+
+The library never imports prefect (flows/export.py wraps this function).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from filters.base import Batch, FilterCount, Marks, funnel, run_filters
+from filters.benchmarks import BenchmarkSet, load_benchmarks
+from filters.card import CardData, DecontamHit, render_card
+from filters.compute import compute_context, map_shards
+from filters.config import ExportConfig, export_config_toml, load_export_config
+from filters.decontam import DecontamIndex
+from filters.dedup import exact_dedup_filter, near_dup_filter
+from filters.errors import ExportConfigError, ExportInputError
+from filters.scan import KEYS_META, ScanPlan, scan_shard
+from filters.select import Selection, select_pairs
+from filters.shards import CHECK_META, Discovery, RunInfo, ShardSpec, Skipped, check_shard, discover
+from filters.write import DECISION_COLUMNS, WRITE_META, WritePlan, write_shard
+
+Embed = Callable[[list[str]], np.ndarray]
+Log = Callable[[str], None]
+_CELL_STRIDE = 1 << 32  # cell key = centroid set * stride + cell
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: str
+    data_rows: int
+    rejected_rows: int
+    candidates: int
+    funnel: tuple[FilterCount, ...]
+    pair_funnel: tuple[FilterCount, ...]
+    skipped: tuple[Skipped, ...]
+    card: str
+    seconds: dict[str, float]
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportInputError(f"output directory {out}: exists and is not empty; choose a new one")
+
+
+def _prepare_out(out: Path) -> None:
+    _check_out(out)  # again: time passed since the first check (benchmarks, embedder)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    (out / "rejected").mkdir(exist_ok=True)
+
+
+def _default_embed(name: str) -> Embed:
+    from pipeline.embedding import Embedder
+
+    try:
+        embedder = Embedder(name)
+    except ValueError as exc:
+        raise ExportConfigError(f"config key 'export.decontam.embedder': {exc}") from None
+    return lambda texts: embedder.encode(texts)
+
+
+def _decontam_index(cfg: ExportConfig, runs: Sequence[RunInfo], embed: Embed | None,
+                    log: Log) -> tuple[DecontamIndex | None, list[BenchmarkSet]]:
+    d = cfg.decontam
+    if not d.enabled:
+        return None, []
+    for run in runs:
+        # Cosines between two embedders' spaces mean nothing; refuse rather than pass leaks.
+        if run.embedder is not None and run.embedder != d.embedder:
+            raise ExportConfigError(f"config key 'export.decontam.embedder': {d.embedder!r} differs from "
+                                    f"archive.embedder {run.embedder!r} of run {run.path}")
+    sets = load_benchmarks(d.benchmarks)
+    items = [it for s in sets for it in s.items]
+    log(f"decontamination: embedding {len(items)} benchmark items ({', '.join(s.name for s in sets)})")
+    emb = (embed or _default_embed(d.embedder))([it.text for it in items])
+    return DecontamIndex.build(items, emb, n=d.ngram, ngram_threshold=d.ngram_threshold,
+                               cosine_threshold=d.cosine_threshold), sets
+
+
+def _check(disc: Discovery, ctx: dict, skip_corrupt: bool, log: Log) -> tuple[list[ShardSpec], list[Skipped],
+                                                                              dict[str, int]]:
+    skipped = list(disc.missing)
+    if skipped and not skip_corrupt:
+        s = skipped[0]
+        raise ExportInputError(f"{s.path}: shard of a committed step is missing (use --skip-corrupt to export "
+                               "the other steps)")
+    checks = map_shards(check_shard, list(disc.shards), CHECK_META, ctx)
+    by_key = {r["key"]: r for r in checks.to_dict("records")}
+    good, rows = [], {}
+    for spec in disc.shards:
+        r = by_key[spec.key]
+        bad = [(p, e) for p, e in ((spec.candidates, r["candidates_error"]), (spec.attempts, r["attempts_error"]))
+               if e is not None]
+        if not bad:
+            good.append(spec)
+            rows[spec.key] = int(r["rows"])
+            continue
+        if not skip_corrupt:
+            raise ExportInputError(f"{bad[0][0]}: {bad[0][1]} (use --skip-corrupt to export the other shards)")
+        for p, e in bad:
+            log(f"warning: skipping {p}: {e}")
+            # The step's candidate rows are lost with either file; their count is known only
+            # when the candidates footer is readable (and then reported once, on the attempts file).
+            lost = int(r["rows"]) if p == spec.attempts and r["rows"] >= 0 else None
+            skipped.append(Skipped(p, e, lost))
+    return good, skipped, rows
+
+
+def _fp16_matrix(col: pd.Series, n_rows: int) -> np.ndarray:
+    """The float16 embeddings of the non-null rows of a binary column, in row order."""
+    arr = pa.chunked_array(col.array.__arrow_array__())
+    lengths = pc.binary_length(arr.drop_null())
+    if len(lengths) == 0:
+        return np.zeros((0, 0), dtype=np.float16)
+    lo, hi = pc.min_max(lengths).values()
+    if lo.as_py() != hi.as_py():
+        raise ExportInputError(f"the runs' embeddings differ in size ({lo.as_py() // 2} and {hi.as_py() // 2} "
+                               "dimensions); export runs of one embedder together")
+    dim = lo.as_py() // 2
+    out = np.empty((n_rows, dim), dtype=np.float16)
+    at = 0
+    for chunk in arr.chunks:
+        if len(chunk) == 0 or chunk.null_count == len(chunk):
+            continue
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+        part = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]].view(np.float16).reshape(-1, dim)
+        out[at:at + len(part)] = part
+        at += len(part)
+    if at != n_rows:
+        raise RuntimeError(f"decoded {at} embeddings for {n_rows} rows")
+    return out
+
+
+def _cell_keys(keys: pd.DataFrame, runs: Sequence[RunInfo]) -> tuple[np.ndarray, dict[int, str], int]:
+    """Cells are shared only between runs with the same centroids; a run without them is its own set."""
+    groups: dict[str, int] = {}
+    set_of_run = {}
+    for run in runs:
+        digest = (hashlib.sha256(np.load(run.centroids).tobytes()).hexdigest() if run.centroids
+                  else f"run-{run.index}")
+        set_of_run[run.index] = groups.setdefault(digest, len(groups))
+    sets = keys["run"].map(set_of_run).to_numpy(dtype=np.int64)
+    return sets * _CELL_STRIDE + keys["cell"].to_numpy(dtype=np.int64), set_of_run, len(groups)
+
+
+def _cell_label(key: int, many: bool) -> str:
+    s, c = divmod(int(key), _CELL_STRIDE)
+    c = c if c < _CELL_STRIDE // 2 else c - _CELL_STRIDE  # cell -1 (none) round-trips
+    return f"{s}:{c}" if many else str(c)
+
+
+def _decisions(surv: pd.DataFrame, gmarks: Marks, remaining: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+    rej = ~gmarks.kept
+    cand = pd.DataFrame({"run": surv["run"].to_numpy()[rej], "step": surv["step"].to_numpy()[rej],
+                         "id": surv["id"].to_numpy()[rej], "pair_no": -1, "filter": gmarks.filter[rej],
+                         "filter_reason": gmarks.reason[rej], "matched": gmarks.matched[rej]})
+    p = sel.problem
+    pairs = pd.DataFrame({"run": remaining["run"].to_numpy()[p], "step": remaining["step"].to_numpy()[p],
+                          "id": remaining["id"].to_numpy()[p], "pair_no": sel.pair_no,
+                          "filter": np.where(sel.selected, None, "selection").astype(object),
+                          "filter_reason": sel.reason, "matched": None})
+    out = pd.concat([cand, pairs], ignore_index=True)
+    for c in ("id", "filter", "filter_reason", "matched"):
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    return out
+
+
+def _pair_funnel(sel: Selection, cfg: ExportConfig) -> list[FilterCount]:
+    reasons = pd.Series(sel.reason, dtype=object).dropna()
+    by = {"per-problem cap": 0, "per-cell cap": 0, "budget": 0}
+    for r in reasons:
+        by["budget" if r.startswith("over budget") else r.split(" (")[0]] += 1
+    return funnel(list(by), by, len(sel.problem))
+
+
+def _hits(out: Path) -> tuple[dict[str, int], list[DecontamHit]]:
+    files = sorted((out / "rejected").glob("rows-*.parquet"))
+    if not files:
+        return {}, []
+    ds = pads.dataset([str(f) for f in files], format="parquet")
+    t = ds.to_table(columns=["problem", "matched", "filter_reason"],
+                    filter=pc.field("filter") == "decontamination")
+    by: dict[str, int] = {}
+    hits = []
+    for problem, matched, reason in zip(*(t[c].to_pylist() for c in ("problem", "matched", "filter_reason")),
+                                        strict=True):
+        name = matched.split(":", 1)[0]
+        by[name] = by.get(name, 0) + 1
+        if len(hits) < 50:
+            hits.append(DecontamHit(problem or "", matched, reason))
+    return by, hits
+
+
+def export_runs(run_dirs: Sequence[str | Path], out: str | Path, *, config: ExportConfig | None = None,
+                budget: int | None = None, dask_address: str | None = None, skip_corrupt: bool = False,
+                embed: Embed | None = None, log: Log = lambda msg: None) -> ExportResult:
+    """Export `run_dirs` into `out` (which must not exist or be empty); see the module docstring.
+
+    `embed` (texts -> unit float32 rows) replaces the configured embedder for the benchmark
+    items (tests); it must be the embedder that wrote the runs' `embedding` column."""
+    cfg = config or load_export_config()
+    if budget is not None:
+        if budget < 0:
+            raise ExportConfigError(f"--budget: expected an integer >= 0, got {budget}")
+        cfg = cfg.replace(budget=budget)
+    out = Path(out)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _check_out(out)
+    disc = discover([str(d) for d in run_dirs])
+    index, bench_sets = _decontam_index(cfg, disc.runs, embed, log)
+    _prepare_out(out)
+    seconds["setup"] = time.perf_counter() - t0
+
+    with compute_context(cfg.scheduler, cfg.workers, dask_address) as ctx:
+        t = time.perf_counter()
+        shards, skipped, expected = _check(disc, ctx, skip_corrupt, log)
+        seconds["check"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        plan = ScanPlan.from_config(cfg, out, index, skip_corrupt)
+        log(f"scan: {len(shards)} shards, filters {', '.join(plan.filter_names())}")
+        keys = map_shards(scan_shard, shards, KEYS_META, ctx, plan=plan)
+        got = keys.groupby(["run", "step"]).size().to_dict()
+        for spec in shards:
+            if got.get((spec.run_index, spec.step), 0) != expected[spec.key]:
+                skipped.append(Skipped(spec.candidates, "unreadable data", expected[spec.key]))
+        shards = [s for s in shards if got.get((s.run_index, s.step), 0) == expected[s.key]]
+        seconds["scan"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        row_funnel = funnel(plan.filter_names(), keys["filter"].value_counts().to_dict(), len(keys))
+        alive = keys["filter"].isna().to_numpy()
+        emb = _fp16_matrix(keys["emb"], int(alive.sum())) if plan.need_embeddings else None
+        surv = keys.loc[alive].drop(columns=["emb", "filter"]).reset_index(drop=True)
+        candidates = len(keys)
+        del keys
+        surv["cell_key"], _, n_sets = _cell_keys(surv, disc.runs)
+        order = np.lexsort((surv["slot"], surv["step"], surv["run"], -surv["quality"].to_numpy()))
+        surv["priority"] = np.empty(len(surv), dtype=np.int64)
+        surv.loc[order, "priority"] = np.arange(len(surv))
+        global_filters = []
+        if cfg.dedup.enabled:
+            global_filters.append(exact_dedup_filter())
+        if cfg.near_dup.enabled:
+            nd = cfg.near_dup
+            global_filters.append(near_dup_filter(nd.threshold, exact_below=nd.exact_below, nlist=nd.nlist,
+                                                  nprobe=nd.nprobe, seed=cfg.seed))
+        log(f"reduce: {len(surv)} rows after the row filters; {', '.join(f.name for f in global_filters)}")
+        gmarks = run_filters(Batch(surv[["id", "problem_id", "priority"]], emb), global_filters)
+        del emb
+        remaining = surv.loc[gmarks.kept].reset_index(drop=True)
+        n_pairs = np.zeros(len(remaining), dtype=np.int64)
+        if "student" in cfg.sources:
+            n_pairs += remaining["n_student"].to_numpy(dtype=np.int64)
+        if "generator" in cfg.sources:
+            n_pairs += remaining["has_generator"].to_numpy(dtype=np.int64)
+        sel = select_pairs(remaining["cell_key"].to_numpy(), remaining["quality"].to_numpy(), n_pairs,
+                           strategy=cfg.selection, budget=cfg.budget, max_per_cell=cfg.max_per_cell,
+                           max_per_problem=cfg.max_per_problem, seed=cfg.seed)
+        decisions = _decisions(surv, gmarks, remaining, sel)
+        seconds["reduce"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        groups = {k: g[list(DECISION_COLUMNS)].reset_index(drop=True)
+                  for k, g in decisions.groupby(["run", "step"], sort=False)}
+        todo = [s for s in shards if (s.run_index, s.step) in groups]
+        log(f"write: {sel.count} selected pairs, {len(decisions) - sel.count} rejected rows from the reduce step")
+        written = map_shards(write_shard, todo, WRITE_META, ctx, [groups[(s.run_index, s.step)] for s in todo],
+                             plan=WritePlan(str(out), cfg.sources))
+        seconds["write"] = time.perf_counter() - t
+
+    data_rows = int(written["data_rows"].sum())
+    if data_rows != sel.count:
+        raise RuntimeError(f"wrote {data_rows} data rows for {sel.count} selected pairs")
+    rejected_rows = int(sum(f.rejected for f in row_funnel)) + int(written["rejected_rows"].sum())
+    chosen = remaining.iloc[sel.problem[sel.selected]]
+    sources = {"student": 0, "generator": 0}
+    pair_sources = _pair_sources(remaining, sel, cfg.sources)
+    for s_name, c in zip(*np.unique(pair_sources, return_counts=True), strict=True):
+        sources[str(s_name)] = int(c)
+    many = n_sets > 1
+    cells = {_cell_label(k, many): int(v) for k, v in chosen["cell_key"].value_counts().items()}
+    hits_by, hits = _hits(out)
+    seconds["total"] = time.perf_counter() - t0
+    data = CardData(
+        runs=[(r.path, r.committed_step, sum(s.run_index == r.index for s in shards)) for r in disc.runs],
+        candidates=candidates, funnel=[*row_funnel, *gmarks.counts], pair_funnel=_pair_funnel(sel, cfg),
+        data_rows=data_rows, rejected_rows=rejected_rows, sources={k: v for k, v in sources.items() if v},
+        cells=cells, centroid_sets=n_sets, solve_rates=chosen["solve_rate"].to_numpy(dtype=float),
+        benchmarks=[(s.name, s.source, len(s.items), s.empty_rows) for s in bench_sets],
+        hits_by_benchmark=hits_by, hits=hits, skipped=skipped, ignored=list(disc.ignored),
+        selection=cfg.selection, budget=cfg.budget, config_toml=export_config_toml(cfg),
+        seconds={k: round(v, 1) for k, v in seconds.items()})
+    card = render_card(data)
+    (out / "README.md").write_text(card, encoding="utf-8")
+    return ExportResult(str(out), data_rows, rejected_rows, candidates, tuple(data.funnel), tuple(data.pair_funnel),
+                        tuple(skipped), card, seconds)
+
+
+def _pair_sources(remaining: pd.DataFrame, sel: Selection, sources: tuple[str, ...]) -> np.ndarray:
+    """The source of each selected pair, from its number (the order pairs_of numbers them)."""
+    p, k = sel.problem[sel.selected], sel.pair_no[sel.selected]
+    if len(sources) == 1:
+        return np.full(len(p), sources[0])
+    if sources[0] == "student":
+        return np.where(k < remaining["n_student"].to_numpy(dtype=np.int64)[p], "student", "generator")
+    has_generator = remaining["has_generator"].to_numpy(dtype=bool)[p]
+    return np.where(has_generator & (k == 0), "generator", "student")
