@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
 
@@ -47,8 +48,12 @@ def compute_context(scheduler: str, workers: int, address: str | None) -> Iterat
 
 def map_shards(func: Any, items: list[Any], meta: pd.DataFrame, ctx: dict[str, Any], *extra: list[Any],
                **kwargs: Any) -> pd.DataFrame:
-    """`func(item, *extra_items, **kwargs)` per shard as a dask dataframe, computed in order."""
+    """`func(item, *extra_items, **kwargs)` per shard as a dask dataframe, computed in order.
+
+    The partitions come back one by one and are concatenated here: `.compute()` would
+    concatenate them in a worker first and ship the whole frame over (twice the memory)."""
     if not items:
         return meta.copy()
     frame = dd.from_map(func, items, *extra, meta=meta, enforce_metadata=False, **kwargs)
-    return frame.compute(**ctx)
+    parts = dask.compute(*frame.to_delayed(), **ctx)
+    return pd.concat(parts, ignore_index=True)

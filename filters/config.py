@@ -63,9 +63,9 @@ class DedupConfig:
 class NearDupConfig:
     enabled: bool = True
     threshold: float = 0.95
-    exact_below: int = 50_000
+    exact_below: int = 20_000
     nlist: int = 0
-    nprobe: int = 8
+    nprobe: int = 3
 
     def validate(self, p: str) -> None:
         _check(0 < self.threshold <= 1, f"{p}.threshold", "a cosine in (0, 1]", self.threshold)

@@ -16,8 +16,11 @@ The library never imports prefect (flows/export.py wraps this function).
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import resource
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from filters.base import Batch, FilterCount, Marks, funnel, run_filters
+from filters.base import Batch, Filter, FilterCount, Marks, funnel, run_filters
 from filters.benchmarks import BenchmarkSet, load_benchmarks
 from filters.card import CardData, DecontamHit, render_card
 from filters.compute import compute_context, map_shards
@@ -69,14 +72,24 @@ def _prepare_out(out: Path) -> None:
     (out / "rejected").mkdir(exist_ok=True)
 
 
-def _default_embed(name: str) -> Embed:
+def _embed_texts(name: str, texts: list[str]) -> np.ndarray:
     from pipeline.embedding import Embedder
 
-    try:
-        embedder = Embedder(name)
-    except ValueError as exc:
-        raise ExportConfigError(f"config key 'export.decontam.embedder': {exc}") from None
-    return lambda texts: embedder.encode(texts)
+    return Embedder(name).encode(texts)
+
+
+def _default_embed(name: str) -> Embed:
+    """The configured embedder, run in a short-lived child process: torch and the model
+    (~700 MB) never stay in the driver, which holds the reduce step's columns."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            try:
+                return pool.submit(_embed_texts, name, texts).result()
+            except ValueError as exc:
+                raise ExportConfigError(f"config key 'export.decontam.embedder': {exc}") from None
+
+    return embed
 
 
 def _decontam_index(cfg: ExportConfig, runs: Sequence[RunInfo], embed: Embed | None,
@@ -152,7 +165,7 @@ def _fp16_matrix(col: pd.Series, n_rows: int) -> np.ndarray:
     return out
 
 
-def _cell_keys(keys: pd.DataFrame, runs: Sequence[RunInfo]) -> tuple[np.ndarray, dict[int, str], int]:
+def _cell_keys(keys: pd.DataFrame, runs: Sequence[RunInfo]) -> tuple[np.ndarray, int]:
     """Cells are shared only between runs with the same centroids; a run without them is its own set."""
     groups: dict[str, int] = {}
     set_of_run = {}
@@ -161,7 +174,7 @@ def _cell_keys(keys: pd.DataFrame, runs: Sequence[RunInfo]) -> tuple[np.ndarray,
                   else f"run-{run.index}")
         set_of_run[run.index] = groups.setdefault(digest, len(groups))
     sets = keys["run"].map(set_of_run).to_numpy(dtype=np.int64)
-    return sets * _CELL_STRIDE + keys["cell"].to_numpy(dtype=np.int64), set_of_run, len(groups)
+    return sets * _CELL_STRIDE + keys["cell"].to_numpy(dtype=np.int64), len(groups)
 
 
 def _cell_label(key: int, many: bool) -> str:
@@ -170,7 +183,9 @@ def _cell_label(key: int, many: bool) -> str:
     return f"{s}:{c}" if many else str(c)
 
 
-def _decisions(surv: pd.DataFrame, gmarks: Marks, remaining: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+def _decisions(red: _Reduced) -> pd.DataFrame:
+    """One row per candidate the global filters rejected (pair_no -1) and per pair of the rest."""
+    surv, gmarks, remaining, sel = red.surv, red.gmarks, red.remaining, red.sel
     rej = ~gmarks.kept
     cand = pd.DataFrame({"run": surv["run"].to_numpy()[rej], "step": surv["step"].to_numpy()[rej],
                          "id": surv["id"].to_numpy()[rej], "pair_no": -1, "filter": gmarks.filter[rej],
@@ -186,7 +201,7 @@ def _decisions(surv: pd.DataFrame, gmarks: Marks, remaining: pd.DataFrame, sel: 
     return out
 
 
-def _pair_funnel(sel: Selection, cfg: ExportConfig) -> list[FilterCount]:
+def _pair_funnel(sel: Selection) -> list[FilterCount]:
     reasons = pd.Series(sel.reason, dtype=object).dropna()
     by = {"per-problem cap": 0, "per-cell cap": 0, "budget": 0}
     for r in reasons:
@@ -210,6 +225,109 @@ def _hits(out: Path) -> tuple[dict[str, int], list[DecontamHit]]:
         if len(hits) < 50:
             hits.append(DecontamHit(problem or "", matched, reason))
     return by, hits
+
+
+@dataclass(frozen=True)
+class _Reduced:
+    """What the reduce step decided, over the small columns only."""
+
+    candidates: int  # rows scanned
+    row_funnel: list[FilterCount]
+    surv: pd.DataFrame  # rows the row filters kept
+    gmarks: Marks  # the global filters' marks over `surv`
+    remaining: pd.DataFrame  # rows the global filters kept
+    sel: Selection  # over the pairs of `remaining`
+    centroid_sets: int
+
+
+def _global_filters(cfg: ExportConfig) -> list[Filter]:
+    out = []
+    if cfg.dedup.enabled:
+        out.append(exact_dedup_filter())
+    if cfg.near_dup.enabled:
+        nd = cfg.near_dup
+        out.append(near_dup_filter(nd.threshold, exact_below=nd.exact_below, nlist=nd.nlist, nprobe=nd.nprobe,
+                                   seed=cfg.seed))
+    return out
+
+
+@dataclass
+class _Rows:
+    """The scan's result in the driver. Mutable on purpose: the reduce step drops the
+    embeddings as soon as the near-duplicate search is done."""
+
+    candidates: int  # rows scanned
+    row_funnel: list[FilterCount]
+    surv: pd.DataFrame  # rows every row filter kept
+    emb: np.ndarray | None  # their float16 embeddings, in order
+
+
+def _scan(shards: list[ShardSpec], plan: ScanPlan, ctx: dict, expected: dict[str, int],
+          skipped: list[Skipped]) -> tuple[list[ShardSpec], _Rows]:
+    """Run the scan; return the shards read in full and the reduced rows (the full frame is
+    freed on return, before the reduce step needs the memory)."""
+    keys = map_shards(scan_shard, shards, KEYS_META, ctx, plan=plan)
+    got = keys.groupby(["run", "step"]).size().to_dict()
+    read = []
+    for spec in shards:
+        if got.get((spec.run_index, spec.step), 0) == expected[spec.key]:
+            read.append(spec)
+        else:  # only with skip_corrupt: the scan returned nothing for a shard it could not decode
+            skipped.append(Skipped(spec.candidates, "unreadable data", expected[spec.key]))
+    names = plan.filter_names()
+    row_funnel = funnel(names, keys["filter"].value_counts().to_dict(), len(keys))
+    alive = keys["filter"].isna().to_numpy()
+    emb = _fp16_matrix(keys["emb"], int(alive.sum())) if plan.need_embeddings else None
+    surv = keys.loc[alive].drop(columns=["emb", "filter"]).reset_index(drop=True)
+    return read, _Rows(len(keys), row_funnel, surv, emb)
+
+
+def _reduce(rows: _Rows, cfg: ExportConfig, runs: Sequence[RunInfo], log: Log) -> _Reduced:
+    surv = rows.surv
+    surv["cell_key"], n_sets = _cell_keys(surv, runs)
+    order = np.lexsort((surv["slot"], surv["step"], surv["run"], -surv["quality"].to_numpy()))
+    priority = np.empty(len(surv), dtype=np.int64)
+    priority[order] = np.arange(len(surv))
+    surv["priority"] = priority
+    filters = _global_filters(cfg)
+    log(f"reduce: {len(surv)} rows after the row filters; {', '.join(f.name for f in filters)} ({_rss()})")
+    gmarks = run_filters(Batch(surv[["id", "problem_id", "priority"]], rows.emb), filters)
+    rows.emb = None
+    remaining = surv.loc[gmarks.kept].reset_index(drop=True)
+    n_pairs = np.zeros(len(remaining), dtype=np.int64)
+    if "student" in cfg.sources:
+        n_pairs += remaining["n_student"].to_numpy(dtype=np.int64)
+    if "generator" in cfg.sources:
+        n_pairs += remaining["has_generator"].to_numpy(dtype=np.int64)
+    sel = select_pairs(remaining["cell_key"].to_numpy(), remaining["quality"].to_numpy(), n_pairs,
+                       strategy=cfg.selection, budget=cfg.budget, max_per_cell=cfg.max_per_cell,
+                       max_per_problem=cfg.max_per_problem, seed=cfg.seed)
+    return _Reduced(rows.candidates, rows.row_funnel, surv, gmarks, remaining, sel, n_sets)
+
+
+def _card_data(red: _Reduced, cfg: ExportConfig, disc: Discovery, shards: list[ShardSpec], skipped: list[Skipped],
+               bench_sets: list[BenchmarkSet], out: Path, data_rows: int, rejected_rows: int,
+               seconds: dict[str, float]) -> CardData:
+    sel, remaining = red.sel, red.remaining
+    chosen = remaining.iloc[sel.problem[sel.selected]]
+    sources = dict(zip(*np.unique(_pair_sources(remaining, sel, cfg.sources), return_counts=True), strict=True))
+    many = red.centroid_sets > 1
+    cells = {_cell_label(k, many): int(v) for k, v in chosen["cell_key"].value_counts().items()}
+    hits_by, hits = _hits(out)
+    return CardData(
+        runs=[(r.path, r.committed_step, sum(s.run_index == r.index for s in shards)) for r in disc.runs],
+        candidates=red.candidates, funnel=[*red.row_funnel, *red.gmarks.counts], pair_funnel=_pair_funnel(sel),
+        data_rows=data_rows, rejected_rows=rejected_rows, sources={str(k): int(v) for k, v in sources.items()},
+        cells=cells, centroid_sets=red.centroid_sets, solve_rates=chosen["solve_rate"].to_numpy(dtype=float),
+        benchmarks=[(s.name, s.source, len(s.items), s.empty_rows) for s in bench_sets],
+        hits_by_benchmark=hits_by, hits=hits, skipped=skipped, ignored=list(disc.ignored),
+        selection=cfg.selection, budget=cfg.budget, config_toml=export_config_toml(cfg),
+        seconds={k: round(v, 1) for k, v in seconds.items()})
+
+
+def _rss() -> str:
+    # Peak so far (Linux: KiB); enough to see which phase holds the driver's memory.
+    return f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
 
 
 def export_runs(run_dirs: Sequence[str | Path], out: str | Path, *, config: ExportConfig | None = None,
@@ -240,83 +358,36 @@ def export_runs(run_dirs: Sequence[str | Path], out: str | Path, *, config: Expo
 
         t = time.perf_counter()
         plan = ScanPlan.from_config(cfg, out, index, skip_corrupt)
-        log(f"scan: {len(shards)} shards, filters {', '.join(plan.filter_names())}")
-        keys = map_shards(scan_shard, shards, KEYS_META, ctx, plan=plan)
-        got = keys.groupby(["run", "step"]).size().to_dict()
-        for spec in shards:
-            if got.get((spec.run_index, spec.step), 0) != expected[spec.key]:
-                skipped.append(Skipped(spec.candidates, "unreadable data", expected[spec.key]))
-        shards = [s for s in shards if got.get((s.run_index, s.step), 0) == expected[s.key]]
+        log(f"scan: {len(shards)} shards, filters {', '.join(plan.filter_names())} ({_rss()})")
+        shards, rows = _scan(shards, plan, ctx, expected, skipped)
         seconds["scan"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        row_funnel = funnel(plan.filter_names(), keys["filter"].value_counts().to_dict(), len(keys))
-        alive = keys["filter"].isna().to_numpy()
-        emb = _fp16_matrix(keys["emb"], int(alive.sum())) if plan.need_embeddings else None
-        surv = keys.loc[alive].drop(columns=["emb", "filter"]).reset_index(drop=True)
-        candidates = len(keys)
-        del keys
-        surv["cell_key"], _, n_sets = _cell_keys(surv, disc.runs)
-        order = np.lexsort((surv["slot"], surv["step"], surv["run"], -surv["quality"].to_numpy()))
-        surv["priority"] = np.empty(len(surv), dtype=np.int64)
-        surv.loc[order, "priority"] = np.arange(len(surv))
-        global_filters = []
-        if cfg.dedup.enabled:
-            global_filters.append(exact_dedup_filter())
-        if cfg.near_dup.enabled:
-            nd = cfg.near_dup
-            global_filters.append(near_dup_filter(nd.threshold, exact_below=nd.exact_below, nlist=nd.nlist,
-                                                  nprobe=nd.nprobe, seed=cfg.seed))
-        log(f"reduce: {len(surv)} rows after the row filters; {', '.join(f.name for f in global_filters)}")
-        gmarks = run_filters(Batch(surv[["id", "problem_id", "priority"]], emb), global_filters)
-        del emb
-        remaining = surv.loc[gmarks.kept].reset_index(drop=True)
-        n_pairs = np.zeros(len(remaining), dtype=np.int64)
-        if "student" in cfg.sources:
-            n_pairs += remaining["n_student"].to_numpy(dtype=np.int64)
-        if "generator" in cfg.sources:
-            n_pairs += remaining["has_generator"].to_numpy(dtype=np.int64)
-        sel = select_pairs(remaining["cell_key"].to_numpy(), remaining["quality"].to_numpy(), n_pairs,
-                           strategy=cfg.selection, budget=cfg.budget, max_per_cell=cfg.max_per_cell,
-                           max_per_problem=cfg.max_per_problem, seed=cfg.seed)
-        decisions = _decisions(surv, gmarks, remaining, sel)
+        red = _reduce(rows, cfg, disc.runs, log)
+        decisions = _decisions(red)
         seconds["reduce"] = time.perf_counter() - t
 
         t = time.perf_counter()
         groups = {k: g[list(DECISION_COLUMNS)].reset_index(drop=True)
                   for k, g in decisions.groupby(["run", "step"], sort=False)}
         todo = [s for s in shards if (s.run_index, s.step) in groups]
-        log(f"write: {sel.count} selected pairs, {len(decisions) - sel.count} rejected rows from the reduce step")
+        log(f"write: {red.sel.count} selected pairs, {len(decisions) - red.sel.count} rejected rows from the "
+            f"reduce step ({_rss()})")
         written = map_shards(write_shard, todo, WRITE_META, ctx, [groups[(s.run_index, s.step)] for s in todo],
                              plan=WritePlan(str(out), cfg.sources))
         seconds["write"] = time.perf_counter() - t
 
     data_rows = int(written["data_rows"].sum())
-    if data_rows != sel.count:
-        raise RuntimeError(f"wrote {data_rows} data rows for {sel.count} selected pairs")
-    rejected_rows = int(sum(f.rejected for f in row_funnel)) + int(written["rejected_rows"].sum())
-    chosen = remaining.iloc[sel.problem[sel.selected]]
-    sources = {"student": 0, "generator": 0}
-    pair_sources = _pair_sources(remaining, sel, cfg.sources)
-    for s_name, c in zip(*np.unique(pair_sources, return_counts=True), strict=True):
-        sources[str(s_name)] = int(c)
-    many = n_sets > 1
-    cells = {_cell_label(k, many): int(v) for k, v in chosen["cell_key"].value_counts().items()}
-    hits_by, hits = _hits(out)
+    if data_rows != red.sel.count:
+        raise RuntimeError(f"wrote {data_rows} data rows for {red.sel.count} selected pairs")
+    rejected_rows = int(sum(f.rejected for f in red.row_funnel)) + int(written["rejected_rows"].sum())
     seconds["total"] = time.perf_counter() - t0
-    data = CardData(
-        runs=[(r.path, r.committed_step, sum(s.run_index == r.index for s in shards)) for r in disc.runs],
-        candidates=candidates, funnel=[*row_funnel, *gmarks.counts], pair_funnel=_pair_funnel(sel, cfg),
-        data_rows=data_rows, rejected_rows=rejected_rows, sources={k: v for k, v in sources.items() if v},
-        cells=cells, centroid_sets=n_sets, solve_rates=chosen["solve_rate"].to_numpy(dtype=float),
-        benchmarks=[(s.name, s.source, len(s.items), s.empty_rows) for s in bench_sets],
-        hits_by_benchmark=hits_by, hits=hits, skipped=skipped, ignored=list(disc.ignored),
-        selection=cfg.selection, budget=cfg.budget, config_toml=export_config_toml(cfg),
-        seconds={k: round(v, 1) for k, v in seconds.items()})
+    data = _card_data(red, cfg, disc, shards, skipped, bench_sets, out, data_rows, rejected_rows, seconds)
     card = render_card(data)
     (out / "README.md").write_text(card, encoding="utf-8")
-    return ExportResult(str(out), data_rows, rejected_rows, candidates, tuple(data.funnel), tuple(data.pair_funnel),
-                        tuple(skipped), card, seconds)
+    log(f"done: {data_rows} rows in {out / 'data'}, card {out / 'README.md'} ({_rss()})")
+    return ExportResult(str(out), data_rows, rejected_rows, red.candidates, tuple(data.funnel),
+                        tuple(data.pair_funnel), tuple(skipped), card, seconds)
 
 
 def _pair_sources(remaining: pd.DataFrame, sel: Selection, sources: tuple[str, ...]) -> np.ndarray:

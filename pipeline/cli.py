@@ -126,6 +126,55 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from finetune.config import load_finetune_config
+    from finetune.train import finetune
+
+    cfg = load_finetune_config(args.config)
+    if args.max_steps is not None:
+        cfg = cfg.replace("train", max_steps=args.max_steps)
+    res = finetune(args.dataset_dir, args.out, config=cfg, log=_stderr_log)
+    print(f"fine-tuned {res.rows} rows, {res.steps} steps in {res.seconds:.0f} s "
+          f"({res.step_seconds:.2f} s/step, final loss {res.final_loss})")
+    print(f"model: {res.model_dir} (train_log.jsonl, finetune_config.toml inside)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from finetune.config import load_finetune_config
+    from finetune.evaluate import evaluate, format_table
+
+    cfg = load_finetune_config(args.config)
+    over = {name: getattr(args, name) for name in ("n", "k", "limit", "split", "problem", "answer")
+            if getattr(args, name) is not None}
+    if args.eval is not None:
+        over["source"] = args.eval
+    if "n" in over and "k" not in over:
+        over["k"] = min(cfg.evaluate.k, over["n"])  # --n 1 alone should not fail on the default k
+    result = evaluate(args.model, config=cfg.replace("evaluate", **over).evaluate, log=_stderr_log)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+    print(json.dumps(result, indent=2) if args.json else format_table([result]))
+    if args.out and not args.json:
+        print(f"\n{result['ci_method']}; JSON: {args.out}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from finetune.evaluate import format_table
+    from finetune.pipeline import load_pipeline_config, run_pipeline
+
+    out = run_pipeline(load_pipeline_config(args.config), log=_stderr_log)
+    print(format_table([{**r, "model": label} for label, r in out["results"].items()]))
+    print(f"\ncomparison: {out['files']['md']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparq",
@@ -199,10 +248,42 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--skip-corrupt", action="store_true",
                    help="skip missing or unreadable shards with a warning (counted in the card) instead of failing")
     x.set_defaults(func=cmd_export)
+    ft = sub.add_parser("finetune", help="fine-tune a model on an exported dataset (TRL SFT, LoRA by default)",
+                        description="SFT of the base model (default: the embedded Gemma 3 270M) on the messages of "
+                                    "DATASET_DIR (a sparq export); writes a merged, directly loadable model, "
+                                    "train_log.jsonl and the resolved config to MODEL_DIR.")
+    ft.add_argument("dataset_dir", metavar="DATASET_DIR", help="export directory (DATASET_DIR/data/*.parquet)")
+    ft.add_argument("--out", required=True, metavar="MODEL_DIR", help="output directory (must not exist or be empty)")
+    ft.add_argument("--config", metavar="PATH", help="TOML file overriding finetune/finetune.toml")
+    ft.add_argument("--max-steps", type=_positive, metavar="N", help="override train.max_steps")
+    ft.set_defaults(func=cmd_finetune)
+
+    ev = sub.add_parser("evaluate", help="pass@1 / pass@k of a model with 95%% confidence intervals",
+                        description="Sample n answers per problem of the eval source, judge them with "
+                                    "math-verify, print pass@1 and pass@k with 95%% bootstrap intervals.")
+    ev.add_argument("model", metavar="MODEL", help="'embedded' or a model directory (e.g. a sparq finetune output)")
+    ev.add_argument("--eval", metavar="SOURCE",
+                    help="'bundled-eval' (default), a .jsonl/.parquet file or hf:NAME with answers")
+    ev.add_argument("--n", type=_positive, metavar="N", help="samples per problem (default: evaluate.n)")
+    ev.add_argument("--k", type=_positive, metavar="K", help="pass@k, k <= n (default: evaluate.k)")
+    ev.add_argument("--limit", type=_positive, metavar="N", help="first N problems only")
+    ev.add_argument("--split", help="dataset split for hf: sources")
+    ev.add_argument("--problem", help="column holding the problem")
+    ev.add_argument("--answer", help="column holding the reference answer")
+    ev.add_argument("--config", metavar="PATH", help="TOML file overriding finetune/finetune.toml ([evaluate])")
+    ev.add_argument("--out", metavar="FILE", help="write the JSON result to FILE")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("pipeline", help="generate -> export -> finetune -> evaluate, end to end",
+                        description="Run the stages named by a [pipeline] TOML file (see docs/finetune.md).")
+    pl.add_argument("--config", required=True, metavar="PATH", help="TOML file with a [pipeline] table")
+    pl.set_defaults(func=cmd_pipeline)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from finetune.errors import FinetuneInputError
     from pipeline.config import ConfigError
     from pipeline.engines.base import EngineError
     from pipeline.prompts import PromptError
@@ -212,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, SeedError, RunError, PromptError) as exc:
+    except (ConfigError, SeedError, RunError, PromptError, FinetuneInputError) as exc:
         return _fail(str(exc))
     except EngineError as exc:
         return _fail(str(exc), EXIT_ENGINE)

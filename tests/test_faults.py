@@ -203,7 +203,8 @@ def _can_mount() -> bool:
         probe.rmdir()
 
 
-CAN_MOUNT = _can_mount()
+# SPARQ_TEST_NO_MOUNT=1 forces the simulated path (to test it where mount works).
+CAN_MOUNT = not os.environ.get("SPARQ_TEST_NO_MOUNT") and _can_mount()
 
 
 @contextmanager

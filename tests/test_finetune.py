@@ -1,0 +1,229 @@
+"""Fine-tuning and evaluation: bad input fails early with one line; CI math; a tiny real fine-tune (slow)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from finetune.compare import comparison_markdown, comparison_plot, comparison_rows
+from finetune.config import load_finetune_config
+from finetune.data import load_sft_dataset
+from finetune.errors import FinetuneInputError
+from finetune.metrics import bootstrap_mean, pass_at_k, pass_at_k_estimate
+from pipeline.cli import main
+from pipeline.config import ConfigError
+from tests.conftest import REPO
+
+ROWS = [json.loads(line) for line in (REPO / "data" / "seeds" / "seeds.jsonl").read_text().splitlines()[:8]]
+
+
+def write_dataset(root: Path, rows: list[dict] | None = None, *, messages: bool = True) -> Path:
+    rows = ROWS if rows is None else rows
+    (root / "data").mkdir(parents=True)
+    cols: dict = {"answer": pa.array([r["answer"] for r in rows], pa.string())}
+    if messages:
+        msgs = [[{"role": "user", "content": r["problem"]}, {"role": "assistant", "content": r["solution"]}]
+                for r in rows]
+        cols["messages"] = pa.array(msgs, pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
+    pq.write_table(pa.table(cols), root / "data" / "part-000-000001.parquet")
+    return root
+
+
+def one_line_error(capsys, argv: list[str], needle: str) -> None:
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sparq: error: ") and err.count("\n") == 1, err
+    assert needle in err, err
+    assert time.perf_counter() - t0 < 30  # before any model loads
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def test_dataset_without_messages_column(tmp_path: Path, capsys):
+    ds = write_dataset(tmp_path / "ds", messages=False)
+    one_line_error(capsys, ["finetune", str(ds), "--out", str(tmp_path / "m")], "no 'messages' column")
+    assert not (tmp_path / "m").exists()
+
+
+def test_empty_dataset(tmp_path: Path, capsys):
+    ds = write_dataset(tmp_path / "ds", rows=[])
+    one_line_error(capsys, ["finetune", str(ds), "--out", str(tmp_path / "m")], "no rows")
+
+
+def test_missing_dataset_and_dir_without_parquet(tmp_path: Path, capsys):
+    one_line_error(capsys, ["finetune", str(tmp_path / "nope"), "--out", str(tmp_path / "m")], "not found")
+    (tmp_path / "empty").mkdir()
+    one_line_error(capsys, ["finetune", str(tmp_path / "empty"), "--out", str(tmp_path / "m")], "no Parquet files")
+
+
+def test_bad_messages_rows(tmp_path: Path):
+    root = tmp_path / "ds"
+    (root / "data").mkdir(parents=True)
+    bad = [[{"role": "user", "content": "What is 1 + 1?"}]]  # no assistant turn
+    pq.write_table(pa.table({"messages": bad}), root / "data" / "p.parquet")
+    with pytest.raises(FinetuneInputError, match="row 0: the last message must be the assistant's"):
+        load_sft_dataset(root)
+
+
+def test_base_model_that_does_not_exist(tmp_path: Path, capsys):
+    ds = write_dataset(tmp_path / "ds")
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text(f'[model]\nbase = "{tmp_path / "no-model"}"\n')
+    one_line_error(capsys, ["finetune", str(ds), "--out", str(tmp_path / "m"), "--config", str(cfg)],
+                   "no such directory")
+
+
+def test_output_dir_not_empty(tmp_path: Path, capsys):
+    ds = write_dataset(tmp_path / "ds")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x").write_text("x")
+    one_line_error(capsys, ["finetune", str(ds), "--out", str(tmp_path / "m")], "exists and is not empty")
+
+
+def test_bad_config_key_and_value(tmp_path: Path, capsys):
+    ds = write_dataset(tmp_path / "ds")
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text("[train]\nlerning_rate = 1e-4\n")
+    one_line_error(capsys, ["finetune", str(ds), "--out", str(tmp_path / "m"), "--config", str(cfg)],
+                   "unknown config key 'train.lerning_rate'")
+    cfg.write_text('[train]\nmethod = "qlora"\n')
+    one_line_error(capsys, ["finetune", str(ds), "--out", str(tmp_path / "m"), "--config", str(cfg)],
+                   "train.method")
+    with pytest.raises(ConfigError, match="evaluate.k"):
+        load_finetune_config().replace("evaluate", n=2, k=4)
+
+
+def test_evaluate_model_that_does_not_exist(tmp_path: Path, capsys):
+    one_line_error(capsys, ["evaluate", str(tmp_path / "no-model"), "--eval", "bundled-eval"], "no such directory")
+
+
+def test_evaluate_source_without_answers(tmp_path: Path, capsys):
+    src = tmp_path / "eval.jsonl"
+    src.write_text('{"problem": "What is 1 + 1?"}\n{"problem": "What is 2 + 2?"}\n')
+    one_line_error(capsys, ["evaluate", "embedded", "--eval", str(src)], "no column 'answer'")
+    src.write_text('{"problem": "What is 1 + 1?", "answer": ""}\n')
+    one_line_error(capsys, ["evaluate", "embedded", "--eval", str(src)], "row 0 has no answer")
+    one_line_error(capsys, ["evaluate", "embedded", "--eval", str(tmp_path / "missing.jsonl")], "file not found")
+
+
+def test_pipeline_config_errors(tmp_path: Path, capsys):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[pipeline]\nrun_dir = "r"\n')
+    one_line_error(capsys, ["pipeline", "--config", str(cfg)], "pipeline.dataset_dir")
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def test_pass_at_k_by_hand():
+    assert pass_at_k(4, 2, 1) == 0.5
+    assert pass_at_k(4, 2, 2) == pytest.approx(1 - 1 / 6)  # 1 - C(2,2)/C(4,2)
+    assert pass_at_k(5, 1, 3) == pytest.approx(1 - 4 / 10)  # 1 - C(4,3)/C(5,3)
+    assert pass_at_k(3, 0, 3) == 0.0 and pass_at_k(3, 3, 1) == 1.0 and pass_at_k(4, 3, 2) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(2, 3, 1)
+
+
+def test_bootstrap_interval_by_hand():
+    # All problems solved: no spread, the interval collapses on the estimate.
+    assert bootstrap_mean([1.0, 1.0, 1.0]).as_dict() == {"estimate": 1.0, "ci_lo": 1.0, "ci_hi": 1.0}
+    # 60 of 200 binary problems: the normal-approximation interval is 0.3 +- 1.96 * sqrt(.3 * .7 / 200)
+    # = [0.2365, 0.3635]; the percentile bootstrap of a mean agrees to about a percent.
+    scores = [1.0] * 60 + [0.0] * 140
+    e = bootstrap_mean(scores, resamples=4000, seed=1)
+    half = 1.96 * np.sqrt(0.3 * 0.7 / 200)
+    assert e.estimate == pytest.approx(0.3)
+    assert e.lo == pytest.approx(0.3 - half, abs=0.012) and e.hi == pytest.approx(0.3 + half, abs=0.012)
+    assert bootstrap_mean(scores, seed=5) == bootstrap_mean(scores, seed=5)  # seeded: reproducible
+    # pass@k per problem, then the bootstrap over problems: (2/4, 0, 4/4) correct -> pass@1 = 0.5.
+    p1 = pass_at_k_estimate(4, [2, 0, 4], 1)
+    assert p1.estimate == pytest.approx(0.5) and 0 <= p1.lo <= p1.estimate <= p1.hi <= 1
+
+
+def _fake_result(model: str, p1: float) -> dict:
+    est = {"estimate": p1, "ci_lo": max(0.0, p1 - 0.1), "ci_hi": min(1.0, p1 + 0.1)}
+    return {"model": model, "source": "bundled-eval", "problems": 4, "n": 2, "k": 2, "prompt": "fewshot",
+            "ci_method": "95% percentile bootstrap over problems (2000 resamples)", "pass@1": est, "pass@2": est}
+
+
+def test_comparison_artifact_content():
+    results = {"base": _fake_result("embedded", 0.25), "finetuned": _fake_result("/m", 0.5)}
+    rows = comparison_rows(results)
+    assert [r["model"] for r in rows] == ["base", "finetuned"] and rows[1]["pass@1"] == 0.5
+    md = comparison_markdown(results, "data:image/png;base64,xx")
+    assert "pass@1" in md and "0.500 [0.400, 0.600]" in md and "data:image/png" in md
+    assert comparison_plot(results)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- real model (slow) -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_lora_finetune_gives_a_loadable_model(tmp_path: Path, capsys):
+    from finetune.evaluate import plan_prompts
+    from pipeline.config import EngineConfig
+    from pipeline.engines import Sampling, make_engine
+
+    ds = write_dataset(tmp_path / "ds")
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text("[train]\nmax_steps = 2\nbatch_size = 2\nmax_length = 64\n[lora]\nr = 4\nalpha = 8\n")
+    out = tmp_path / "model"
+    t0 = time.perf_counter()
+    assert main(["finetune", str(ds), "--out", str(out), "--config", str(cfg)]) == 0
+    captured = capsys.readouterr()
+    print(f"finetune: {time.perf_counter() - t0:.1f} s; {captured.out.strip()}")
+    assert "step 1/2: loss" in captured.err and "step 2/2" in captured.err  # progress lines
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "train_log.jsonl", "finetune_config.toml"):
+        assert (out / name).is_file(), name
+    assert not any(p.name.startswith("adapter") for p in out.iterdir())  # LoRA merged, no PEFT needed to load
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert sum("loss" in e for e in log) == 2 and all(np.isfinite(e["loss"]) for e in log if "loss" in e)
+    resolved = load_finetune_config(out / "finetune_config.toml")  # the resolved config loads back
+    assert resolved.train.max_steps == 2 and resolved.lora.r == 4
+    summary = json.loads((out / "finetune_summary.json").read_text())
+    print(f"mean step time: {summary['step_seconds']:.1f} s")
+
+    # The engine loads MODEL_DIR directly, and evaluation prompts with the training template.
+    plan = plan_prompts(str(out), str(out), load_finetune_config().evaluate)
+    assert plan.kind == "chat" and plan.render("What is 2 + 3?") == "Problem: What is 2 + 3?\nSolution:"
+    engine = make_engine(EngineConfig(model=str(out)))
+    try:
+        outs = engine.complete([plan.render("What is 2 + 3?")], Sampling(n=1, temperature=0, max_tokens=4))
+    finally:
+        engine.close()
+    assert outs[0][0].tokens >= 1
+
+
+@pytest.mark.slow
+def test_evaluate_four_problems_n2(tmp_path: Path, capsys):
+    cfg = tmp_path / "ev.toml"
+    cfg.write_text("[evaluate]\nmax_tokens = 24\nbootstrap = 500\n")
+    out = tmp_path / "eval.json"
+    t0 = time.perf_counter()
+    argv = ["evaluate", "embedded", "--eval", "bundled-eval", "--limit", "4", "--n", "2", "--k", "2",
+            "--config", str(cfg), "--out", str(out)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    print(f"evaluate: {time.perf_counter() - t0:.1f} s")
+    assert "pass@1 [95% CI]" in table
+    result = json.loads(out.read_text())
+    assert result["problems"] == 4 and result["n"] == 2 and result["prompt"] == "fewshot"
+    for key in ("pass@1", "pass@2"):
+        e = result[key]
+        assert 0 <= e["ci_lo"] <= e["estimate"] <= e["ci_hi"] <= 1
+    assert len(result["per_problem"]) == 4 and all(0 <= p["correct"] <= 2 for p in result["per_problem"])
+
+
+def test_flow_module_imports_and_keys():
+    from flows.finetune import artifact_key, finetune_flow
+
+    assert artifact_key("/tmp/My Model_1") == "sparq-finetune-my-model-1"
+    assert finetune_flow.name == "sparq-finetune"
