@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import psutil
 from benchlib import append_results, fmt_list, median, write_config
 
 from pipeline.config import load_config
@@ -162,6 +164,22 @@ class PhaseTimer:
         setattr(obj, attr, timed)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its live children (the judge workers).
+
+    The machine is shared, so wall time depends on others' load; CPU time per candidate
+    does much less, and with nproc cores bounds what an idle machine would reach.
+    """
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 def run_once(args: argparse.Namespace, workdir: Path, profile: cProfile.Profile | None = None) -> dict:
     from pipeline.campaign import Campaign
 
@@ -185,16 +203,18 @@ def run_once(args: argparse.Namespace, workdir: Path, profile: cProfile.Profile 
         candidates = attempts = 0
         if profile is not None:
             profile.enable()
+        cpu0, load0 = cpu_seconds(), os.getloadavg()[0]
         t0 = time.perf_counter()
         for _ in range(args.steps):
             m = camp.run_step()
             candidates += m.candidates
             attempts += m.attempts
         wall = time.perf_counter() - t0
+        cpu = cpu_seconds() - cpu0
         if profile is not None:
             profile.disable()
-        return {"wall": wall, "candidates": candidates, "attempts": attempts, "phases": timer.seconds,
-                "elites": camp.archive.stats.num_elites}
+        return {"wall": wall, "cpu": cpu, "load": (load0 + os.getloadavg()[0]) / 2, "candidates": candidates,
+                "attempts": attempts, "phases": timer.seconds, "elites": camp.archive.stats.num_elites}
     finally:
         camp.close()
 
@@ -223,7 +243,8 @@ def main() -> None:
         runs.append((rate, res))
         phases = ", ".join(f"{k} {v / args.steps:.3f}" for k, v in res["phases"].items())
         print(f"repeat {r + 1}: {res['candidates']} candidates, {res['attempts']} attempts in {res['wall']:.2f} s "
-              f"= {rate:.1f} candidates/s ({res['attempts'] / res['wall']:.0f} attempts/s); "
+              f"= {rate:.1f} candidates/s ({res['attempts'] / res['wall']:.0f} attempts/s), "
+              f"{1000 * res['cpu'] / res['candidates']:.1f} CPU ms/candidate, load {res['load']:.1f}; "
               f"s/step: {phases}", flush=True)
         if prof is not None:
             out = io.StringIO()
@@ -237,10 +258,14 @@ def main() -> None:
     best = sorted(runs, key=lambda x: x[0])[len(runs) // 2][1]
     phases = ", ".join(f"{k} {v / args.steps:.3f}" for k, v in best["phases"].items())
     mode = f"adaptive up to k={args.k}" if args.adaptive else f"fixed k={args.k}"
+    cpu_ms = median([1000 * x["cpu"] / x["candidates"] for _, x in runs])
+    nproc = len(os.sched_getaffinity(0))
     line = (f"ceiling (zero-latency replay engine, {args.batch} mutations/step, {mode}, {args.steps} steps x "
-            f"{len(runs)} repeats): median {median(rates):.1f} candidates/s {fmt_list(rates, 1)}, "
-            f"{median([x['attempts'] / x['wall'] for _, x in runs]):.0f} attempts/s; "
-            f"target >= 100 candidates/s; median repeat s/step: {phases}")
+            f"{len(runs)} repeats): median {median(rates):.1f} candidates/s wall {fmt_list(rates, 1)}, "
+            f"{median([x['attempts'] / x['wall'] for _, x in runs]):.0f} attempts/s, at load average "
+            f"{median([x['load'] for _, x in runs]):.1f} on {nproc} cores; {cpu_ms:.1f} CPU ms per candidate "
+            f"(process + judge workers), i.e. at most {nproc * 1000 / cpu_ms:.0f} candidates/s on {nproc} idle "
+            f"cores; target >= 100 candidates/s; median repeat s/step: {phases}")
     print(line)
     if not args.no_results and not args.profile:
         append_results("bench/ceiling.py", [line])

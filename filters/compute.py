@@ -46,14 +46,21 @@ def compute_context(scheduler: str, workers: int, address: str | None) -> Iterat
             yield {"scheduler": "processes", "pool": pool, "num_workers": n}
 
 
+def map_partitions_list(func: Any, items: list[Any], meta: pd.DataFrame, ctx: dict[str, Any], *extra: list[Any],
+                        **kwargs: Any) -> list[pd.DataFrame]:
+    """`func(item, *extra_items, **kwargs)` per shard as a dask dataframe; its partitions, in order.
+
+    The partitions come back one by one: `.compute()` would concatenate them in a worker
+    first and ship the whole frame over (twice the memory), and a caller may want to take
+    a column out of each before concatenating (the scan's embeddings)."""
+    if not items:
+        return []
+    frame = dd.from_map(func, items, *extra, meta=meta, enforce_metadata=False, **kwargs)
+    return list(dask.compute(*frame.to_delayed(), **ctx))
+
+
 def map_shards(func: Any, items: list[Any], meta: pd.DataFrame, ctx: dict[str, Any], *extra: list[Any],
                **kwargs: Any) -> pd.DataFrame:
-    """`func(item, *extra_items, **kwargs)` per shard as a dask dataframe, computed in order.
-
-    The partitions come back one by one and are concatenated here: `.compute()` would
-    concatenate them in a worker first and ship the whole frame over (twice the memory)."""
-    if not items:
-        return meta.copy()
-    frame = dd.from_map(func, items, *extra, meta=meta, enforce_metadata=False, **kwargs)
-    parts = dask.compute(*frame.to_delayed(), **ctx)
-    return pd.concat(parts, ignore_index=True)
+    """`map_partitions_list`, concatenated."""
+    parts = map_partitions_list(func, items, meta, ctx, *extra, **kwargs)
+    return pd.concat(parts, ignore_index=True) if parts else meta.copy()

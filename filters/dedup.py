@@ -56,12 +56,13 @@ def near_dup_filter(threshold: float, *, exact_below: int, nlist: int, nprobe: i
             if removed_by[i] >= 0 or removed_by[j] >= 0:
                 continue
             removed_by[j], cos[j] = i, sim[k]
-        ids = batch.frame["id"].to_numpy(dtype=object)
         reasons = np.full(n, None, dtype=object)
         matched = np.full(n, None, dtype=object)
-        for j in np.flatnonzero(removed_by >= 0):
-            reasons[j] = f"near duplicate of {ids[removed_by[j]]} (cosine {cos[j]:.3f} >= {threshold})"
-            matched[j] = ids[removed_by[j]]
+        gone = np.flatnonzero(removed_by >= 0)
+        keepers = batch.frame["id"].iloc[removed_by[gone]].tolist()  # only the ids named, not all
+        for j, kept_id in zip(gone, keepers, strict=True):
+            reasons[j] = f"near duplicate of {kept_id} (cosine {cos[j]:.3f} >= {threshold})"
+            matched[j] = kept_id
         return Verdicts(reasons, matched)
 
     return Filter("near_dup", run)

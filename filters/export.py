@@ -33,7 +33,7 @@ import pyarrow.dataset as pads
 from filters.base import Batch, Filter, FilterCount, Marks, funnel, run_filters
 from filters.benchmarks import BenchmarkSet, load_benchmarks
 from filters.card import CardData, DecontamHit, render_card
-from filters.compute import compute_context, map_shards
+from filters.compute import compute_context, map_partitions_list, map_shards
 from filters.config import ExportConfig, export_config_toml, load_export_config
 from filters.decontam import DecontamIndex
 from filters.dedup import exact_dedup_filter, near_dup_filter
@@ -139,29 +139,25 @@ def _check(disc: Discovery, ctx: dict, skip_corrupt: bool, log: Log) -> tuple[li
     return good, skipped, rows
 
 
-def _fp16_matrix(col: pd.Series, n_rows: int) -> np.ndarray:
-    """The float16 embeddings of the non-null rows of a binary column, in row order."""
-    arr = pa.chunked_array(col.array.__arrow_array__())
-    lengths = pc.binary_length(arr.drop_null())
-    if len(lengths) == 0:
-        return np.zeros((0, 0), dtype=np.float16)
-    lo, hi = pc.min_max(lengths).values()
-    if lo.as_py() != hi.as_py():
-        raise ExportInputError(f"the runs' embeddings differ in size ({lo.as_py() // 2} and {hi.as_py() // 2} "
-                               "dimensions); export runs of one embedder together")
-    dim = lo.as_py() // 2
-    out = np.empty((n_rows, dim), dtype=np.float16)
+def _fp16_rows(parts: list[pd.DataFrame]) -> np.ndarray:
+    """The float16 embeddings of the kept rows (non-null `emb`), in partition and row order."""
+    chunks = [c for p in parts for c in pa.chunked_array(p["emb"].array.__arrow_array__()).chunks
+              if len(c) > c.null_count]
+    lengths = [pc.min_max(pc.binary_length(c.drop_null())) for c in chunks]
+    widths = {w for mm in lengths for w in (mm["min"].as_py(), mm["max"].as_py())}
+    if len(widths) > 1:
+        raise ExportInputError(f"the runs' embeddings differ in size ({', '.join(str(w // 2) for w in sorted(widths))}"
+                               " dimensions); export runs of one embedder together")
+    dim = widths.pop() // 2 if widths else 0
+    n = sum(len(c) - c.null_count for c in chunks)
+    out = np.empty((n, dim), dtype=np.float16)
     at = 0
-    for chunk in arr.chunks:
-        if len(chunk) == 0 or chunk.null_count == len(chunk):
-            continue
-        _, offsets_buf, data_buf = chunk.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+    for c in chunks:
+        _, offsets_buf, data_buf = c.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int32)[c.offset:c.offset + len(c) + 1]
         part = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]].view(np.float16).reshape(-1, dim)
         out[at:at + len(part)] = part
         at += len(part)
-    if at != n_rows:
-        raise RuntimeError(f"decoded {at} embeddings for {n_rows} rows")
     return out
 
 
@@ -184,21 +180,25 @@ def _cell_label(key: int, many: bool) -> str:
 
 
 def _decisions(red: _Reduced) -> pd.DataFrame:
-    """One row per candidate the global filters rejected (pair_no -1) and per pair of the rest."""
+    """One row per candidate the global filters rejected (pair_no -1) and per pair of the rest.
+
+    Strings stay arrow-backed (no Python object per row): at a million rows the pairs
+    table is the largest thing the driver builds after the embeddings."""
     surv, gmarks, remaining, sel = red.surv, red.gmarks, red.remaining, red.sel
-    rej = ~gmarks.kept
+    rej = np.flatnonzero(~gmarks.kept)
+    text = "string[pyarrow]"
     cand = pd.DataFrame({"run": surv["run"].to_numpy()[rej], "step": surv["step"].to_numpy()[rej],
-                         "id": surv["id"].to_numpy()[rej], "pair_no": -1, "filter": gmarks.filter[rej],
-                         "filter_reason": gmarks.reason[rej], "matched": gmarks.matched[rej]})
+                         "id": surv["id"].iloc[rej].astype(text).array, "pair_no": -1,
+                         "filter": pd.array(gmarks.filter[rej], dtype=text),
+                         "filter_reason": pd.array(gmarks.reason[rej], dtype=text),
+                         "matched": pd.array(gmarks.matched[rej], dtype=text)})
     p = sel.problem
     pairs = pd.DataFrame({"run": remaining["run"].to_numpy()[p], "step": remaining["step"].to_numpy()[p],
-                          "id": remaining["id"].to_numpy()[p], "pair_no": sel.pair_no,
-                          "filter": np.where(sel.selected, None, "selection").astype(object),
-                          "filter_reason": sel.reason, "matched": None})
-    out = pd.concat([cand, pairs], ignore_index=True)
-    for c in ("id", "filter", "filter_reason", "matched"):
-        out[c] = out[c].astype(object).where(out[c].notna(), None)
-    return out
+                          "id": remaining["id"].iloc[p].astype(text).array, "pair_no": sel.pair_no,
+                          "filter": pd.array(np.where(sel.selected, None, "selection"), dtype=text),
+                          "filter_reason": pd.array(sel.reason, dtype=text),
+                          "matched": pd.array([None] * len(p), dtype=text)})
+    return pd.concat([cand, pairs], ignore_index=True)
 
 
 def _pair_funnel(sel: Selection) -> list[FilterCount]:
@@ -266,20 +266,25 @@ def _scan(shards: list[ShardSpec], plan: ScanPlan, ctx: dict, expected: dict[str
           skipped: list[Skipped]) -> tuple[list[ShardSpec], _Rows]:
     """Run the scan; return the shards read in full and the reduced rows (the full frame is
     freed on return, before the reduce step needs the memory)."""
-    keys = map_shards(scan_shard, shards, KEYS_META, ctx, plan=plan)
-    got = keys.groupby(["run", "step"]).size().to_dict()
+    parts = map_partitions_list(scan_shard, shards, KEYS_META, ctx, plan=plan)
+    # Take the embeddings out partition by partition, so they are never held twice.
+    emb = _fp16_rows(parts) if plan.need_embeddings else None
+    for i, part in enumerate(parts):
+        parts[i] = part.drop(columns="emb")
+    keys = pd.concat(parts, ignore_index=True) if parts else KEYS_META.drop(columns="emb")
+    del parts
+    got = keys.groupby(["run", "step"])["count"].sum().to_dict()
     read = []
     for spec in shards:
         if got.get((spec.run_index, spec.step), 0) == expected[spec.key]:
             read.append(spec)
         else:  # only with skip_corrupt: the scan returned nothing for a shard it could not decode
             skipped.append(Skipped(spec.candidates, "unreadable data", expected[spec.key]))
-    names = plan.filter_names()
-    row_funnel = funnel(names, keys["filter"].value_counts().to_dict(), len(keys))
     alive = keys["filter"].isna().to_numpy()
-    emb = _fp16_matrix(keys["emb"], int(alive.sum())) if plan.need_embeddings else None
-    surv = keys.loc[alive].drop(columns=["emb", "filter"]).reset_index(drop=True)
-    return read, _Rows(len(keys), row_funnel, surv, emb)
+    rejected = keys.loc[~alive].groupby("filter")["count"].sum().to_dict()
+    row_funnel = funnel(plan.filter_names(), rejected, int(keys["count"].sum()))
+    surv = keys.loc[alive].drop(columns=["filter", "count"]).reset_index(drop=True)
+    return read, _Rows(int(keys["count"].sum()), row_funnel, surv, emb)
 
 
 def _reduce(rows: _Rows, cfg: ExportConfig, runs: Sequence[RunInfo], log: Log) -> _Reduced:

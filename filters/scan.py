@@ -37,6 +37,7 @@ KEYS_META = pd.DataFrame({
     "quality": pd.Series([], dtype="float64"), "solve_rate": pd.Series([], dtype="float64"),
     "n_student": pd.Series([], dtype="int64"), "has_generator": pd.Series([], dtype=bool),
     "filter": pd.Series([], dtype=object),
+    "count": pd.Series([], dtype="int64"),  # 1 for a kept row; the rejections, on a filter's row
     "emb": pd.Series(pd.array([], dtype=pd.ArrowDtype(pa.binary()))),
 })
 
@@ -158,17 +159,24 @@ def scan_shard(spec: ShardSpec, plan: ScanPlan) -> pd.DataFrame:
     rejected = ~marks.kept
     if rejected.any():
         _write_rejected(table, rejected, marks, Path(plan.out_dir) / "rejected" / f"rows-{spec.key}.parquet")
-    # Rejected rows only need counting from here on: their ids stay behind (None is one shared
-    # object), which keeps the reduce step's frame small at a million rows.
-    kept = pd.Series(marks.kept)
+    # Rejected rows only need counting from here on (they are written above): one row per
+    # filter with its count, so the reduce step receives the kept rows only.
+    kept = marks.kept
     keys = pd.DataFrame({
-        "run": np.full(len(frame), spec.run_index, dtype=np.int64), "step": frame["step"].astype("int64"),
-        "slot": frame["slot"].astype("int64"), "id": frame["id"].where(kept, None),
-        "problem_id": frame["problem_id"].where(kept, None),
-        "cell": frame["cell"].astype("int64"), "quality": frame["quality"].astype("float64"),
-        "solve_rate": frame["solve_rate"].astype("float64"), "n_student": frame["n_student"],
-        "has_generator": frame["has_generator"].astype(bool), "filter": pd.Series(marks.filter, dtype=object),
+        "run": np.full(int(kept.sum()), spec.run_index, dtype=np.int64),
+        "step": frame["step"].to_numpy(dtype=np.int64)[kept], "slot": frame["slot"].to_numpy(dtype=np.int64)[kept],
+        "id": frame["id"].to_numpy()[kept], "problem_id": frame["problem_id"].to_numpy()[kept],
+        "cell": frame["cell"].to_numpy(dtype=np.int64)[kept], "quality": frame["quality"].to_numpy(dtype=float)[kept],
+        "solve_rate": frame["solve_rate"].to_numpy(dtype=float)[kept],
+        "n_student": frame["n_student"].to_numpy(dtype=np.int64)[kept],
+        "has_generator": frame["has_generator"].to_numpy(dtype=bool)[kept], "filter": None, "count": 1,
     })
-    keep_emb = marks.kept & has_emb if plan.need_embeddings else np.zeros(len(frame), dtype=bool)
-    keys["emb"] = pd.Series(pd.arrays.ArrowExtensionArray(_fp16_bytes(emb, keep_emb)))
-    return keys.astype(KEYS_META.dtypes.to_dict())
+    emb_kept = emb[kept] if plan.need_embeddings else np.zeros((int(kept.sum()), 0), dtype=np.float32)
+    keys["emb"] = pd.Series(pd.arrays.ArrowExtensionArray(_fp16_bytes(emb_kept, has_emb[kept] & plan.need_embeddings)))
+    counts = pd.Series(marks.filter[~kept], dtype=object).value_counts()
+    tally = pd.DataFrame({"run": spec.run_index, "step": spec.step, "slot": -1, "id": None, "problem_id": None,
+                          "cell": -1, "quality": 0.0, "solve_rate": np.nan, "n_student": 0, "has_generator": False,
+                          "filter": counts.index.astype(object), "count": counts.to_numpy(dtype=np.int64)})
+    tally["emb"] = pd.Series(pd.array([None] * len(tally), dtype=pd.ArrowDtype(pa.binary())))
+    return pd.concat([keys.astype(KEYS_META.dtypes.to_dict()), tally.astype(KEYS_META.dtypes.to_dict())],
+                     ignore_index=True)

@@ -88,6 +88,7 @@ def write_shard(spec: ShardSpec, decisions: pd.DataFrame, plan: WritePlan) -> pd
             attempts[cid].append((a, text))
         pairs_cache: dict[str, list[Pair]] = {}
         for d in decisions.to_dict("records"):
+            d = {k: None if v is None or v is pd.NA else v for k, v in d.items()}  # arrow strings: NA -> None
             c = by_id[d["id"]]
             if d["pair_no"] < 0:
                 rejected.append(_rejected_row(c, d, None))

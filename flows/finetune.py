@@ -52,7 +52,9 @@ def evaluate_task(model: str, finetune_config: str | None) -> dict[str, Any]:
     return evaluate(model, config=load_finetune_config(finetune_config).evaluate, log=get_run_logger().info)
 
 
-@flow(name="sparq-finetune", log_prints=True)
+# No log_prints: `datasets` disassembles functions into a buffer while fingerprinting a map
+# (print(..., file=buf)), and Prefect's print capture turned that into hundreds of log lines.
+@flow(name="sparq-finetune")
 def finetune_flow(run_dirs: list[str] | None, dataset_dir: str, model_dir: str, compare_dir: str,
                   export_config: str | None = None, finetune_config: str | None = None,
                   evaluate_base: bool = True) -> dict[str, Any]:

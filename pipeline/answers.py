@@ -7,7 +7,9 @@ timeout uses ``signal.alarm``, which raises outside the main thread (our
 orchestrator runs tasks in threads), so we always disable it
 (``parsing_timeout=None``, ``timeout_seconds=None``) and enforce a limit
 ourselves: ``AnswerJudge`` runs ``judge`` in worker processes and kills a
-worker that runs past the limit.
+worker that runs past the limit. Problems whose comparisons are all decided
+without math-verify (``judge_fast``: equal normalised strings, distinct
+plain numbers) are judged in the caller, with the same verdict.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 
 from math_verify import parse, verify
@@ -167,18 +170,48 @@ def _as_math(ans: str) -> str:
     return f"${ans.strip().strip('$').strip()}$"
 
 
-def answers_equal(reference: str, predicted: str) -> bool:
-    """Whether ``predicted`` is mathematically the same answer as ``reference``.
+# Plain numbers whose value math-verify reads exactly: integers (sympy Integer, exact,
+# up to 15 digits) and short decimals (sympy Float, compared after rounding to 6 places;
+# at most 12 significant digits, so the rounding is exact). No leading zeros ("007" and
+# "7" are equal in value but differ as strings: math-verify decides those).
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d{0,14})|-?(?:0|[1-9]\d{0,5})\.\d{1,6}")
 
-    Normalised string equality first (cheap, and covers most agreement);
-    then math-verify. Empty answers are never equal to anything. Unbounded
-    in time on adversarial input: call it in an ``AnswerJudge`` worker.
+
+def fast_equal(reference: str, predicted: str) -> bool | None:
+    """``answers_equal`` where it is decided without math-verify, else None.
+
+    Empty answers are never equal; equal normalised strings are equal; two plain
+    numbers (see ``_PLAIN_NUMBER_RE``) of different value are different, which is what
+    math-verify answers for them (tests/test_answers.py checks it on many pairs). Most
+    wrong answers of a solver are such numbers, so most problems need no sympy at all.
     """
     ref_norm, pred_norm = normalize_answer(reference), normalize_answer(predicted)
     if not ref_norm or not pred_norm:
         return False
     if ref_norm == pred_norm:
         return True
+    if (_PLAIN_NUMBER_RE.fullmatch(ref_norm) and _PLAIN_NUMBER_RE.fullmatch(pred_norm)
+            and Decimal(ref_norm) != Decimal(pred_norm)):
+        return False
+    return None
+
+
+def answers_equal(reference: str, predicted: str) -> bool:
+    """Whether ``predicted`` is mathematically the same answer as ``reference``.
+
+    The cheap decisions of ``fast_equal`` first (normalised string equality covers most
+    agreement, distinct plain numbers most disagreement); then math-verify. Empty
+    answers are never equal to anything. Unbounded in time on adversarial input: call
+    it in an ``AnswerJudge`` worker.
+    """
+    decided = fast_equal(reference, predicted)
+    if decided is not None:
+        return decided
+    return math_verify_equal(reference, predicted)
+
+
+def math_verify_equal(reference: str, predicted: str) -> bool:
+    """math-verify's answer alone (no fast path): unbounded in time, as ``answers_equal``."""
     # math-verify catches sympy/parse errors itself (raise_on_error=False)
     # and reports them as "no parse" / "not equal", which is what we want.
     gold = parse(_as_math(reference), parsing_timeout=None)
@@ -222,6 +255,33 @@ def judge(reference: str, attempts: Sequence[str]) -> Verdict:
     largest merged class (ties: the one seen first). Unbounded in time on
     adversarial input: run it through ``AnswerJudge``.
     """
+    return _judge(reference, attempts, answers_equal)
+
+
+class _NeedsMathVerify(Exception):
+    pass
+
+
+def _fast_or_raise(reference: str, predicted: str) -> bool:
+    decided = fast_equal(reference, predicted)
+    if decided is None:
+        raise _NeedsMathVerify
+    return decided
+
+
+def judge_fast(reference: str, attempts: Sequence[str]) -> Verdict | None:
+    """``judge(reference, attempts)`` if no comparison it makes needs math-verify, else None.
+
+    Regex work only (bounded time), so safe to call in the orchestrator: ``AnswerJudge``
+    sends only the problems for which this returns None to its workers.
+    """
+    try:
+        return _judge(reference, attempts, _fast_or_raise)
+    except _NeedsMathVerify:
+        return None
+
+
+def _judge(reference: str, attempts: Sequence[str], equal: Callable[[str, str], bool]) -> Verdict:
     extracted = tuple(extract_final(a) for a in attempts)
     # One math-verify comparison per distinct normalised answer, not per attempt.
     # An answer that normalises to "" (e.g. "\\,") is no answer: it is never
@@ -234,12 +294,12 @@ def judge(reference: str, attempts: Sequence[str]) -> Verdict:
         if key in by_norm:
             by_norm[key].count += 1
         else:
-            by_norm[key] = _AnswerClass(ans, 1, answers_equal(reference, ans))
+            by_norm[key] = _AnswerClass(ans, 1, equal(reference, ans))
     correct = tuple(key is not None and by_norm[key].correct for key in keys)
 
     merged: list[_AnswerClass] = []
     for cls in by_norm.values():
-        target = next((m for m in merged if _same_class(m, cls)), None)
+        target = next((m for m in merged if _same_class(m, cls, equal)), None)
         if target is None:
             merged.append(_AnswerClass(cls.representative, cls.count, cls.correct))
         else:
@@ -258,14 +318,14 @@ def judge(reference: str, attempts: Sequence[str]) -> Verdict:
     )
 
 
-def _same_class(existing: _AnswerClass, new: _AnswerClass) -> bool:
+def _same_class(existing: _AnswerClass, new: _AnswerClass, equal: Callable[[str, str], bool]) -> bool:
     # Answers equal to the reference are equal to each other, and an answer
     # equal to it differs from one that is not, so only pairs of wrong
     # answers need a comparison. This also keeps reference_agrees consistent
     # with the per-attempt correctness.
     if existing.correct or new.correct:
         return existing.correct and new.correct
-    return answers_equal(existing.representative, new.representative)
+    return equal(existing.representative, new.representative)
 
 
 def timed_out_verdict(reference: str, attempts: Sequence[str]) -> Verdict:
@@ -405,12 +465,19 @@ class AnswerJudge:
         were in flight beside it are resubmitted, not penalised.
         """
         work = [(reference, tuple(attempts)) for reference, attempts in items]
-        results: list[Verdict | None] = [None] * len(work)
+        # Problems decided without math-verify (regex work, bounded) are judged here: a
+        # round trip to a worker costs more than the judging itself, and on a loaded
+        # machine far more (measured: bench/ceiling.py).
+        results: list[Verdict | None] = [judge_fast(*item) for item in work]
         crashes = [0] * len(work)
         with self._lock:
             if self._executor is None:
                 self._executor = self._new_pool()
-            pending = deque(range(len(work)))
+            elif getattr(self._executor, "_broken", False):
+                # Workers died while idle; restart now, as a submit would, even when no
+                # problem of this call needs them.
+                self._restart()
+            pending = deque(i for i, r in enumerate(results) if r is None)
             # At most max_workers in flight, so a submitted problem starts at
             # once and its deadline measures its own run, not queueing.
             in_flight: dict[Future[Verdict], tuple[int, float]] = {}

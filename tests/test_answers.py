@@ -11,7 +11,10 @@ from pipeline.answers import (
     Verdict,
     answers_equal,
     extract_final,
+    fast_equal,
     judge,
+    judge_fast,
+    math_verify_equal,
     normalize_answer,
     timed_out_verdict,
 )
@@ -303,3 +306,71 @@ def test_startup_timeout_is_reported():
 def test_answer_judge_validates_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AnswerJudge(**kwargs)
+
+
+# --- the fast path (no math-verify) must give math-verify's answer ---------------------
+
+FAST_EDGE_PAIRS = [
+    ("1,200", "1.2"), ("1,200", "1200"), ("12,000", "12"), ("-1,234", "-1234"), ("1,234", "1.234"),
+    ("-0", "0"), ("007", "7"), ("1.5", "1.50"), ("3", "3.0"), ("2", "2.000001"), ("2", "2.0000001"),
+    ("999999999999999", "999999999999998"), ("123456.123456", "123456.123457"), ("0.5", "1/2"),
+    ("17", "$17$"), ("17", r"\boxed{17}"), ("5", "6"), ("-3", "3"), ("0", "0.000001"),
+]
+
+
+def _random_number(rnd) -> str:
+    k = rnd.random()
+    if k < 0.3:
+        return str(rnd.randint(-50, 50))
+    if k < 0.5:
+        return str(rnd.randint(-10**15, 10**15))
+    if k < 0.7:
+        return f"{rnd.uniform(-1000, 1000):.{rnd.randint(1, 6)}f}"
+    if k < 0.8:
+        return f"{rnd.randint(1, 999)},{rnd.randint(0, 999):03d}"
+    if k < 0.9:
+        return f"{rnd.randint(0, 3)}.{rnd.randint(0, 10**6)}"
+    return rnd.choice(["0", "-0", "0.0", "1", "1.0", "10", "1.000001", "0.999999", "100000.5", "99999.999999"])
+
+
+def test_fast_equal_agrees_with_math_verify():
+    import random
+
+    rnd = random.Random(0)
+    pairs = list(FAST_EDGE_PAIRS)
+    for _ in range(400):
+        a = _random_number(rnd)
+        pairs.append((a, a if rnd.random() < 0.2 else _random_number(rnd)))
+    decided = 0
+    for a, b in pairs:
+        fast = fast_equal(a, b)
+        if fast is not None:
+            decided += 1
+            assert fast == math_verify_equal(a, b), (a, b)
+        assert answers_equal(a, b) == (fast if fast is not None else math_verify_equal(a, b))
+    assert decided > 350  # plain numbers are decided without sympy
+
+
+@pytest.mark.parametrize(
+    ("reference", "attempts"),
+    [
+        ("17", ["The answer is 17.", "The answer is 19.", "The answer is 19.", "no idea"]),
+        ("2.5", ["The answer is 2.50", "The answer is 3", r"\boxed{2.5}", "The answer is -3"]),
+        ("17", ["The answer is 17.", r"\boxed{\frac{34}{2}}"]),  # needs math-verify
+        ("3/4", [r"\boxed{0.75}", "The answer is 1/2"]),
+        ("5", []),
+    ],
+)
+def test_judge_fast_is_judge_or_none(reference, attempts):
+    fast = judge_fast(reference, attempts)
+    assert fast is None or fast == judge(reference, attempts)
+
+
+def test_judge_many_keeps_fast_problems_off_the_pool(answer_judge, monkeypatch):
+    items = [("17", ["The answer is 17.", "The answer is 19."]), ("8", ["The answer is 8.0", "no"]),
+             ("3/4", [r"\boxed{0.75}"])]
+    submitted = []
+    real_submit = answer_judge._submit
+    monkeypatch.setattr(answer_judge, "_submit", lambda item: submitted.append(item) or real_submit(item))
+    assert answer_judge.judge_many(items) == [judge(r, a) for r, a in items]
+    assert [r for r, _ in submitted] == ["3/4"]

@@ -397,3 +397,20 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path: Path, figures):
         with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
             run_generation(_scripted(tmp_path, 1), run_dir, resume=True, show_bar=False, progress=_quiet)
     figures.record("storage.second_writer", faults_injected=2, refused=2)
+
+
+@pytest.mark.slow  # a throwaway Prefect server: 30-90 s on 2 cores
+def test_prefect_flow_takes_the_lock(tmp_path: Path):
+    # The default `sparq generate` path (the Prefect flow) refuses a locked run directory
+    # before it reads or writes anything in it.
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.generate import generate
+
+    cfg = scripted_config(tmp_path, steps=1, extra=f"[seeds]\nlimit = {SEEDS}\n")
+    run_dir = tmp_path / "run"
+    with prefect_test_harness(server_startup_timeout=120):
+        with RunDir(run_dir).locked():
+            with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+                generate(run_dir=str(run_dir), config_path=str(cfg))
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]

@@ -221,3 +221,29 @@ def test_config_has_no_key_field():
     with pytest.raises(ConfigError, match="engine.api_key"):
         from_dict({"engine": {"api_key": "sk-x"}})
     assert load_config().engine.api_key_env == "OPENAI_API_KEY"
+
+
+@pytest.mark.slow  # a throwaway Prefect server: 30-90 s on 2 cores
+def test_api_key_not_in_prefect_logs_artifacts_or_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from prefect.client.orchestration import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.generate import generate
+
+    secret = "sk-sparq-" + os.urandom(12).hex()
+    monkeypatch.setenv("SPARQ_TEST_SECRET", secret)
+    with FakeOpenAI(text=MUTATION) as server, prefect_test_harness(server_startup_timeout=120):
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[run]\nsteps = 1\nbatch_size = 4\n[engine]\nkind = "openai"\nmodel = "m"\n'
+                       f'base_urls = ["{server.url}"]\napi_key_env = "SPARQ_TEST_SECRET"\nretries = 0\n'
+                       '[solver]\nk = 2\n[seeds]\nlimit = 40\n[archive]\ncells = 64\n')
+        generate(run_dir=str(tmp_path / "run"), config_path=str(cfg))
+        assert server.requests and server.requests[0]["auth"] == f"Bearer {secret}"
+        with get_client(sync_client=True) as client:
+            records = [a.model_dump_json() for a in client.read_artifacts()]
+            records += [entry.model_dump_json() for entry in client.read_logs()]
+            records += [r.model_dump_json() for r in client.read_flow_runs()]
+            records += [r.model_dump_json() for r in client.read_task_runs()]
+    assert len(records) > 5
+    assert [r[:200] for r in records if secret in r] == []
+    assert [str(p) for p in (tmp_path / "run").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()] == []
