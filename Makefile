@@ -45,14 +45,17 @@ lint: install
 	$(BIN)/ruff check .
 
 # Every bench script prints its figures and appends them (command, date, machine) to
-# bench/results.md; together they take well under 30 minutes on the 2-core machine.
-# engines.py measures vLLM CPU only where /tmp/vllm-venv exists (see its docstring).
+# bench/results.md. engines.py measures vLLM CPU only where /tmp/vllm-venv exists (see
+# its docstring). One intra-op thread by default: on a shared 2-core machine two threads
+# wait on each other whenever the other core is busy (bench/benchlib.py: set_threads);
+# BENCH_THREADS=0 keeps torch's and faiss's defaults.
+BENCH_THREADS ?= 1
 bench: model
-	$(BIN)/python bench/adaptive.py
-	$(BIN)/python bench/ceiling.py
-	$(BIN)/python bench/archive_insert.py
-	$(BIN)/python bench/overhead.py
-	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/adaptive.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/ceiling.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/archive_insert.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/overhead.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/engines.py --threads $(BENCH_THREADS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,7 +26,7 @@ import json
 import time
 
 import numpy as np
-from benchlib import REPO, append_results, fmt_list, median
+from benchlib import REPO, add_threads_arg, append_results, fmt_list, median, set_threads
 
 from pipeline.solverate import AdaptiveConfig, decide_in_band, in_band, next_round
 
@@ -88,7 +88,7 @@ def simulate(n_problems: int, seeds: list[int], cfg: AdaptiveConfig) -> list[str
             f"predictive rule (decide_in_band) median {median(pred):.4f} {fmt_list(pred, 4)} (target >= 0.95)"]
 
 
-def real_model(n_seeds: int, cfg: AdaptiveConfig) -> list[str]:
+def real_model(n_seeds: int, cfg: AdaptiveConfig, threads: str) -> list[str]:
     from pipeline.answers import AnswerJudge
     from pipeline.config import load_config
     from pipeline.engines import Sampling, make_engine
@@ -145,7 +145,7 @@ def real_model(n_seeds: int, cfg: AdaptiveConfig) -> list[str]:
     live_used = sum(len(t) for t in texts)
     live_agree = np.mean([in_band(c / len(t), LO, HI) == f for c, t, f in zip(correct, texts, fixed_dec, strict=True)])
     return [f"adaptive vs fixed k={cfg.k_max} on the real embedded model ({len(seeds)} bundled seed problems, "
-            f"solver temperature {s.temperature}, max_tokens {s.max_tokens}): fixed solve rates "
+            f"solver temperature {s.temperature}, max_tokens {s.max_tokens}, {threads}): fixed solve rates "
             f"{fmt_list(outcomes.mean(axis=1).tolist(), 2)}, {int(sum(fixed_dec))} in band; adaptive replayed on "
             f"the same outcomes: attempts saved {paired['saved']:.3f}, agreement campaign rule "
             f"{paired['agree_campaign']:.3f}, predictive rule {paired['agree_predictive']:.3f}; live adaptive run "
@@ -161,11 +161,13 @@ def main() -> None:
     ap.add_argument("--real-seeds", type=int, default=12, help="bundled seed problems solved by the real model")
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
+    add_threads_arg(ap)
     args = ap.parse_args()
+    threads = set_threads(args.threads)
     cfg = AdaptiveConfig()  # the campaign's defaults (pipeline/configs/default.toml), k_max 16
     lines = simulate(args.problems, list(range(args.seeds)), cfg)
     if not args.no_real:
-        lines += real_model(args.real_seeds, cfg)
+        lines += real_model(args.real_seeds, cfg, threads)
     for line in lines:
         print(line)
     if not args.no_results:

@@ -67,10 +67,38 @@ def append_results(title: str, lines: Sequence[str], results: Path = RESULTS) ->
     with results.open("a", encoding="utf-8") as fh:
         if new:
             fh.write("# Benchmark results\n\nOne entry per run, appended by the bench scripts.\n\n")
-        fh.write(f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {title}, {machine()}: `{command()}`\n")
+        # The machine is shared: the load average says how much of it the figures had.
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        fh.write(f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {title}, {machine()}, load average {load} at the end: "
+                 f"`{command()}`\n")
         for line in lines:
             fh.write(f"  - {line}\n")
     print(f"appended to {results}")
+
+
+def set_threads(n: int) -> str:
+    """Intra-op threads of torch and faiss (0: leave their defaults); returns a label.
+
+    On a shared 2-core machine, two intra-op threads wait for each other at every
+    parallel region while the other core runs someone else's work: measured here,
+    sampling 496 tokens took 1.3-2.6x longer with 2 threads than with 1, and a
+    campaign step's mutate call took 13 minutes instead of about one. Figures record
+    the setting.
+    """
+    if n > 0:
+        import faiss
+        import torch
+
+        torch.set_num_threads(n)
+        faiss.omp_set_num_threads(n)
+    import torch
+
+    return f"torch threads {torch.get_num_threads()}"
+
+
+def add_threads_arg(ap) -> None:
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch/faiss intra-op threads (0: their defaults; `make bench` passes BENCH_THREADS)")
 
 
 def median(xs: Sequence[float]) -> float:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from benchlib import append_results, fmt_list, median, write_config
+from benchlib import add_threads_arg, append_results, fmt_list, median, set_threads, write_config
 
 from pipeline.config import load_config
 from pipeline.engines.base import Completion, EngineStats, Sampling
@@ -229,7 +229,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="cProfile one repeat and print the top functions")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
+    add_threads_arg(ap)
     args = ap.parse_args()
+    threads = set_threads(args.threads)
 
     runs = []
     for r in range(args.repeats if not args.profile else 1):
@@ -260,8 +262,9 @@ def main() -> None:
     mode = f"adaptive up to k={args.k}" if args.adaptive else f"fixed k={args.k}"
     cpu_ms = median([1000 * x["cpu"] / x["candidates"] for _, x in runs])
     nproc = len(os.sched_getaffinity(0))
-    line = (f"ceiling (zero-latency replay engine, {args.batch} mutations/step, {mode}, {args.steps} steps x "
-            f"{len(runs)} repeats): median {median(rates):.1f} candidates/s wall {fmt_list(rates, 1)}, "
+    line = (f"ceiling (zero-latency replay engine, {args.batch} mutations/step, {mode}, {threads}, "
+            f"{args.steps} steps x {len(runs)} repeats): median {median(rates):.1f} candidates/s wall "
+            f"{fmt_list(rates, 1)}, "
             f"{median([x['attempts'] / x['wall'] for _, x in runs]):.0f} attempts/s, at load average "
             f"{median([x['load'] for _, x in runs]):.1f} on {nproc} cores; {cpu_ms:.1f} CPU ms per candidate "
             f"(process + judge workers), i.e. at most {nproc * 1000 / cpu_ms:.0f} candidates/s on {nproc} idle "

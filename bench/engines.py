@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, append_results, fmt_list, median
+from benchlib import REPO, add_threads_arg, append_results, fmt_list, median, set_threads
 
 from pipeline.config import load_config
 from pipeline.engines import Sampling, make_engine
@@ -105,7 +105,7 @@ def vllm_model_dir(workdir: Path) -> Path:
     return out
 
 
-def bench_vllm(calls, repeats: int, python: str, dtype: str, workdir: Path, timeout_s: int) -> dict:
+def bench_vllm(calls, repeats: int, python: str, dtype: str, workdir: Path, timeout_s: int, threads: int) -> dict:
     def batch(prompts, s: Sampling) -> dict:
         return {"prompts": prompts, "n": s.n, "temperature": s.temperature, "top_p": s.top_p,
                 "max_tokens": s.max_tokens, "stop": list(s.stop), "seed": s.seed}
@@ -116,6 +116,8 @@ def bench_vllm(calls, repeats: int, python: str, dtype: str, workdir: Path, time
     job_path.write_text(json.dumps(job))
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="2", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    if threads > 0:  # the same number of cores as transformers gets (vLLM binds its OpenMP threads)
+        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{threads - 1}" if threads > 1 else "0"
     t0 = time.perf_counter()
     proc = subprocess.run([python, str(REPO / "bench" / "vllm_worker.py"), str(job_path)], capture_output=True,
                           text=True, env=env, cwd=workdir, timeout=timeout_s)
@@ -143,14 +145,16 @@ def main() -> None:
     ap.add_argument("--vllm-timeout", type=int, default=900, help="seconds for the whole vLLM child")
     ap.add_argument("--no-vllm", action="store_true")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
+    add_threads_arg(ap)
     args = ap.parse_args()
+    threads = set_threads(args.threads)
 
     calls = workload(args.prompts)
     desc = (f"{args.prompts} mutate prompts (n=1, max_tokens {calls[0][1].max_tokens}) + {args.prompts} solve "
             f"prompts (n={calls[1][1].n}, max_tokens {calls[1][1].max_tokens})")
     hf = bench_transformers(calls, args.repeats)
-    lines = [f"engines, {desc}: transformers ({hf['dtype']}, the CPU default) median {median(hf['rates']):.1f} "
-             f"tokens/s {fmt_list(hf['rates'], 1)} (model load {hf['load_s']:.0f} s)"]
+    lines = [f"engines, {desc}, {threads}: transformers ({hf['dtype']}, the CPU default) median "
+             f"{median(hf['rates']):.1f} tokens/s {fmt_list(hf['rates'], 1)} (model load {hf['load_s']:.0f} s)"]
     if args.no_vllm:
         lines.append("vLLM CPU: skipped (--no-vllm)")
     elif not Path(args.vllm_python).is_file():
@@ -158,7 +162,8 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="sparq-engines-") as tmp:
             try:
-                v = bench_vllm(calls, args.repeats, args.vllm_python, args.vllm_dtype, Path(tmp), args.vllm_timeout)
+                v = bench_vllm(calls, args.repeats, args.vllm_python, args.vllm_dtype, Path(tmp), args.vllm_timeout,
+                               args.threads)
                 lines.append(f"engines, same prompts: vLLM CPU 0.32.0 ({v['dtype']}) median {median(v['rates']):.1f} "
                              f"tokens/s {fmt_list(v['rates'], 1)} (engine start {v['load_s']:.0f} s, child wall "
                              f"{v['wall_s']:.0f} s); vLLM / transformers = "

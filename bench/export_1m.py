@@ -315,13 +315,16 @@ def main() -> None:
     print(f"runs ready in {time.perf_counter() - t:.0f} s under {args.workdir}", file=sys.stderr)
     cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    load_before = os.getloadavg()[0]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True, check=True)
+    load_after = os.getloadavg()[0]
     fig = json.loads(proc.stdout.strip().splitlines()[-1])
     rows_m = args.rows / 1e6
     line = (f"export {rows_m:g}M rows ({args.shard_rows} per shard, survive {args.survive}, budget {args.budget}, "
             f"{args.scheduler} x{args.workers}): {fig['wall_s']} s wall, peak tree RSS {fig['peak_tree_rss_mib']} MiB "
             f"(driver maxrss {fig['driver_maxrss_mib']} MiB; per-process peaks {fig['peak_rss_by_process_mib']} MiB); "
-            f"{fig['data_rows']} rows out, {fig['rejected_rows']} rejected; phases {fig['phases_s']}")
+            f"{fig['data_rows']} rows out, {fig['rejected_rows']} rejected; phases {fig['phases_s']}; "
+            f"1-min load average {load_before:.1f} before, {load_after:.1f} after (other processes share the cores)")
     print(line)
     print(json.dumps(fig["funnel"]))
     results = Path(args.results)

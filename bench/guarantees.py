@@ -3,8 +3,8 @@
     .venv/bin/python bench/guarantees.py            # short variants (what `pytest -m "not slow"` runs)
     .venv/bin/python bench/guarantees.py --full     # also the @pytest.mark.ci variants (20 random kills, ...)
     .venv/bin/python bench/guarantees.py --render   # only re-render docs/guarantees.md from bench/guarantees.json
-    .venv/bin/python bench/guarantees.py --junit X  # take pass/fail from a pytest --junitxml file X of a run
-                                                    # made with SPARQ_GUARANTEES_JSON=bench/guarantees.json
+    .venv/bin/python bench/guarantees.py --junit X  # merge pass/fail from a pytest --junitxml file X (a rerun
+                                                    # made with SPARQ_GUARANTEES_JSON=bench/guarantees.json)
 
 The tests write their figures (trials run, faults injected, inputs tried, rows lost) to
 bench/guarantees.json (SPARQ_GUARANTEES_JSON, tests/figures.py); pass/fail and seconds
@@ -222,11 +222,13 @@ def main() -> int:
     ap.add_argument("--render", action="store_true", help="only rewrite docs/guarantees.md")
     ap.add_argument("--junit", type=Path, metavar="XML", help="results of a pytest run made elsewhere")
     args = ap.parse_args()
-    if args.junit:
-        results = parse_junit(args.junit)
+    if args.junit:  # tests rerun elsewhere replace their earlier results
+        old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        new = parse_junit(args.junit)
+        results = {**old.get("tests", {}), **new}
         failed = any(r["status"] in ("FAILED", "ERROR") for r in results.values())
-        wall = sum(r["seconds"] for r in results.values())
-        save_results(results, bool(os.environ.get("CI")), wall, int(failed))
+        wall = old.get("wall_seconds", 0) + sum(r["seconds"] for r in new.values())
+        save_results(results, old.get("full", False), wall, int(failed))
     elif not args.render:
         run_tests(args.full)
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}

@@ -94,7 +94,7 @@ def _require_columns(available: list[str], needed: list[str], source: str) -> No
     for col in needed:
         if col not in available:
             raise SeedError(f"seed source {source}: no column {col!r} "
-                            f"(available: {', '.join(available) or 'none'})")
+                            f"(available: {', '.join(map(repr, available)) or 'none'})")  # repr: one line
 
 
 def load_seeds(cfg: SeedsConfig) -> list[Seed]:

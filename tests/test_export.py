@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -377,3 +378,11 @@ def test_prefect_flow_publishes_the_card(tmp_path: Path):
     card = (tmp_path / "out" / "README.md").read_text()
     assert card.startswith("---\n") and card_markdown(card).startswith("# sparq-qd export")
     assert artifact_key(str(tmp_path / "My Out_1")) == "sparq-export-my-out-1"
+
+
+def test_library_does_not_import_prefect_or_torch():
+    code = ("import sys, filters.export, filters.card, filters.scan, filters.write; "
+            "bad = [m for m in ('prefect', 'torch', 'sentence_transformers') if m in sys.modules]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -246,7 +246,7 @@ def test_config_file_overrides_a_subset(tmp_path: Path):
     p.write_text('[export]\nbudget = 7\n[export.near_dup]\nthreshold = 0.9\n'
                  '[[export.decontam.benchmarks]]\nname = "mine"\nsource = "b.jsonl"\ncolumn = "question"\n')
     cfg = load_export_config(p)
-    assert cfg.budget == 7 and cfg.near_dup.threshold == 0.9 and cfg.near_dup.nprobe == 8
+    assert cfg.budget == 7 and cfg.near_dup.threshold == 0.9 and cfg.near_dup.nprobe == 3  # the default
     assert cfg.decontam.benchmarks == (BenchmarkSpec(name="mine", source="b.jsonl", column="question"),)
     p.write_text("[run]\nsteps = 3\n")
     with pytest.raises(ExportConfigError, match="'run'"):

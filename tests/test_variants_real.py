@@ -23,7 +23,8 @@ from pipeline.selection import SELECTIONS
 from pipeline.storage import RunDir
 from tests.test_variants import small_seeds
 
-pytestmark = pytest.mark.slow
+# Minutes of real-model work: part of CI (CI=1), skipped by a local `make test` unless -m ci.
+pytestmark = [pytest.mark.slow, pytest.mark.ci]
 
 # SPARQ's four variants on the CVT archive (the default `archive` selection has its own real
 # runs in tests/test_e2e.py), then the two other archive kinds.
