@@ -1,6 +1,6 @@
 """The pipeline's own ceiling: candidates/s of everything but the model.
 
-    .venv/bin/python bench/ceiling.py                      # 64 mutations/step, k = 16, 8 timed steps, 3 repeats
+    .venv/bin/python bench/ceiling.py                      # 64 mutations/step, k = 16, 6 timed steps, 3 repeats
     .venv/bin/python bench/ceiling.py --profile            # cProfile of one repeat, top functions by own time
 
 A zero-latency engine replays realistic model outputs, so the time measured is the
@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="mutations per step")
     ap.add_argument("--k", type=int, default=16, help="solver attempts per problem")
     ap.add_argument("--adaptive", action="store_true", help="adaptive solving (rounds up to k)")
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per repeat")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="cProfile one repeat and print the top functions")

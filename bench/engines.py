@@ -119,13 +119,14 @@ def bench_vllm(calls, repeats: int, python: str, dtype: str, workdir: Path, time
     if threads > 0:  # the same number of cores as transformers gets (vLLM binds its OpenMP threads)
         env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{threads - 1}" if threads > 1 else "0"
     t0 = time.perf_counter()
-    proc = subprocess.run([python, str(REPO / "bench" / "vllm_worker.py"), str(job_path)], capture_output=True,
-                          text=True, env=env, cwd=workdir, timeout=timeout_s)
+    out_path = workdir / "vllm-out.json"
+    proc = subprocess.run([python, str(REPO / "bench" / "vllm_worker.py"), str(job_path), str(out_path)],
+                          capture_output=True, text=True, env=env, cwd=workdir, timeout=timeout_s)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not out_path.is_file():
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise RuntimeError(f"vLLM worker exited {proc.returncode}: {tail}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = json.loads(out_path.read_text())
     per = len(calls)
     rates = []
     for r in range(repeats):

@@ -1,8 +1,8 @@
-"""Run the guarantee tests and rewrite docs/guarantees.md from their figures.
+"""Run the guarantee tests and rewrite the README's Guarantees section from their figures.
 
     .venv/bin/python bench/guarantees.py            # short variants (what `pytest -m "not slow"` runs)
     .venv/bin/python bench/guarantees.py --full     # also the @pytest.mark.ci variants (20 random kills, ...)
-    .venv/bin/python bench/guarantees.py --render   # only re-render docs/guarantees.md from bench/guarantees.json
+    .venv/bin/python bench/guarantees.py --render   # only re-render the README section from bench/guarantees.json
     .venv/bin/python bench/guarantees.py --junit X  # merge pass/fail from a pytest --junitxml file X (a rerun
                                                     # made with SPARQ_GUARANTEES_JSON=bench/guarantees.json)
 
@@ -27,7 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = REPO / "bench" / "guarantees.json"
 RESULTS = REPO / "bench" / "guarantees-results.json"
-DOC = REPO / "docs" / "guarantees.md"
+DOC = REPO / "README.md"
+# The section of the README between these markers is generated; the rest is left alone.
+START, END = "<!-- guarantees:start -->", "<!-- guarantees:end -->"
 TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_fuzz.py", "tests/test_security.py",
          "tests/test_storage.py::test_second_writer_is_refused_with_pid",
          "tests/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
@@ -219,7 +221,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="also the long @pytest.mark.ci variants")
-    ap.add_argument("--render", action="store_true", help="only rewrite docs/guarantees.md")
+    ap.add_argument("--render", action="store_true", help="only rewrite the README's Guarantees section")
     ap.add_argument("--junit", type=Path, metavar="XML", help="results of a pytest run made elsewhere")
     args = ap.parse_args()
     if args.junit:  # tests rerun elsewhere replace their earlier results
@@ -233,9 +235,14 @@ def main() -> int:
         run_tests(args.full)
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     meta = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(figures, meta.get("tests", {}), meta))
-    print(f"wrote {DOC}")
+    text = DOC.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print(f"{DOC} has no {START} ... {END} markers; nothing written", file=sys.stderr)
+        return 2
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(f"{head}{START}\n{render(figures, meta.get('tests', {}), meta)}{END}{tail}", encoding="utf-8")
+    print(f"wrote the Guarantees section of {DOC}")
     return int(meta.get("exit_code", 0) != 0)
 
 

@@ -1,12 +1,12 @@
-"""Runs in vLLM's own venv (started by bench/engines.py): generate, print one JSON line.
+"""Runs in vLLM's own venv (started by bench/engines.py): generate, write the figures.
 
-    /tmp/vllm-venv/bin/python bench/vllm_worker.py JOB.json
+    /tmp/vllm-venv/bin/python bench/vllm_worker.py JOB.json OUT.json
 
 vLLM CPU pins its own torch build, so it cannot share the project's venv; this file
 imports nothing of the project. JOB.json: {"model", "dtype", "seed", "batches":
 [{"prompts", "n", "temperature", "top_p", "max_tokens", "stop", "seed"}, ...],
-"warmup": {...same...}}. The output line: per batch, generated tokens and seconds, plus
-the load time.
+"warmup": {...same...}}. OUT.json: per batch, generated tokens and seconds, plus the
+load time (a file, because vLLM logs to stdout).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def main() -> None:
 
     run(job["warmup"])
     results = [dict(zip(("tokens", "seconds"), run(b), strict=True)) for b in job["batches"]]
-    print(json.dumps({"load_s": load_s, "batches": results}), flush=True)
+    with open(sys.argv[2], "w", encoding="utf-8") as fh:
+        json.dump({"load_s": load_s, "batches": results}, fh)
 
 
 if __name__ == "__main__":
