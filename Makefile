@@ -45,7 +45,8 @@ lint: install
 	$(BIN)/ruff check .
 
 # Every bench script prints its figures and appends them (command, date, machine) to
-# bench/results.md. engines.py measures vLLM CPU only where /tmp/vllm-venv exists (see
+# bench/results.md; all five took about 28 minutes here (2 cores, load average 2-3;
+# vLLM's start is 1.5-4 minutes of it). engines.py measures vLLM CPU only where /tmp/vllm-venv exists (see
 # its docstring). One intra-op thread by default: on a shared 2-core machine two threads
 # wait on each other whenever the other core is busy (bench/benchlib.py: set_threads);
 # BENCH_THREADS=0 keeps torch's and faiss's defaults.

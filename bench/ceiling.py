@@ -229,9 +229,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="cProfile one repeat and print the top functions")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
+    ap.add_argument("--no-fast-judge", action="store_true",
+                    help="send every problem to the judge pool, as before judge_fast (for an A/B)")
     add_threads_arg(ap)
     args = ap.parse_args()
     threads = set_threads(args.threads)
+    if args.no_fast_judge:
+        import pipeline.answers
+
+        pipeline.answers.judge_fast = lambda reference, attempts: None
 
     runs = []
     for r in range(args.repeats if not args.profile else 1):
@@ -260,6 +266,8 @@ def main() -> None:
     best = sorted(runs, key=lambda x: x[0])[len(runs) // 2][1]
     phases = ", ".join(f"{k} {v / args.steps:.3f}" for k, v in best["phases"].items())
     mode = f"adaptive up to k={args.k}" if args.adaptive else f"fixed k={args.k}"
+    if args.no_fast_judge:
+        mode += ", every problem through the judge pool (--no-fast-judge)"
     cpu_ms = median([1000 * x["cpu"] / x["candidates"] for _, x in runs])
     nproc = len(os.sched_getaffinity(0))
     line = (f"ceiling (zero-latency replay engine, {args.batch} mutations/step, {mode}, {threads}, "
