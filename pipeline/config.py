@@ -92,6 +92,7 @@ class EngineConfig:
     timeout_s: float = 120.0
     retries: int = 3
     backoff_s: float = 1.0
+    cooldown_s: float = 30.0  # an endpoint failing at the transport level is skipped this long
     # vllm
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 4096
@@ -106,6 +107,7 @@ class EngineConfig:
         _check(self.timeout_s > 0, f"{p}.timeout_s", "a number > 0", self.timeout_s)
         _check(self.retries >= 0, f"{p}.retries", "an integer >= 0", self.retries)
         _check(self.backoff_s >= 0, f"{p}.backoff_s", "a number >= 0", self.backoff_s)
+        _check(self.cooldown_s >= 0, f"{p}.cooldown_s", "a number >= 0", self.cooldown_s)
         _check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
                "a number in (0, 1]", self.gpu_memory_utilization)
         _check(self.max_model_len >= 1, f"{p}.max_model_len", "an integer >= 1", self.max_model_len)

@@ -1,12 +1,25 @@
-"""Any OpenAI-compatible server (`vllm serve`, others): async, bounded, retried.
+"""Any OpenAI-compatible server (`vllm serve`, others): async, bounded, retried, failed over.
 
-One request per prompt (with `n` samples), spread over the configured base URLs.
-Each endpoint has its own concurrency limit; a request that fails with a retryable
-error (timeout, connection refused, HTTP 5xx/429, malformed body) is retried with
-exponential backoff, moving to the next endpoint each time, so a dead endpoint is
-skipped. `timeout_s` bounds each request as a whole (connect, send, the full answer), so
-a server that hangs or trickles bytes cannot stall a step. When every try fails the call
-raises `EngineError` naming the endpoints.
+One request per prompt (with `n` samples), spread over the configured base URLs:
+
+- Each endpoint takes at most `concurrency` requests at a time. A request goes to the
+  least-loaded live endpoint with a free slot (ties rotate), when a slot frees: an
+  endpoint that answers fast gets more of the work than a slow one, and no request
+  waits behind a busy endpoint while another is idle.
+- A request that fails with a retryable error (timeout, connection refused or reset,
+  HTTP 5xx/429, malformed body) is retried with exponential backoff, on an endpoint it
+  has not tried yet when there is one (then without waiting: the failover is the retry).
+- An endpoint that fails at the transport level (connection refused or reset, no
+  complete answer within `timeout_s`) is marked down for `cooldown_s` seconds (doubling
+  with each failure in a row, at most 16x) and gets no requests while another endpoint
+  is up. When its cooldown ends one probe request goes to it; a success brings it
+  back. When every endpoint is down, requests still go to them (the backoff paces them).
+- `timeout_s` bounds each request as a whole (connect, send, the full answer), so a
+  server that hangs or trickles bytes cannot stall a step.
+
+When every try fails the call raises `EngineError` naming the endpoints. The event loop
+and the HTTP client (its connection pool sized to every endpoint's concurrency) live as
+long as the engine, so connections and endpoint health carry over from call to call.
 
 The API key is read from the environment variable named in the config, never stored.
 """
@@ -14,10 +27,13 @@ The API key is read from the environment variable named in the config, never sto
 from __future__ import annotations
 
 import asyncio
-import itertools
+import logging
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,9 +42,36 @@ from pipeline.config import EngineConfig
 from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, truncate_at_stop
 from pipeline.prompts import Prompt
 
+log = logging.getLogger(__name__)
+
+MAX_COOLDOWN_FACTOR = 16
+# Shorter than the usual server keep-alive (uvicorn, hence `vllm serve`: 5 s), so the client
+# drops an idle connection before the server closes it under a request.
+KEEPALIVE_S = 2.0
+
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, msg: str, *, transport: bool = False) -> None:
+        super().__init__(msg)
+        self.transport = transport  # the endpoint itself is unreachable or stalled
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One base URL and what the engine knows about it."""
+
+    url: str
+    inflight: int = 0
+    failures: int = 0  # transport failures in a row
+    down_until: float = 0.0  # time.monotonic(); skipped until then while another endpoint is up
+    requests: int = 0  # tries sent
+    ok: int = 0  # tries answered
+    errors: int = 0  # tries failed (any retryable error)
+    marked_down: int = 0  # times marked down
+    busy_s: float = 0.0  # summed request time (slot occupancy)
+
+    def is_up(self, now: float) -> bool:
+        return self.down_until <= now
 
 
 class OpenAIEngine:
@@ -37,50 +80,211 @@ class OpenAIEngine:
             raise EngineError("openai engine: engine.base_urls is empty; give at least one URL")
         self._cfg = cfg
         self._seed = seed
-        self._urls = [u.rstrip("/") for u in cfg.base_urls]
+        self.endpoints = [Endpoint(u.rstrip("/")) for u in cfg.base_urls]
         self.name = f"openai:{cfg.model}"
         self.stats = EngineStats()
         self._key = os.environ.get(cfg.api_key_env, "")
-        self._rr = itertools.count()
+        self._cooldown = cfg.cooldown_s
+        self._turn = 0  # rotates the tie-break between equally loaded endpoints
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._lock = threading.Lock()  # one call at a time runs the engine's loop
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable (an orchestrator may ship the engine to another process): the loop, the
+        # client and the lock are rebuilt there on first use.
+        state = dict(self.__dict__)
+        for key in ("_loop", "_client", "_lock", "_waiters"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._waiters = deque()
+        self._loop, self._client, self._lock = None, None, threading.Lock()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
+    # -- calls ---------------------------------------------------------------------
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         t0 = time.perf_counter()
-        out = asyncio.run(self._complete_all(list(prompts), sampling))
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+            loop = self._loop
+            try:
+                out = loop.run_until_complete(self._complete_all(list(prompts), sampling))
+            except BaseException:
+                # Interrupted (e.g. KeyboardInterrupt): no request of this call may linger
+                # into the next one holding a slot.
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                raise
         self.stats.calls += 1
         self.stats.prompts += len(prompts)
         self.stats.completions += sum(len(c) for c in out)
         self.stats.tokens += sum(c.tokens for cs in out for c in cs)
         self.stats.seconds += time.perf_counter() - t0
+        self.stats.extra.update(
+            requests=float(sum(e.requests for e in self.endpoints)),
+            request_errors=float(sum(e.errors for e in self.endpoints)),
+            endpoints_marked_down=float(sum(e.marked_down for e in self.endpoints)))
         return out
 
+    def _get_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            slots = len(self.endpoints) * self._cfg.concurrency
+            # httpx's default pool (100 connections, 20 kept alive) would cap, and keep
+            # reconnecting, a campaign over many endpoints.
+            limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots,
+                                  keepalive_expiry=KEEPALIVE_S)
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self._cfg.timeout_s), limits=limits,
+                                             headers=self._headers())
+        return self._client
+
     async def _complete_all(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
-        limits = {u: asyncio.Semaphore(self._cfg.concurrency) for u in self._urls}
-        timeout = httpx.Timeout(self._cfg.timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, headers=self._headers()) as client:
-            tasks = [self._one(client, limits, p, sampling, i) for i, p in enumerate(prompts)]
+        client = self._get_client()
+        tasks = [asyncio.ensure_future(self._one(client, p, sampling, i)) for i, p in enumerate(prompts)]
+        try:
             return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:  # one prompt failed for good: the call fails, stop the others
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
-    async def _one(self, client: httpx.AsyncClient, limits: dict[str, asyncio.Semaphore],
-                   prompt: Prompt, sampling: Sampling, index: int) -> list[Completion]:
-        start = next(self._rr)
+    async def _one(self, client: httpx.AsyncClient, prompt: Prompt, sampling: Sampling,
+                   index: int) -> list[Completion]:
         errors: list[str] = []
-        tried: list[str] = []
+        tried: list[Endpoint] = []
         for attempt in range(self._cfg.retries + 1):
-            url = self._urls[(start + attempt) % len(self._urls)]
-            tried += [url] if url not in tried else []
+            ep = await self._acquire(tried)
+            if ep not in tried:
+                tried.append(ep)
+            started = time.monotonic()
+            ep.requests += 1
             try:
-                async with limits[url]:
-                    return await self._request(client, url, prompt, sampling, index)
+                out = await self._request(client, ep.url, prompt, sampling, index)
             except _Retryable as exc:
-                errors.append(f"{url}: {exc}")
-                if attempt < self._cfg.retries:
-                    await asyncio.sleep(self._cfg.backoff_s * (2**attempt))
+                errors.append(f"{ep.url}: {exc}")
+                self._failed(ep, exc)
+            else:
+                self._succeeded(ep)
+                return out
+            finally:
+                ep.busy_s += time.monotonic() - started
+                self._release(ep)
+            # Moving to an endpoint this request has not tried yet is the retry; the
+            # backoff paces retries on endpoints that already failed it.
+            if attempt < self._cfg.retries and not self._untried_up(tried):
+                await asyncio.sleep(self._cfg.backoff_s * (2**attempt))
+        urls = ", ".join(e.url for e in tried)
         raise EngineError(f"openai engine: request failed after {self._cfg.retries + 1} tries "
-                          f"on {', '.join(tried)}; last error {errors[-1]}")
+                          f"on {urls}; last error {errors[-1]}")
 
+    # -- endpoint choice -------------------------------------------------------------
+    def _pool(self, now: float) -> tuple[list[Endpoint], bool]:
+        up = [e for e in self.endpoints if e.is_up(now)]
+        return (up, False) if up else (self.endpoints, True)
+
+    def _capacity(self, ep: Endpoint, all_down: bool) -> int:
+        # An endpoint back from a cooldown takes one probe at a time until it answers.
+        return 1 if ep.failures and not all_down else self._cfg.concurrency
+
+    def _pick(self, avoid: list[Endpoint]) -> Endpoint | None:
+        """The least-loaded endpoint of the pool with a free slot (untried ones first)."""
+        pool, all_down = self._pool(time.monotonic())
+        n = len(pool)
+        best, best_key = None, None
+        start = self._turn % n
+        for j in range(n):
+            ep = pool[(start + j) % n]
+            cap = self._capacity(ep, all_down)
+            if ep.inflight >= cap:
+                continue
+            key = (ep in avoid, ep.inflight / cap)
+            if best_key is None or key < best_key:
+                best, best_key = ep, key
+        if best is not None:
+            self._turn += 1
+        return best
+
+    def _free_slots(self) -> int:
+        pool, all_down = self._pool(time.monotonic())
+        return sum(max(0, self._capacity(e, all_down) - e.inflight) for e in pool)
+
+    def _next_wake(self) -> float | None:
+        """Seconds until the next cooldown ends (a waiter must look again then)."""
+        now = time.monotonic()
+        ends = [e.down_until - now for e in self.endpoints if e.down_until > now]
+        return max(0.01, min(ends)) if ends else None
+
+    async def _acquire(self, avoid: list[Endpoint]) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        while True:
+            ep = self._pick(avoid)
+            if ep is not None:
+                ep.inflight += 1
+                return ep
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            try:
+                await asyncio.wait([fut], timeout=self._next_wake())
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake()  # this waiter was woken for a slot it will not take
+                raise
+            finally:
+                if not fut.done():
+                    fut.cancel()
+                    try:
+                        self._waiters.remove(fut)
+                    except ValueError:
+                        pass
+
+    def _release(self, ep: Endpoint) -> None:
+        ep.inflight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake as many waiting requests as there are free slots (oldest first)."""
+        free = self._free_slots()
+        while free > 0 and self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                free -= 1
+
+    def _untried_up(self, tried: list[Endpoint]) -> bool:
+        now = time.monotonic()
+        return any(e.is_up(now) and e not in tried for e in self.endpoints)
+
+    def _failed(self, ep: Endpoint, exc: _Retryable) -> None:
+        ep.errors += 1
+        now = time.monotonic()
+        # A request sent before the endpoint was marked down adds nothing to the cooldown.
+        if not exc.transport or ep.down_until > now:
+            return
+        ep.failures += 1
+        cooldown = self._cooldown * min(MAX_COOLDOWN_FACTOR, 2 ** (ep.failures - 1))
+        if cooldown > 0:
+            ep.down_until = now + cooldown
+            ep.marked_down += 1
+            log.warning("openai engine: endpoint %s marked down for %.0f s (%s)", ep.url, cooldown, exc)
+
+    def _succeeded(self, ep: Endpoint) -> None:
+        ep.ok += 1
+        if ep.failures:
+            log.info("openai engine: endpoint %s is answering again", ep.url)
+        ep.failures = 0
+        ep.down_until = 0.0
+
+    # -- one HTTP request ----------------------------------------------------------------
     async def _request(self, client: httpx.AsyncClient, url: str, prompt: Prompt,
                        sampling: Sampling, index: int) -> list[Completion]:
         body: dict[str, Any] = {
@@ -106,9 +310,10 @@ class OpenAIEngine:
             async with asyncio.timeout(self._cfg.timeout_s):
                 resp = await client.post(endpoint, json=body)
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _Retryable(f"no complete answer within timeout_s={self._cfg.timeout_s:g} s") from exc
+            raise _Retryable(f"no complete answer within timeout_s={self._cfg.timeout_s:g} s",
+                             transport=True) from exc
         except httpx.TransportError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise _Retryable(f"{type(exc).__name__}: {exc}", transport=True) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}")
         if resp.status_code >= 400:
@@ -132,4 +337,11 @@ class OpenAIEngine:
         return out
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            loop, self._loop = self._loop, None
+            client, self._client = self._client, None
+            if loop is None or loop.is_closed():
+                return
+            if client is not None:
+                loop.run_until_complete(client.aclose())
+            loop.close()
