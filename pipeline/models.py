@@ -59,6 +59,36 @@ def prepare_embedded_model(log=print) -> Path:
     return out
 
 
+def embedded_vllm_model_dir(log=print) -> Path:
+    """The converted embedded model as vLLM accepts it (prepared once, beside it).
+
+    transformers keeps the GGUF `quantization_config` in the saved config.json although the
+    weights are dequantised; vLLM rejects it ("Unknown quantization method: gguf"). This
+    directory holds a copy of the config without it and links to the same weight and
+    tokenizer files, so `vllm serve` and the `vllm` engine load the safetensors directly.
+    """
+    import json
+
+    src = prepare_embedded_model(log=log)
+    out = src.with_name(src.name + "-vllm")
+    if (out / "config.json").is_file():
+        return out
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name != "config.json":
+            (tmp / f.name).symlink_to(f.resolve())
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    cfg.pop("quantization_config", None)
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    if out.exists():  # a concurrent preparer won the race; keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+    return out
+
+
 def resolve_model_path(model: str) -> str:
     """'embedded' -> the prepared cache directory; anything else unchanged."""
     if model == EMBEDDED:

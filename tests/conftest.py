@@ -77,11 +77,25 @@ def figures(tmp_path_factory: pytest.TempPathFactory):
     return Figures(Path(path) if path else tmp_path_factory.getbasetemp() / "guarantees.json")
 
 
+def vllm_venv() -> Path:
+    """The vLLM CPU venv made by .ci/vllm-venv ($VLLM_VENV, else .venv-vllm in the repo)."""
+    path = Path(os.environ.get("VLLM_VENV", ".venv-vllm"))
+    return path if path.is_absolute() else REPO / path
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    asked = (config.getoption("markexpr") or "").split()
     # Long variants (@pytest.mark.ci) run only in CI (CI set) or when asked for with -m ci.
-    if os.environ.get("CI") or "ci" in (config.getoption("markexpr") or "").split():
-        return
-    skip = pytest.mark.skip(reason="long variant: runs with CI=1 or -m ci")
-    for item in items:
-        if "ci" in item.keywords:
-            item.add_marker(skip)
+    if not (os.environ.get("CI") or "ci" in asked):
+        skip = pytest.mark.skip(reason="long variant: runs with CI=1 or -m ci")
+        for item in items:
+            if "ci" in item.keywords:
+                item.add_marker(skip)
+    # vLLM CPU tests (@pytest.mark.vllm) need the vLLM venv, and CI or -m vllm.
+    venv_ok = (vllm_venv() / "bin" / "python").is_file()
+    if not (venv_ok and (os.environ.get("CI") or "vllm" in asked)):
+        why = "no vLLM venv at " + str(vllm_venv()) if not venv_ok else "not asked for"
+        skip = pytest.mark.skip(reason=f"vLLM CPU test ({why}): run with .ci/vllm-venv && pytest -m vllm")
+        for item in items:
+            if "vllm" in item.keywords:
+                item.add_marker(skip)

@@ -1,19 +1,28 @@
-"""In-process vLLM engine: the production engine on a GPU.
+"""In-process vLLM engine: the production engine on a GPU, also run on CPU in the tests.
 
 `SamplingParams(n=k)` lets vLLM share one prefill across the k samples of a prompt.
-The seed goes to `LLM(seed=...)`, not per request (the CPU build rejects per-request
-generators). Install with the `gpu` extra.
+Install with the `gpu` extra on a GPU box; on CPU, vLLM's CPU build lives in its own
+venv (`.ci/vllm-venv`, see the README). The embedded model is loaded from
+`embedded_vllm_model_dir()` (the converted safetensors without the GGUF
+quantization entry, which vLLM rejects).
+
+On CPU (`engine.device = "cpu"`) vLLM reads `gpu_memory_utilization` as a fraction of the
+machine's RAM that must be free at start, so the engine asks for an explicit KV cache
+instead: `VLLM_CPU_KVCACHE_SPACE` GiB when set, else `CPU_KV_CACHE_GIB`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 
 from pipeline.config import EngineConfig
 from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling
-from pipeline.models import EMBEDDED, EMBEDDED_NAME, resolve_model_path
+from pipeline.models import EMBEDDED, EMBEDDED_NAME, embedded_vllm_model_dir
 from pipeline.prompts import Prompt
+
+CPU_KV_CACHE_GIB = 2
 
 
 class VLLMEngine:
@@ -24,13 +33,17 @@ class VLLMEngine:
             raise EngineError("vllm engine: vllm is not installed (pip install '.[gpu]')") from exc
         self.name = f"vllm:{EMBEDDED_NAME if cfg.model == EMBEDDED else cfg.model}"
         self.stats = EngineStats()
-        path = resolve_model_path(cfg.model)
-        kwargs = dict(model=path, seed=seed, max_model_len=cfg.max_model_len)
-        if cfg.device != "cpu":
+        path = str(embedded_vllm_model_dir()) if cfg.model == EMBEDDED else cfg.model
+        kwargs = dict(model=path, seed=seed, max_model_len=cfg.max_model_len, dtype=cfg.dtype or "auto")
+        if cfg.device == "cpu":
+            if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
+        else:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-        if cfg.dtype:
-            kwargs["dtype"] = cfg.dtype
-        self._llm = LLM(**kwargs)
+        try:
+            self._llm = LLM(**kwargs)
+        except Exception as exc:  # vLLM raises many types; the step must fail with one line
+            raise EngineError(f"vllm engine: could not load {path}: {type(exc).__name__}: {exc}") from exc
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams
