@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install model run test lint bench clean
+.PHONY: install model run test test-vllm vllm-venv lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ run: model
 
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# vLLM's CPU build in its own venv (.venv-vllm, or VLLM_VENV=...) and the tests that use it.
+vllm-venv:
+	.ci/vllm-venv
+
+test-vllm: model vllm-venv
+	$(BIN)/python -m pytest -q -m vllm $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
