@@ -126,6 +126,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    if (args.cron is None) == (args.interval is None):
+        return _fail("give exactly one of --cron EXPR or --interval SECONDS")
+    if args.interval is not None and not args.interval > 0:
+        return _fail(f"--interval: expected a number of seconds > 0, got {args.interval:g}")
+    if not os.environ.get("PREFECT_API_URL"):
+        return _fail("sparq schedule needs a running Prefect server: start one with "
+                     "`prefect server start --host 127.0.0.1` and set "
+                     "PREFECT_API_URL=http://127.0.0.1:4200/api")
+    load_config(args.config)  # a bad config fails here, not at the first scheduled run
+    from flows.schedule import ScheduleSpec, check_cron, deploy_schedule, serve_schedule
+
+    if args.cron is not None and (why := check_cron(args.cron)) is not None:
+        return _fail(f"--cron: expected a cron expression such as '0 3 * * *', got {args.cron!r} ({why})")
+    spec = ScheduleSpec(run_dir=os.path.abspath(args.run_dir),
+                        config_path=os.path.abspath(args.config) if args.config else None,
+                        cron=args.cron, interval_s=args.interval, steps_per_run=args.steps_per_run,
+                        fresh=args.fresh, name=args.name, timezone=args.timezone)
+    when = f"cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
+    what = "a new campaign in a new subdirectory" if args.fresh else f"+{args.steps_per_run} step(s)"
+    if args.work_pool:
+        dep_id = deploy_schedule(spec, args.work_pool)
+        print(f"deployment {spec.deployment} ({dep_id}): {when}, {what} per run, run directory {spec.run_dir}")
+        print(f"start a worker to run it: prefect worker start --pool {args.work_pool}")
+        return 0
+    print(f"serving deployment {spec.deployment}: {when}, {what} per run, run directory "
+          f"{spec.run_dir}; Ctrl-C stops serving (committed steps are kept)", file=sys.stderr)
+    serve_schedule(spec)
+    return 0
+
+
 def _stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -197,6 +230,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the loop in-process instead of as a Prefect flow")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+
+    sc = sub.add_parser(
+        "schedule", help="schedule a campaign on a Prefect server (cron or interval)",
+        description="Create a Prefect deployment that extends the campaign in RUN_DIR on a schedule: "
+                    "each run resumes RUN_DIR and adds --steps-per-run steps (or, with --fresh, starts a "
+                    "new campaign in RUN_DIR/run-<time>). Needs PREFECT_API_URL pointing at a running "
+                    "`prefect server start`. By default this process serves the deployment (runs "
+                    "execute here until Ctrl-C); with --work-pool it registers the deployment for a "
+                    "`prefect worker start --pool POOL` and returns.")
+    sc.add_argument("--config", metavar="PATH",
+                    help="TOML file overriding any subset of the packaged CPU default config")
+    sc.add_argument("--run-dir", required=True, metavar="DIR", help="the campaign's run directory")
+    when = sc.add_mutually_exclusive_group()
+    when.add_argument("--cron", metavar="EXPR", help="cron schedule, e.g. '0 3 * * *' (03:00 every day)")
+    when.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS instead of a cron")
+    sc.add_argument("--timezone", metavar="TZ", help="time zone of --cron (default UTC), e.g. Europe/Paris")
+    sc.add_argument("--steps-per-run", type=_positive, default=1, metavar="N",
+                    help="steps each scheduled run adds (default 1)")
+    sc.add_argument("--fresh", action="store_true",
+                    help="start a new campaign in RUN_DIR/run-<time> on every run instead of extending one")
+    sc.add_argument("--name", default="default", help="deployment name (default 'default')")
+    sc.add_argument("--work-pool", metavar="POOL",
+                    help="register with this process work pool (created if missing) instead of serving")
+    sc.set_defaults(func=cmd_schedule)
 
     s = sub.add_parser("seeds", help="validate and summarise a seed source",
                        description="Load a seed source with a column mapping, check every row, "

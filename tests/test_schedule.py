@@ -1,0 +1,178 @@
+"""`sparq schedule` against a real Prefect server on 127.0.0.1.
+
+A `prefect server start` on a free port (its own PREFECT_HOME and SQLite database),
+`sparq schedule` serving the deployment in a child process, and flow runs that must
+complete and grow the run directory: two manual runs of a cron deployment (the cron
+fires at most once a minute, too slow to wait for), then an interval deployment whose
+runs the server's scheduler creates on its own. The engine is the scripted one: what
+is under test is scheduling, not generation.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.storage import RunDir
+from tests.conftest import scripted_config, sparq_cmd
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait(what: str, check, timeout_s: float, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log else ""
+            pytest.fail(f"{what}: process exited with {proc.returncode}\n{tail}")
+        time.sleep(1)
+    tail = log.read_text()[-3000:] if log else ""
+    pytest.fail(f"{what}: not within {timeout_s} s\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           # Let the scheduler service look for due runs every few seconds, not every minute.
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3",
+           "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME": "0:00:05",
+           "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    log = home / "server.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{api}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait("prefect server start", healthy, START_TIMEOUT_S, proc, log)
+        yield env
+    finally:
+        _stop(proc)
+
+
+def _deployment(api: str, name: str) -> dict | None:
+    r = httpx.get(f"{api}/deployments/name/sparq-campaign/{name}", timeout=10)
+    return r.json() if r.status_code == 200 else None
+
+
+def _flow_run(api: str, run_id: str) -> dict:
+    return httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+
+
+def _committed(run_dir: Path) -> int:
+    ckpt = RunDir(run_dir).read_checkpoint()
+    return ckpt.step if ckpt else 0
+
+
+def _serve(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    log = tmp_path / "serve.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(sparq_cmd("schedule", *args), env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, log
+
+
+def test_cron_deployment_runs_extend_the_campaign(prefect_server: dict[str, str], tmp_path: Path):
+    env, api = prefect_server, prefect_server["PREFECT_API_URL"]
+    config = scripted_config(tmp_path, steps=5, batch=4, k=2)
+    run_dir = tmp_path / "campaign"
+    proc, log = _serve(env, tmp_path, "--config", str(config), "--run-dir", str(run_dir),
+                       "--cron", "0 3 * * *", "--steps-per-run", "1", "--name", "nightly")
+    try:
+        dep = _wait("deployment sparq-campaign/nightly", lambda: _deployment(api, "nightly"), 120, proc, log)
+        crons = [s["schedule"].get("cron") for s in dep["schedules"]]
+        assert crons == ["0 3 * * *"], dep["schedules"]
+        assert dep["parameters"]["run_dir"] == str(run_dir)
+        for expected in (1, 2):  # each run resumes the directory and adds one step
+            r = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run", json={}, timeout=10)
+            assert r.status_code == 201, r.text
+            run_id = r.json()["id"]
+
+            def finished(run_id=run_id):
+                state = _flow_run(api, run_id)["state"]["type"]
+                return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+            assert _wait(f"flow run {expected}", finished, 300, proc, log) == "COMPLETED", log.read_text()[-3000:]
+            assert _committed(run_dir) == expected
+        cand = RunDir(run_dir).read_candidates()
+        assert sorted(set(cand.column("step").to_pylist()) - {0}) == [1, 2]
+        assert len(set(cand.column("id").to_pylist())) == cand.num_rows
+    finally:
+        _stop(proc)
+
+
+def test_interval_schedule_fires_on_its_own(prefect_server: dict[str, str], tmp_path: Path):
+    env, api = prefect_server, prefect_server["PREFECT_API_URL"]
+    config = scripted_config(tmp_path, steps=5, batch=2, k=2)
+    run_dir = tmp_path / "campaign"
+    proc, log = _serve(env, tmp_path, "--config", str(config), "--run-dir", str(run_dir),
+                       "--interval", "10", "--steps-per-run", "1", "--name", "every-10s")
+    try:
+        _wait("deployment sparq-campaign/every-10s", lambda: _deployment(api, "every-10s"), 120, proc, log)
+        # Nobody triggers anything: the server's scheduler creates the runs, the serve
+        # process picks them up, and each adds one step to the same campaign.
+        def completed() -> list[dict]:
+            r = httpx.post(f"{api}/flow_runs/filter",
+                           json={"deployments": {"name": {"any_": ["every-10s"]}},
+                                 "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}, timeout=10)
+            return r.json() if len(r.json()) >= 2 else []
+
+        done = _wait("two scheduled runs completed", completed, 300, proc, log)
+        assert _committed(run_dir) >= 2
+        assert all(run["auto_scheduled"] for run in done)
+    finally:
+        _stop(proc)
+
+
+def test_schedule_without_server_or_with_bad_cron_fails_in_one_line(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    res = subprocess.run(sparq_cmd("schedule", "--run-dir", str(tmp_path / "r"), "--cron", "0 3 * * *"),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "prefect server start" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    res = subprocess.run(sparq_cmd("schedule", "--run-dir", str(tmp_path / "r"), "--cron", "every night"),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--cron" in res.stderr and "every night" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = subprocess.run(sparq_cmd("schedule", "--run-dir", str(tmp_path / "r")),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--cron" in res.stderr
