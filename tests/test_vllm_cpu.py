@@ -108,6 +108,11 @@ def _generate(python: list[str], config: Path, run_dir: Path, env: dict[str, str
     return proc, time.monotonic() - t0
 
 
+def _step_line(stderr: str) -> str:
+    """The CLI's own line for step 1 (candidates, band, archive, seconds)."""
+    return next((line.strip() for line in stderr.splitlines() if line.startswith("step 1:")), "no step line")
+
+
 def _check_step(run_dir: Path, generator: str) -> dict:
     run = RunDir(run_dir)
     assert run.read_checkpoint().step == 1
@@ -155,8 +160,8 @@ timeout_s = 600.0""")
         proc, step_s = _generate(sparq_cmd(), config, run_dir, dict(os.environ, **OFFLINE))
         assert proc.returncode == 0, f"{proc.stderr[-3000:]}\nvllm serve log:\n{_tail(log)}"
         figures = _check_step(run_dir, f"openai:{SERVED_NAME}")
-        print(f"\nvllm serve: healthy after {start_s:.0f} s; step 1 ({BATCH} mutations, k={K}) in {step_s:.0f} s "
-              f"(sparq generate wall, including its own start); {figures}")
+        print(f"\nvllm serve: healthy after {start_s:.0f} s; sparq generate (seeds + step 1, {BATCH} mutations, "
+              f"k={K}) {step_s:.0f} s wall; {_step_line(proc.stderr)}; {figures}")
     finally:
         _stop(server)
     assert server.poll() is not None
@@ -175,5 +180,5 @@ max_model_len = 2048""")
     proc, step_s = _generate([python, "-m", "pipeline.cli"], config, run_dir, env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     figures = _check_step(run_dir, "vllm:gemma-3-270m (bundled GGUF, converted)")
-    print(f"\nvllm engine: seeds + step 1 ({BATCH} mutations, k={K}) in {step_s:.0f} s "
-          f"(sparq generate wall, vLLM start included); {figures}")
+    print(f"\nvllm engine: sparq generate (seeds + vLLM start + step 1, {BATCH} mutations, k={K}) {step_s:.0f} s "
+          f"wall; {_step_line(proc.stderr)}; {figures}")

@@ -48,22 +48,25 @@ class VLLMEngine:
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
+        # One request per prompt, seeded like the openai engine's (seed + prompt index), so a
+        # step's samples do not depend on what the engine sampled before.
+        params = [SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
-        )
+            seed=None if sampling.seed is None else sampling.seed + i,
+        ) for i in range(len(prompts))]
         t0 = time.perf_counter()
         chat = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
         plain = [i for i, p in enumerate(prompts) if isinstance(p, str)]
         results: dict[int, list[Completion]] = {}
         if plain:
-            outs = self._llm.generate([prompts[i] for i in plain], params, use_tqdm=False)
+            outs = self._llm.generate([prompts[i] for i in plain], [params[i] for i in plain], use_tqdm=False)
             results.update({i: self._convert(o) for i, o in zip(plain, outs, strict=True)})
         if chat:
-            outs = self._llm.chat([prompts[i] for i in chat], params, use_tqdm=False)
+            outs = self._llm.chat([prompts[i] for i in chat], [params[i] for i in chat], use_tqdm=False)
             results.update({i: self._convert(o) for i, o in zip(chat, outs, strict=True)})
         out = [results[i] for i in range(len(prompts))]
         self.stats.calls += 1
