@@ -18,7 +18,8 @@ One request per prompt (with `n` samples), spread over the configured base URLs:
   server that hangs or trickles bytes cannot stall a step.
 
 When every try fails the call raises `EngineError` naming the endpoints. The event loop
-and the HTTP client (its connection pool sized to every endpoint's concurrency) live as
+and the HTTP clients (one per endpoint, its connection pool sized to the endpoint's
+concurrency: one pool over many hosts costs time quadratic in the connections) live as
 long as the engine, so connections and endpoint health carry over from call to call.
 
 The API key is read from the environment variable named in the config, never stored.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import threading
 import time
 from collections import deque
@@ -88,21 +90,22 @@ class OpenAIEngine:
         self._turn = 0  # rotates the tie-break between equally loaded endpoints
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._ssl: ssl.SSLContext | None = None
         self._lock = threading.Lock()  # one call at a time runs the engine's loop
 
     def __getstate__(self) -> dict[str, Any]:
         # Picklable (an orchestrator may ship the engine to another process): the loop, the
         # client and the lock are rebuilt there on first use.
         state = dict(self.__dict__)
-        for key in ("_loop", "_client", "_lock", "_waiters"):
+        for key in ("_loop", "_clients", "_ssl", "_lock", "_waiters"):
             state.pop(key)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._waiters = deque()
-        self._loop, self._client, self._lock = None, None, threading.Lock()
+        self._loop, self._clients, self._ssl, self._lock = None, {}, None, threading.Lock()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
@@ -136,20 +139,23 @@ class OpenAIEngine:
             endpoints_marked_down=float(sum(e.marked_down for e in self.endpoints)))
         return out
 
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            slots = len(self.endpoints) * self._cfg.concurrency
-            # httpx's default pool (100 connections, 20 kept alive) would cap, and keep
-            # reconnecting, a campaign over many endpoints.
+    def _client(self, url: str) -> httpx.AsyncClient:
+        client = self._clients.get(url)
+        if client is None:
+            # One pool per endpoint: httpcore scans every connection of a pool for each
+            # request, so one pool over 64 endpoints spent more CPU than the requests.
+            slots = self._cfg.concurrency * sum(e.url == url for e in self.endpoints)
             limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots,
                                   keepalive_expiry=KEEPALIVE_S)
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self._cfg.timeout_s), limits=limits,
-                                             headers=self._headers())
-        return self._client
+            if self._ssl is None:  # one TLS context for all (each costs ~20 ms to build)
+                self._ssl = httpx.create_ssl_context()
+            client = httpx.AsyncClient(timeout=httpx.Timeout(self._cfg.timeout_s), limits=limits,
+                                       headers=self._headers(), verify=self._ssl)
+            self._clients[url] = client
+        return client
 
     async def _complete_all(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
-        client = self._get_client()
-        tasks = [asyncio.ensure_future(self._one(client, p, sampling, i)) for i, p in enumerate(prompts)]
+        tasks = [asyncio.ensure_future(self._one(p, sampling, i)) for i, p in enumerate(prompts)]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -158,8 +164,7 @@ class OpenAIEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def _one(self, client: httpx.AsyncClient, prompt: Prompt, sampling: Sampling,
-                   index: int) -> list[Completion]:
+    async def _one(self, prompt: Prompt, sampling: Sampling, index: int) -> list[Completion]:
         errors: list[str] = []
         tried: list[Endpoint] = []
         for attempt in range(self._cfg.retries + 1):
@@ -169,7 +174,7 @@ class OpenAIEngine:
             started = time.monotonic()
             ep.requests += 1
             try:
-                out = await self._request(client, ep.url, prompt, sampling, index)
+                out = await self._request(ep.url, prompt, sampling, index)
             except _Retryable as exc:
                 errors.append(f"{ep.url}: {exc}")
                 self._failed(ep, exc)
@@ -285,8 +290,7 @@ class OpenAIEngine:
         ep.down_until = 0.0
 
     # -- one HTTP request ----------------------------------------------------------------
-    async def _request(self, client: httpx.AsyncClient, url: str, prompt: Prompt,
-                       sampling: Sampling, index: int) -> list[Completion]:
+    async def _request(self, url: str, prompt: Prompt, sampling: Sampling, index: int) -> list[Completion]:
         body: dict[str, Any] = {
             "model": self._cfg.model,
             "n": sampling.n,
@@ -308,7 +312,7 @@ class OpenAIEngine:
         try:
             # httpx's timeout is per read: a server that trickles bytes never trips it.
             async with asyncio.timeout(self._cfg.timeout_s):
-                resp = await client.post(endpoint, json=body)
+                resp = await self._client(url).post(endpoint, json=body)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _Retryable(f"no complete answer within timeout_s={self._cfg.timeout_s:g} s",
                              transport=True) from exc
@@ -339,9 +343,9 @@ class OpenAIEngine:
     def close(self) -> None:
         with self._lock:
             loop, self._loop = self._loop, None
-            client, self._client = self._client, None
+            clients, self._clients = self._clients, {}
             if loop is None or loop.is_closed():
                 return
-            if client is not None:
+            for client in clients.values():
                 loop.run_until_complete(client.aclose())
             loop.close()
