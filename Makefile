@@ -64,6 +64,7 @@ bench: model
 	$(BIN)/python bench/archive_insert.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/overhead.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/engines.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/utilisation.py --threads $(BENCH_THREADS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

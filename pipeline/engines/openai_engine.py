@@ -258,7 +258,7 @@ class OpenAIEngine:
 
     def _wake(self) -> None:
         """Wake as many waiting requests as there are free slots (oldest first)."""
-        free = self._free_slots()
+        free = self._free_slots() if self._waiters else 0
         while free > 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
