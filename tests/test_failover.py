@@ -8,12 +8,14 @@ the request), and SIGKILLs one of them with a request in flight during step 2.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,6 +124,35 @@ def test_engine_pickles_with_its_endpoint_state():
                 copy.close()
         finally:
             engine.close()
+
+
+def test_calls_from_several_threads_share_the_slots():
+    with FakeOpenAI(fault="slow", delay_s=0.6) as server:
+        for concurrency, lo, hi in ((2, 0.55, 1.1), (1, 1.15, 2.5)):
+            engine = _engine([server.url], concurrency=concurrency)
+            try:
+                t0 = time.perf_counter()
+                threads = [threading.Thread(target=engine.complete, args=([PROMPT], Sampling())) for _ in range(2)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                # Two slots: the calls run side by side; one slot: one waits for the other.
+                assert lo <= time.perf_counter() - t0 < hi
+                assert engine.endpoints[0].ok == 2
+            finally:
+                engine.close()
+
+
+def test_an_engine_dropped_without_close_stops_its_loop():
+    with FakeOpenAI() as server:
+        engine = _engine([server.url])
+        _timed(engine, 1)
+        thread = engine._thread
+        del engine
+        gc.collect()
+        thread.join(5)
+        assert not thread.is_alive()
 
 
 # -- a campaign across a server kill ----------------------------------------------------

@@ -18,6 +18,7 @@ One request per prompt (with `n` samples), spread over the configured base URLs:
   server that hangs or trickles bytes cannot stall a step.
 
 When every try fails the call raises `EngineError` naming the endpoints. The event loop
+(on its own thread, shared by calls from any thread: concurrent calls share the slots)
 and the HTTP clients (one per endpoint, its connection pool sized to the endpoint's
 concurrency: one pool over many hosts costs time quadratic in the connections) live as
 long as the engine, so connections and endpoint health carry over from call to call.
@@ -33,6 +34,7 @@ import os
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,24 +90,42 @@ class OpenAIEngine:
         self._key = os.environ.get(cfg.api_key_env, "")
         self._cooldown = cfg.cooldown_s
         self._turn = 0  # rotates the tie-break between equally loaded endpoints
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        # Touched only on the loop's thread, except _lock and the loop/thread handles.
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._ssl: ssl.SSLContext | None = None
-        self._lock = threading.Lock()  # one call at a time runs the engine's loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._lock = threading.Lock()
+
+    _RUNTIME = ("_waiters", "_clients", "_ssl", "_loop", "_thread", "_finalizer", "_lock")
 
     def __getstate__(self) -> dict[str, Any]:
-        # Picklable (an orchestrator may ship the engine to another process): the loop, the
-        # client and the lock are rebuilt there on first use.
-        state = dict(self.__dict__)
-        for key in ("_loop", "_clients", "_ssl", "_lock", "_waiters"):
-            state.pop(key)
-        return state
+        # Picklable (an orchestrator may ship the engine to another process): the loop, its
+        # thread and the clients are rebuilt there on first use.
+        return {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._waiters = deque()
-        self._loop, self._clients, self._ssl, self._lock = None, {}, None, threading.Lock()
+        self._init_runtime()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        """The engine's event loop, running on its own daemon thread: calls from any thread
+        (several at once included) share its endpoints' slots and health."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=_run_loop, args=(loop, self._clients), daemon=True,
+                                          name="openai-engine")
+                thread.start()
+                self._loop, self._thread = loop, thread
+                # An engine dropped without close() stops its loop (the thread then exits).
+                self._finalizer = weakref.finalize(self, _stop_loop, loop)
+            return self._loop
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
@@ -113,30 +133,22 @@ class OpenAIEngine:
     # -- calls ---------------------------------------------------------------------
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         t0 = time.perf_counter()
+        fut = asyncio.run_coroutine_threadsafe(self._complete_all(list(prompts), sampling), self._ensure_loop())
+        try:
+            out = fut.result()
+        except BaseException:
+            fut.cancel()  # interrupted (e.g. KeyboardInterrupt): no request lingers holding a slot
+            raise
         with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                self._loop = asyncio.new_event_loop()
-            loop = self._loop
-            try:
-                out = loop.run_until_complete(self._complete_all(list(prompts), sampling))
-            except BaseException:
-                # Interrupted (e.g. KeyboardInterrupt): no request of this call may linger
-                # into the next one holding a slot.
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                raise
-        self.stats.calls += 1
-        self.stats.prompts += len(prompts)
-        self.stats.completions += sum(len(c) for c in out)
-        self.stats.tokens += sum(c.tokens for cs in out for c in cs)
-        self.stats.seconds += time.perf_counter() - t0
-        self.stats.extra.update(
-            requests=float(sum(e.requests for e in self.endpoints)),
-            request_errors=float(sum(e.errors for e in self.endpoints)),
-            endpoints_marked_down=float(sum(e.marked_down for e in self.endpoints)))
+            self.stats.calls += 1
+            self.stats.prompts += len(prompts)
+            self.stats.completions += sum(len(c) for c in out)
+            self.stats.tokens += sum(c.tokens for cs in out for c in cs)
+            self.stats.seconds += time.perf_counter() - t0
+            self.stats.extra.update(
+                requests=float(sum(e.requests for e in self.endpoints)),
+                request_errors=float(sum(e.errors for e in self.endpoints)),
+                endpoints_marked_down=float(sum(e.marked_down for e in self.endpoints)))
         return out
 
     def _client(self, url: str) -> httpx.AsyncClient:
@@ -342,10 +354,35 @@ class OpenAIEngine:
 
     def close(self) -> None:
         with self._lock:
-            loop, self._loop = self._loop, None
-            clients, self._clients = self._clients, {}
-            if loop is None or loop.is_closed():
-                return
-            for client in clients.values():
+            loop, thread, finalizer = self._loop, self._thread, self._finalizer
+            self._loop = self._thread = self._finalizer = None
+        if loop is None:
+            return
+        finalizer.detach()
+        _stop_loop(loop)
+        thread.join(30)
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.call_soon_threadsafe(loop.stop)
+    except RuntimeError:  # already closed
+        pass
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop, clients: dict[str, httpx.AsyncClient]) -> None:
+    """The engine's loop thread: run until stopped, then close the clients and the loop."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            for client in list(clients.values()):
                 loop.run_until_complete(client.aclose())
+            clients.clear()
+        finally:
             loop.close()
