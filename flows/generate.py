@@ -5,10 +5,15 @@ a task costs milliseconds of overhead. Only the engine-bound tasks retry. The ar
 and the commit stay in the flow: a single writer per run directory.
 
 Without PREFECT_API_URL, Prefect starts a temporary local server for the run.
+
+With the config's [dask] table enabled (or `run_generate(dask_address=...)`), the flow
+runs on prefect-dask's DaskTaskRunner and the engine calls and verification go out as
+chunk tasks to the cluster (flows/fanout.py); the rest of the step stays here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -28,7 +33,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from flows.artifacts import publish_report  # noqa: E402
-from pipeline.campaign import Campaign, Draft, Parent  # noqa: E402
+from pipeline.campaign import Campaign, Draft, Parent, effective_config  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.generate import open_campaign, step_line, summary_markdown  # noqa: E402
 from pipeline.storage import RunDir  # noqa: E402
@@ -52,10 +57,23 @@ def _artifact_key(run_dir: str) -> str:
 
 @flow(name="sparq-generate", log_prints=True)
 def generate(run_dir: str, config_path: str | None = None, steps: int | None = None,
-             resume: bool = False) -> dict[str, Any]:
-    """Run or resume a generation campaign in `run_dir` until `steps` steps are committed."""
+             resume: bool = False, fanout: bool = False) -> dict[str, Any]:
+    """Run or resume a generation campaign in `run_dir` until `steps` steps are committed.
+
+    `fanout`: send engine calls and verification as chunk tasks to the flow's task
+    runner (a DaskTaskRunner: see run_generate) instead of running them here.
+    """
     logger = get_run_logger()
     config = load_config(config_path)
+    engine = judge = None
+    if fanout:
+        from flows.fanout import FanoutEngine, FanoutJudge
+
+        # The campaign's own engine settings (saved ones when resuming); the chunking
+        # comes from the given config, which describes this execution, not the campaign.
+        own = effective_config(RunDir(run_dir), config, resume) or config
+        engine = FanoutEngine(own.engine, seed=own.run.seed, chunk_size=config.dask.chunk_size)
+        judge = FanoutJudge(timeout_s=own.solver.verify_timeout_s, chunk_size=config.dask.chunk_size)
 
     def log(msg: str) -> None:
         logger.info(msg)
@@ -63,7 +81,8 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
     lock = ExitStack()  # one writer per run directory, from before recovery to the end
     lock.enter_context(RunDir(run_dir).locked())
     try:
-        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log)
+        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine,
+                             judge=judge)
     except BaseException:
         lock.close()
         raise
@@ -80,10 +99,11 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
             step = camp.step + 1
             started = time.perf_counter()
             parents = camp.select_parents()
-            drafts = mutate_task(camp, step, parents)
+            # Fanned out, the chunk tasks carry the retries; else the phase task does.
+            drafts = camp.mutate(step, parents) if fanout else mutate_task(camp, step, parents)
             mutate_s = time.perf_counter() - started
             t1 = time.perf_counter()
-            drafts = solve_task(camp, step, drafts)
+            drafts = camp.solve(step, drafts) if fanout else solve_task(camp, step, drafts)
             solve_s = time.perf_counter() - t1
             metrics = camp.finish_step(step, drafts, mutate_s, solve_s, started)
             logger.info(step_line(metrics))
@@ -103,3 +123,35 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
         bar.close()
         camp.close()
         lock.close()
+        if fanout:
+            from flows.fanout import close_workers
+
+            close_workers(logger)
+
+
+def run_generate(run_dir: str, config_path: str | None = None, steps: int | None = None,
+                 resume: bool = False, dask_address: str | None = None) -> dict[str, Any]:
+    """The generate flow, on a DaskTaskRunner when [dask] is enabled or an address is given."""
+    dask_cfg = load_config(config_path).dask
+    if dask_address:
+        dask_cfg = dataclasses.replace(dask_cfg, enabled=True, address=dask_address)
+    if not dask_cfg.enabled:
+        return generate(run_dir=run_dir, config_path=config_path, steps=steps, resume=resume)
+    from flows.fanout import dask_task_runner
+
+    with ExitStack() as stack:
+        if not os.environ.get("PREFECT_API_URL"):
+            # Without a server, every Dask worker would start a temporary Prefect server of
+            # its own, which outlives a killed worker. One temporary server for the flow,
+            # named in the environment that LocalCluster workers inherit, avoids both.
+            from prefect.server.api.server import SubprocessASGIServer
+
+            server = SubprocessASGIServer()
+            server.start()  # stopped at exit, after Prefect has sent the last logs
+            stack.callback(os.environ.pop, "PREFECT_API_URL", None)
+            os.environ["PREFECT_API_URL"] = server.api_url
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            stack.enter_context(temporary_settings({PREFECT_API_URL: server.api_url}))
+        return generate.with_options(task_runner=dask_task_runner(dask_cfg))(
+            run_dir=run_dir, config_path=config_path, steps=steps, resume=resume, fanout=True)

@@ -26,7 +26,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, get_run_logger  # noqa: E402
 
-from flows.generate import generate  # noqa: E402
+from flows.generate import run_generate  # noqa: E402
 from pipeline.storage import RunDir, RunError  # noqa: E402
 
 FLOW_NAME = "sparq-campaign"
@@ -55,7 +55,7 @@ def extend_campaign(run_dir: str, config_path: str | None = None, steps_per_run:
     resume, steps = campaign_target(target_dir, steps_per_run)
     logger.info(f"{'extending' if resume else 'starting'} the campaign in {target_dir} "
                 f"to {steps} committed step(s)")
-    return generate(run_dir=str(target_dir), config_path=config_path, steps=steps, resume=resume)
+    return run_generate(run_dir=str(target_dir), config_path=config_path, steps=steps, resume=resume)
 
 
 @dataclass(frozen=True)

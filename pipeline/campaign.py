@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -134,11 +135,19 @@ def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archiv
     return archive
 
 
+def effective_config(run: RunDir, config: Config | None, resume: bool) -> Config | None:
+    """The config a campaign in `run` runs with: the saved one once it has committed steps
+    (or when resuming a directory that has one), else `config`."""
+    if run.read_checkpoint() is not None or (resume and run.config_path.is_file()):
+        return load_config(run.config_path)
+    return config
+
+
 class Campaign:
     """Owns the engine, embedder, judge, archive and run directory of one campaign."""
 
     def __init__(self, config: Config, run: RunDir, *, engine: Engine | None = None,
-                 progress: Progress = print) -> None:
+                 judge: AnswerJudge | None = None, progress: Progress = print) -> None:
         self.config = config
         self.run = run
         self.run_id = run.path.resolve().name
@@ -148,7 +157,8 @@ class Campaign:
         # campaigns): close() only drops it. One the campaign builds, it closes.
         self._owns_engine = engine is None
         self._embedder: Embedder | None = None
-        self._judge: AnswerJudge | None = None
+        # A judge handed in (e.g. one that fans out to a cluster) must offer judge_many and close.
+        self._judge: AnswerJudge | None = judge
         self.mutate_prompt = load_prompt(config.generator.prompt)
         self.solve_prompt = load_prompt(config.solver.prompt)
         self.quality = quality_function(config.quality.function, config.quality.lo, config.quality.hi)
@@ -167,11 +177,13 @@ class Campaign:
         self.pool: dict[str, Parent] = {}  # every archive-eligible row, by candidate id
         self.rows: dict[str, PoolRow] = {}  # what selection needs of the same rows
         self.seen: set[str] = set()  # problem ids of committed seeds and ok candidates
+        self._embed_pool: ThreadPoolExecutor | None = None
+        self._prefetched: tuple[tuple[str, ...], Future] | None = None
 
     # -- opening -------------------------------------------------------------------
     @classmethod
     def open(cls, run_dir: Path | str, *, config: Config | None = None, resume: bool = False,
-             steps: int | None = None, engine: Engine | None = None,
+             steps: int | None = None, engine: Engine | None = None, judge: AnswerJudge | None = None,
              progress: Progress = print) -> Campaign:
         """Open a new run directory, or resume a committed one.
 
@@ -186,13 +198,12 @@ class Campaign:
         if ckpt is not None and not resume:
             raise RunError(f"run directory {run.path} already has {ckpt.step} committed step(s); "
                            "pass --resume to continue it or choose another directory")
-        if ckpt is not None or (resume and run.config_path.is_file()):
-            config = load_config(run.config_path)
+        config = effective_config(run, config, resume)
         if config is None:
             raise RunError(f"run directory {run.path} has no config.toml; give a config")
         if steps is not None:
             config = replace(config, run=replace(config.run, steps=steps))
-        camp = cls(config, run, engine=engine, progress=progress)
+        camp = cls(config, run, engine=engine, judge=judge, progress=progress)
         if ckpt is not None:
             camp._restore(ckpt)
         return camp
@@ -219,6 +230,9 @@ class Campaign:
         return self._judge
 
     def close(self) -> None:
+        if self._embed_pool is not None:
+            self._embed_pool.shutdown(wait=True, cancel_futures=True)
+            self._embed_pool, self._prefetched = None, None
         if self._judge is not None:
             self._judge.close()
             self._judge = None
@@ -237,7 +251,7 @@ class Campaign:
         self.run.recover(-1)  # leftovers of a step 0 that died before its checkpoint
         self.log(f"{len(seeds)} seeds from {self.config.seeds.source}; embedding ...")
         t0 = time.perf_counter()
-        emb = self.embedder.encode([s.problem for s in seeds])
+        emb = self.embedder.encode_cached([s.problem for s in seeds])
         skills = [s.skill for s in seeds]
         self.archive = build_archive(self.config.archive, seed=self.config.run.seed, embeddings=emb,
                                      seed_skills=skills)
@@ -434,6 +448,7 @@ class Campaign:
             d.attempts, d.verdict = [], None
         if not todo:
             return drafts
+        self._prefetch_embeddings([d.mutation.problem for d in todo])
         lo, hi = self.config.quality.lo, self.config.quality.hi
         round_no = 0
         while todo:
@@ -466,6 +481,20 @@ class Campaign:
             round_no += 1
         return drafts
 
+    def _prefetch_embeddings(self, problems: list[str]) -> None:
+        """Embed the step's new problems in the background while their solves run: with a
+        fast remote engine the embedding would otherwise leave every endpoint idle."""
+        if self._embed_pool is None:
+            self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparq-embed")
+        embedder = self.embedder  # loaded here, not in the thread
+        self._prefetched = (tuple(problems), self._embed_pool.submit(embedder.encode, problems))
+
+    def _embeddings(self, problems: list[str]) -> np.ndarray:
+        pre, self._prefetched = self._prefetched, None
+        if pre is not None and pre[0] == tuple(problems):
+            return pre[1].result()
+        return self.embedder.encode(problems)
+
     def finish_step(self, step: int, drafts: list[Draft], mutate_s: float, solve_s: float,
                     started: float) -> StepMetrics:
         """Score, embed, insert into the archive, and commit the step."""
@@ -474,7 +503,7 @@ class Campaign:
         rows: list[Candidate] = []
         attempts: list[Attempt] = []
         ok = [d for d in drafts if d.status == Status.OK]
-        emb = self.embedder.encode([d.mutation.problem for d in ok])
+        emb = self._embeddings([d.mutation.problem for d in ok])
         crash_point("embed", step)
         emb_by_slot = {d.slot: e for d, e in zip(ok, emb, strict=True)}
         for d in drafts:

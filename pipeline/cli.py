@@ -30,16 +30,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 0:
         return _fail(f"--steps: expected an integer >= 0, got {args.steps}")
     config = load_config(args.config)
+    if args.dask_address and (args.no_prefect or "://" not in args.dask_address):
+        return _fail("--dask-address: expected a scheduler address such as tcp://host:8786 "
+                     f"(and no --no-prefect: Dask runs through the flow), got {args.dask_address!r}")
     if args.no_prefect:
         summary = run_generation(config, args.run_dir, resume=args.resume, steps=args.steps,
                                  show_bar=not args.quiet)
     else:
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        from flows.generate import generate
+        from flows.generate import run_generate
 
-        summary = generate(run_dir=args.run_dir, config_path=args.config, steps=args.steps,
-                           resume=args.resume)
+        summary = run_generate(run_dir=args.run_dir, config_path=args.config, steps=args.steps,
+                               resume=args.resume, dask_address=args.dask_address)
     print(format_summary(summary))
     print(f"\nrun directory: {summary['run_dir']}")
     return 0
@@ -228,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue RUN_DIR from its last committed step, with its saved config")
     g.add_argument("--no-prefect", action="store_true",
                    help="run the loop in-process instead of as a Prefect flow")
+    g.add_argument("--dask-address", metavar="ADDR",
+                   help="fan engine calls and verification out to this Dask scheduler (tcp://host:8786) "
+                        "through prefect-dask; [dask] enabled = true in the config does the same on a LocalCluster")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 

@@ -256,6 +256,26 @@ class ValidityConfig:
 
 
 @dataclass(frozen=True)
+class DaskConfig:
+    # Fan-out of mutation, solving and verification over a Dask cluster through
+    # prefect-dask's DaskTaskRunner (the Prefect flow only). Each worker process builds
+    # its own engine and judge once; the archive and the commit stay in the flow.
+    enabled: bool = False
+    address: str = ""  # a running scheduler, e.g. tcp://10.0.0.5:8786; "" = a LocalCluster
+    n_workers: int = 2  # LocalCluster only
+    threads_per_worker: int = 1  # LocalCluster only
+    chunk_size: int = 8  # prompts (or problems to verify) per task
+
+    def validate(self, p: str) -> None:
+        _check(self.n_workers >= 1, f"{p}.n_workers", "an integer >= 1", self.n_workers)
+        _check(self.threads_per_worker >= 1, f"{p}.threads_per_worker", "an integer >= 1",
+               self.threads_per_worker)
+        _check(self.chunk_size >= 1, f"{p}.chunk_size", "an integer >= 1", self.chunk_size)
+        _check(not self.address or "://" in self.address, f"{p}.address",
+               "a scheduler address such as tcp://host:8786, or empty for a LocalCluster", self.address)
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
@@ -266,6 +286,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     validity: ValidityConfig = field(default_factory=ValidityConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like a loaded file)."""

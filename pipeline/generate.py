@@ -18,9 +18,9 @@ from pipeline.storage import RunDir
 
 
 def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: int | None = None,
-                  progress: Progress = print, engine=None) -> Campaign:
+                  progress: Progress = print, engine=None, judge=None) -> Campaign:
     camp = Campaign.open(run_dir, config=config, resume=resume, steps=steps, engine=engine,
-                         progress=progress)
+                         judge=judge, progress=progress)
     camp.initialize()
     return camp
 

@@ -1,0 +1,85 @@
+"""Engine and judge work for a remote worker process (a Dask worker, say).
+
+A worker process receives only configs and prompts; it builds its engine and its judge
+once and keeps them for later tasks (loading a model per task would cost more than the
+task). `chunks` splits a call the same way on every side, and `chunk_sampling` gives
+each chunk the seed offset it would have had in one call, so an engine that seeds by
+prompt index (openai: seed + index) samples the same as without fan-out.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import multiprocessing
+import threading
+from collections.abc import Sequence
+
+from pipeline.answers import AnswerJudge, Verdict
+from pipeline.config import EngineConfig
+from pipeline.engines import Completion, Engine, Sampling, make_engine
+from pipeline.prompts import Prompt
+
+_lock = threading.Lock()
+_engines: dict[tuple[EngineConfig, int], Engine] = {}
+_judges: dict[float, AnswerJudge] = {}
+
+
+def worker_engine(cfg: EngineConfig, seed: int) -> Engine:
+    """This process's engine for (cfg, seed), built on first use."""
+    with _lock:
+        key = (cfg, seed)
+        if key not in _engines:
+            _engines[key] = make_engine(cfg, seed=seed)
+        return _engines[key]
+
+
+def worker_judge(timeout_s: float) -> AnswerJudge:
+    with _lock:
+        if timeout_s not in _judges:
+            # Dask worker processes are daemonic by default, and a daemonic process may not
+            # start children; the judge needs its pool (a worker that hangs in math-verify
+            # must be killable). The pool is closed at exit, and its forkserver children
+            # exit with their parent, so lifting the flag leaves nothing behind.
+            me = multiprocessing.current_process()
+            if me.daemon:
+                me._config["daemon"] = False  # type: ignore[attr-defined]
+            judge = AnswerJudge(timeout_s=timeout_s)
+            judge.start()
+            _judges[timeout_s] = judge
+        return _judges[timeout_s]
+
+
+@atexit.register
+def close_all() -> int:
+    """Close this process's judges and engines (a worker that is killed instead of exiting
+    would leave its judge's forkserver behind). Returns how many were closed."""
+    with _lock:
+        n = len(_judges) + len(_engines)
+        for judge in _judges.values():
+            judge.close()
+        for engine in _engines.values():
+            engine.close()
+        _judges.clear()
+        _engines.clear()
+    return n
+
+
+def chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive chunks of at most `size` over range(n)."""
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def chunk_sampling(sampling: Sampling, start: int) -> Sampling:
+    if sampling.seed is None or start == 0:
+        return sampling
+    return dataclasses.replace(sampling, seed=sampling.seed + start)
+
+
+def complete_chunk(cfg: EngineConfig, seed: int, prompts: Sequence[Prompt],
+                   sampling: Sampling) -> list[list[Completion]]:
+    return worker_engine(cfg, seed).complete(list(prompts), sampling)
+
+
+def judge_chunk(timeout_s: float, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:
+    return worker_judge(timeout_s).judge_many(list(items))
