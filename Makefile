@@ -7,6 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
 RUN_DIR ?= runs/run-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
+# Test files spread over 2 processes (pytest-xdist; one file stays in one process, so its
+# module fixtures are built once). PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -39,7 +42,7 @@ run: model
 	$(BIN)/sparq generate --run-dir $(RUN_DIR)
 
 test: model
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # vLLM's CPU build in its own venv (.venv-vllm, or VLLM_VENV=...) and the tests that use it.
 vllm-venv:

@@ -246,14 +246,18 @@ def test_adversarial_input_times_out_and_pool_recovers(answer_judge):
     assert answer_judge.judge_many([("12", ["The answer is 12."])])[0].correct == (True,)
 
 
-def test_parallel_timeouts_share_the_wait(answer_judge):
+def test_parallel_timeouts_share_the_wait():
     items = [(ADVERSARIAL_REFERENCE, ["The answer is 5."]), (ADVERSARIAL_REFERENCE, [r"\boxed{6}"])]
-    started = time.perf_counter()
-    verdicts = answer_judge.judge_many(items)
-    elapsed = time.perf_counter() - started
+    # A long limit so that start-up and restart costs on a busy machine (the suite may
+    # run beside another) stay small against it: one at a time would take 2 x 5 s.
+    with AnswerJudge(max_workers=2, timeout_s=5.0) as judge_pool:
+        judge_pool.judge_many([("1", ["The answer is 1."])])  # workers up before timing
+        started = time.perf_counter()
+        verdicts = judge_pool.judge_many(items)
+        elapsed = time.perf_counter() - started
     assert [v.timed_out for v in verdicts] == [True, True]
     # Both ran at once on two workers: one time limit, not two.
-    assert elapsed < 2 * answer_judge.timeout_s
+    assert elapsed < 1.6 * 5.0
 
 
 def test_worker_death_is_retried_then_given_up(answer_judge):
