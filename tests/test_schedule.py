@@ -88,13 +88,31 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         _stop(proc)
 
 
+def _post(url: str, body: dict, timeout_s: float = 90) -> httpx.Response:
+    """POST, retrying while the server answers 5xx: a busy SQLite-backed server says 503
+    now and then, and Prefect's own client retries those too."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = httpx.post(url, json=body, timeout=30)
+        if r.status_code < 500 or time.monotonic() > deadline:
+            return r
+        time.sleep(2)
+
+
 def _deployment(api: str, name: str) -> dict | None:
-    r = httpx.get(f"{api}/deployments/name/sparq-campaign/{name}", timeout=10)
+    try:
+        r = httpx.get(f"{api}/deployments/name/sparq-campaign/{name}", timeout=30)
+    except httpx.HTTPError:
+        return None
     return r.json() if r.status_code == 200 else None
 
 
-def _flow_run(api: str, run_id: str) -> dict:
-    return httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+def _flow_run_state(api: str, run_id: str) -> str | None:
+    try:
+        r = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30)
+    except httpx.HTTPError:
+        return None
+    return r.json()["state"]["type"] if r.status_code == 200 else None  # 503: ask again
 
 
 def _committed(run_dir: Path) -> int:
@@ -122,12 +140,12 @@ def test_cron_deployment_runs_extend_the_campaign(prefect_server: dict[str, str]
         assert crons == ["0 3 * * *"], dep["schedules"]
         assert dep["parameters"]["run_dir"] == str(run_dir)
         for expected in (1, 2):  # each run resumes the directory and adds one step
-            r = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run", json={}, timeout=10)
+            r = _post(f"{api}/deployments/{dep['id']}/create_flow_run", {})
             assert r.status_code == 201, r.text
             run_id = r.json()["id"]
 
             def finished(run_id=run_id):
-                state = _flow_run(api, run_id)["state"]["type"]
+                state = _flow_run_state(api, run_id)
                 return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
             assert _wait(f"flow run {expected}", finished, 300, proc, log) == "COMPLETED", log.read_text()[-3000:]
@@ -150,10 +168,10 @@ def test_interval_schedule_fires_on_its_own(prefect_server: dict[str, str], tmp_
         # Nobody triggers anything: the server's scheduler creates the runs, the serve
         # process picks them up, and each adds one step to the same campaign.
         def completed() -> list[dict]:
-            r = httpx.post(f"{api}/flow_runs/filter",
-                           json={"deployments": {"name": {"any_": ["every-10s"]}},
-                                 "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}, timeout=10)
-            return r.json() if len(r.json()) >= 2 else []
+            r = _post(f"{api}/flow_runs/filter",
+                      {"deployments": {"name": {"any_": ["every-10s"]}},
+                       "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
+            return r.json() if r.status_code == 200 and len(r.json()) >= 2 else []
 
         done = _wait("two scheduled runs completed", completed, 300, proc, log)
         assert _committed(run_dir) >= 2
