@@ -194,3 +194,23 @@ def test_schedule_without_server_or_with_bad_cron_fails_in_one_line(tmp_path: Pa
     res = subprocess.run(sparq_cmd("schedule", "--run-dir", str(tmp_path / "r")),
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "--cron" in res.stderr
+
+
+def test_extend_and_fresh_runs_in_process(tmp_path: Path):
+    """What each scheduled run does, without a server: extend one campaign, or start anew."""
+    from flows.schedule import campaign_target, extend_campaign
+
+    config = str(scripted_config(tmp_path, steps=5, batch=2, k=2))
+    run_dir = tmp_path / "campaign"
+    assert campaign_target(run_dir, 3) == (False, 3)
+    extend_campaign(run_dir=str(run_dir), config_path=config, steps_per_run=1)
+    extend_campaign(run_dir=str(run_dir), config_path=config, steps_per_run=2)
+    assert _committed(run_dir) == 3 and campaign_target(run_dir, 2) == (True, 5)
+
+    fresh = tmp_path / "fresh"
+    extend_campaign(run_dir=str(fresh), config_path=config, steps_per_run=1, fresh=True)
+    time.sleep(1.1)  # the subdirectories are named by the second
+    extend_campaign(run_dir=str(fresh), config_path=config, steps_per_run=1, fresh=True)
+    subdirs = sorted(p for p in fresh.iterdir() if p.is_dir())
+    assert len(subdirs) == 2 and all(p.name.startswith("run-") for p in subdirs)
+    assert [_committed(p) for p in subdirs] == [1, 1]
