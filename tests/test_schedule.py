@@ -214,3 +214,34 @@ def test_extend_and_fresh_runs_in_process(tmp_path: Path):
     subdirs = sorted(p for p in fresh.iterdir() if p.is_dir())
     assert len(subdirs) == 2 and all(p.name.startswith("run-") for p in subdirs)
     assert [_committed(p) for p in subdirs] == [1, 1]
+
+
+def test_work_pool_deployment_runs_on_a_worker(prefect_server: dict[str, str], tmp_path: Path):
+    env, api = prefect_server, prefect_server["PREFECT_API_URL"]
+    config = scripted_config(tmp_path, steps=5, batch=2, k=2)
+    run_dir = tmp_path / "campaign"
+    res = subprocess.run(sparq_cmd("schedule", "--config", str(config), "--run-dir", str(run_dir), "--cron",
+                                   "30 2 * * 1", "--name", "weekly", "--work-pool", "sparq-test-pool"),
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "prefect worker start --pool sparq-test-pool" in res.stdout
+    dep = _deployment(api, "weekly")
+    assert dep["work_pool_name"] == "sparq-test-pool"
+    assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["30 2 * * 1"]
+    log = tmp_path / "worker.log"
+    with open(log, "w") as fh:
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "sparq-test-pool"], env=env,
+                                  stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        r = _post(f"{api}/deployments/{dep['id']}/create_flow_run", {})
+        assert r.status_code == 201, r.text
+        run_id = r.json()["id"]
+
+        def finished():
+            state = _flow_run_state(api, run_id)
+            return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+        assert _wait("flow run on the worker", finished, 300, worker, log) == "COMPLETED", log.read_text()[-3000:]
+        assert _committed(run_dir) == 1
+    finally:
+        _stop(worker)
