@@ -1,6 +1,6 @@
 """Engine throughput: the transformers default against vLLM's CPU build, same prompts.
 
-    .venv/bin/python bench/engines.py                          # vLLM from /tmp/vllm-venv if it exists
+    .venv/bin/python bench/engines.py                          # vLLM from .venv-vllm or /tmp/vllm-venv
     .venv/bin/python bench/engines.py --vllm-python PATH/bin/python
     .venv/bin/python bench/engines.py --no-vllm
 
@@ -39,7 +39,9 @@ from pipeline.engines import Sampling, make_engine
 from pipeline.models import embedded_model_dir, prepare_embedded_model
 from pipeline.prompts import load_prompt
 
-DEFAULT_VLLM_PYTHON = "/tmp/vllm-venv/bin/python"
+# The project's vLLM venv (`make vllm-venv`), else the one the docstring makes by hand.
+DEFAULT_VLLM_PYTHON = next((str(p) for p in (REPO / ".venv-vllm" / "bin" / "python",)
+                            if p.exists()), "/tmp/vllm-venv/bin/python")
 
 
 def workload(n_prompts: int) -> list[tuple[list[str], Sampling]]:
