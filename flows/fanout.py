@@ -49,11 +49,7 @@ class FanoutEngine:
                    for a, b in remote.chunks(len(prompts), self._chunk)]
         out = [row for f in futures for row in f.result()]
         self.tasks += len(futures)
-        self.stats.calls += 1
-        self.stats.prompts += len(prompts)
-        self.stats.completions += sum(len(c) for c in out)
-        self.stats.tokens += sum(c.tokens for cs in out for c in cs)
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.record(len(prompts), out, time.perf_counter() - t0)
         return out
 
     def close(self) -> None:

@@ -128,6 +128,19 @@ def _serve(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[subprocess.
     return proc, log
 
 
+def _run_deployment(api: str, dep_id: str, what: str, proc: subprocess.Popen, log: Path) -> str:
+    """Create a flow run of the deployment and wait for its final state."""
+    r = _post(f"{api}/deployments/{dep_id}/create_flow_run", {})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+
+    def finished() -> str | None:
+        state = _flow_run_state(api, run_id)
+        return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+    return _wait(what, finished, 300, proc, log)
+
+
 def test_cron_deployment_runs_extend_the_campaign(prefect_server: dict[str, str], tmp_path: Path):
     env, api = prefect_server, prefect_server["PREFECT_API_URL"]
     config = scripted_config(tmp_path, steps=5, batch=4, k=2)
@@ -140,15 +153,8 @@ def test_cron_deployment_runs_extend_the_campaign(prefect_server: dict[str, str]
         assert crons == ["0 3 * * *"], dep["schedules"]
         assert dep["parameters"]["run_dir"] == str(run_dir)
         for expected in (1, 2):  # each run resumes the directory and adds one step
-            r = _post(f"{api}/deployments/{dep['id']}/create_flow_run", {})
-            assert r.status_code == 201, r.text
-            run_id = r.json()["id"]
-
-            def finished(run_id=run_id):
-                state = _flow_run_state(api, run_id)
-                return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
-
-            assert _wait(f"flow run {expected}", finished, 300, proc, log) == "COMPLETED", log.read_text()[-3000:]
+            state = _run_deployment(api, dep["id"], f"flow run {expected}", proc, log)
+            assert state == "COMPLETED", log.read_text()[-3000:]
             assert _committed(run_dir) == expected
         cand = RunDir(run_dir).read_candidates()
         assert sorted(set(cand.column("step").to_pylist()) - {0}) == [1, 2]
@@ -233,15 +239,8 @@ def test_work_pool_deployment_runs_on_a_worker(prefect_server: dict[str, str], t
         worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "sparq-test-pool"], env=env,
                                   stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        r = _post(f"{api}/deployments/{dep['id']}/create_flow_run", {})
-        assert r.status_code == 201, r.text
-        run_id = r.json()["id"]
-
-        def finished():
-            state = _flow_run_state(api, run_id)
-            return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
-
-        assert _wait("flow run on the worker", finished, 300, worker, log) == "COMPLETED", log.read_text()[-3000:]
+        state = _run_deployment(api, dep["id"], "flow run on the worker", worker, log)
+        assert state == "COMPLETED", log.read_text()[-3000:]
         assert _committed(run_dir) == 1
     finally:
         _stop(worker)

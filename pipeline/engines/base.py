@@ -50,6 +50,14 @@ class EngineStats:
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
+    def record(self, prompts: int, out: Sequence[Sequence[Completion]], seconds: float) -> None:
+        """Count one engine call: its prompts, completions, generated tokens and seconds."""
+        self.calls += 1
+        self.prompts += prompts
+        self.completions += sum(len(c) for c in out)
+        self.tokens += sum(c.tokens for cs in out for c in cs)
+        self.seconds += seconds
+
 
 @runtime_checkable
 class Engine(Protocol):

@@ -90,11 +90,7 @@ class TransformersEngine:
                 torch.manual_seed(sampling.seed)
             for i in range(0, len(texts), per_batch):
                 out.extend(self._generate(texts[i : i + per_batch], sampling))
-        self.stats.calls += 1
-        self.stats.prompts += len(texts)
-        self.stats.completions += sum(len(c) for c in out)
-        self.stats.tokens += sum(c.tokens for cs in out for c in cs)
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.record(len(texts), out, time.perf_counter() - t0)
         return out
 
     def _generate(self, texts: list[str], sampling: Sampling) -> list[list[Completion]]:

@@ -140,11 +140,7 @@ class OpenAIEngine:
             fut.cancel()  # interrupted (e.g. KeyboardInterrupt): no request lingers holding a slot
             raise
         with self._lock:
-            self.stats.calls += 1
-            self.stats.prompts += len(prompts)
-            self.stats.completions += sum(len(c) for c in out)
-            self.stats.tokens += sum(c.tokens for cs in out for c in cs)
-            self.stats.seconds += time.perf_counter() - t0
+            self.stats.record(len(prompts), out, time.perf_counter() - t0)
             self.stats.extra.update(
                 requests=float(sum(e.requests for e in self.endpoints)),
                 request_errors=float(sum(e.errors for e in self.endpoints)),

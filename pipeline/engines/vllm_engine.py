@@ -69,11 +69,7 @@ class VLLMEngine:
             outs = self._llm.chat([prompts[i] for i in chat], [params[i] for i in chat], use_tqdm=False)
             results.update({i: self._convert(o) for i, o in zip(chat, outs, strict=True)})
         out = [results[i] for i in range(len(prompts))]
-        self.stats.calls += 1
-        self.stats.prompts += len(prompts)
-        self.stats.completions += sum(len(c) for c in out)
-        self.stats.tokens += sum(c.tokens for cs in out for c in cs)
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.record(len(prompts), out, time.perf_counter() - t0)
         return out
 
     @staticmethod
