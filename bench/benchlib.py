@@ -101,6 +101,15 @@ def add_threads_arg(ap) -> None:
                     help="torch/faiss intra-op threads (0: their defaults; `make bench` passes BENCH_THREADS)")
 
 
+def add_campaign_args(ap) -> None:
+    """The options of the scripts that run a real campaign (overhead.py, utilisation.py)."""
+    ap.add_argument("--no-flow", action="store_true")
+    ap.add_argument("--seeds", type=int, default=64, help="bundled seeds loaded (and archive cells)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
+    add_threads_arg(ap)
+
+
 def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 

@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchlib import add_threads_arg, append_results, fmt_list, median, set_threads, write_config
+from benchlib import add_campaign_args, append_results, fmt_list, median, set_threads, write_config
 
 from pipeline.config import load_config
 from pipeline.engines import Completion, Engine, Sampling, make_engine
@@ -171,11 +171,7 @@ def main() -> None:
     ap.add_argument("--solve-tokens", type=int, default=48, help="solver max_tokens")
     ap.add_argument("--steps", type=int, default=2, help="timed in-process steps")
     ap.add_argument("--flow-steps", type=int, default=1, help="steps through the Prefect flow")
-    ap.add_argument("--no-flow", action="store_true")
-    ap.add_argument("--seeds", type=int, default=64, help="bundled seeds loaded (and archive cells)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
-    add_threads_arg(ap)
+    add_campaign_args(ap)
     args = ap.parse_args()
     threads = set_threads(args.threads)
 

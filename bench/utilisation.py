@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, add_threads_arg, append_results, fmt_list, set_threads, write_config
+from benchlib import REPO, add_campaign_args, append_results, fmt_list, set_threads, write_config
 
 from pipeline.config import load_config
 
@@ -186,11 +186,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed in-process steps")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them (in-process and flow)")
     ap.add_argument("--flow-steps", type=int, default=2, help="timed steps through the Prefect flow")
-    ap.add_argument("--no-flow", action="store_true")
-    ap.add_argument("--seeds", type=int, default=64, help="bundled seeds loaded (and archive cells)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
-    add_threads_arg(ap)
+    add_campaign_args(ap)
     args = ap.parse_args()
     threads = set_threads(args.threads)
     slots = args.endpoints * args.capacity
