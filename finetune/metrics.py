@@ -56,3 +56,46 @@ def bootstrap_mean(scores: Sequence[float], *, resamples: int = 2000, seed: int 
 def pass_at_k_estimate(n: int, correct: Sequence[int], k: int, *, resamples: int = 2000, seed: int = 0) -> Estimate:
     """pass@k over problems (correct[i] of n samples of problem i) with its bootstrap interval."""
     return bootstrap_mean([pass_at_k(n, c, k) for c in correct], resamples=resamples, seed=seed)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of per-problem score differences (a - b) on the same problems."""
+
+    difference: float
+    lo: float
+    hi: float
+    p_value: float  # two-sided, paired sign-flip permutation test
+    problems: int
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < 0.05
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {"difference": self.difference, "ci_lo": self.lo, "ci_hi": self.hi, "p_value": self.p_value,
+                "problems": self.problems, "significant_at_0.05": self.significant}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *, resamples: int = 10000,
+                      seed: int = 0) -> PairedDifference:
+    """Compare two models scored on the same problems (per-problem pass@1 of each).
+
+    Pairing matters: problems vary far more in difficulty than the models do, and the
+    per-problem differences remove that shared part. The interval is the percentile
+    bootstrap over problems of the mean difference; the p-value is a sign-flip permutation
+    test (under "no difference" each problem's two scores are exchangeable, so the sign of
+    its difference is a coin flip), two-sided, with the observed statistic counted in.
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size == 0 or len(a) != len(b):
+        raise ValueError(f"paired_difference: need two equal, non-empty score lists, got {len(a)} and {len(b)}")
+    ci = bootstrap_mean(d, resamples=resamples, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    flips = rng.choice(np.array([-1.0, 1.0]), size=(resamples, d.size))
+    null = np.abs((flips * d).mean(axis=1))
+    observed = abs(float(d.mean()))
+    # A small tolerance: sums of the same floats in another order differ in the last bit.
+    extreme = int(np.count_nonzero(null >= observed - 1e-12))
+    p = (extreme + 1) / (resamples + 1)
+    return PairedDifference(ci.estimate, ci.lo, ci.hi, min(1.0, p), int(d.size))

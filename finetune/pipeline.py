@@ -17,13 +17,14 @@ of the export -> compare part). One TOML file names the directories and the per-
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from finetune.config import FinetuneConfig, load_finetune_config
-from finetune.errors import FinetuneConfigError
+from finetune.errors import FinetuneConfigError, FinetuneInputError
 from pipeline.config import _build, _read_toml
 
 Log = Callable[[str], None]
@@ -87,13 +88,32 @@ def run_pipeline(p: PipelineSection, *, log: Log = lambda m: None) -> dict[str, 
     ft_cfg = load_finetune_config(p.finetune_config or None)
     check_out_dir(Path(p.model_dir))
     resume = (Path(p.run_dir) / "checkpoint.json").is_file()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 1)
+        clock = now
+        log(f"{stage}: {seconds[stage]:.0f} s")
+
     log(f"generate -> {p.run_dir}" + (" (resuming)" if resume else ""))
     run_generation(gen_cfg, p.run_dir, resume=resume, steps=p.steps or None, progress=log, show_bar=False)
+    lap("generate")
     log(f"export -> {p.dataset_dir}")
     exported = export_runs([p.run_dir], p.dataset_dir, config=exp_cfg, log=log)
-    log(f"finetune -> {p.model_dir}")
+    lap("export")
+    if exported.data_rows == 0:
+        raise FinetuneInputError(f"export {p.dataset_dir}: no rows passed the filters (funnel in its README.md); "
+                                 "generate more steps (pipeline.steps) or relax the export config")
+    log(f"finetune -> {p.model_dir} ({exported.data_rows} rows)")
     trained = finetune(p.dataset_dir, p.model_dir, config=ft_cfg, log=log)
+    lap("finetune")
     results = evaluate_pair(ft_cfg.model.base, p.model_dir, ft_cfg, evaluate_base=p.evaluate_base, log=log)
+    lap("evaluate")
     paths = write_comparison(results, p.compare_dir)
+    seconds["total"] = round(sum(seconds.values()), 1)
     return {"run_dir": p.run_dir, "dataset_rows": exported.data_rows, "model_dir": trained.model_dir,
-            "train_steps": trained.steps, "train_seconds": trained.seconds, "results": results, "files": paths}
+            "train_steps": trained.steps, "train_seconds": trained.seconds, "results": results, "files": paths,
+            "seconds": seconds}

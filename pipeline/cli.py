@@ -208,6 +208,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     out = run_pipeline(load_pipeline_config(args.config), log=_stderr_log)
     print(format_table([{**r, "model": label} for label, r in out["results"].items()]))
     print(f"\ncomparison: {out['files']['md']}")
+    print(f"{out['dataset_rows']} training rows, {out['train_steps']} steps; seconds: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in out["seconds"].items()))
     return 0
 
 

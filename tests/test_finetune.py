@@ -227,3 +227,29 @@ def test_flow_module_imports_and_keys():
 
     assert artifact_key("/tmp/My Model_1") == "sparq-finetune-my-model-1"
     assert finetune_flow.name == "sparq-finetune"
+
+
+def test_paired_difference_detects_a_real_gap_and_not_noise():
+    from finetune.metrics import paired_difference
+
+    rng = np.random.default_rng(3)
+    difficulty = rng.uniform(0, 1, size=120)
+    # Same problems, model a better by 0.15 everywhere (clipped): a clear, significant gap.
+    b = difficulty
+    a = np.clip(difficulty + 0.15, 0, 1)
+    res = paired_difference(a, b, resamples=4000)
+    assert res.difference == pytest.approx(float(np.mean(a - b)))
+    assert res.lo > 0 and res.significant and res.p_value < 0.001
+    # Two equal models whose per-problem scores differ by symmetric noise: no significance.
+    noise = rng.choice([-0.25, 0.0, 0.25], size=120)
+    c = np.clip(difficulty + noise, 0, 1)
+    res0 = paired_difference(difficulty, difficulty, resamples=2000)
+    assert res0.difference == 0 and res0.p_value == 1.0 and not res0.significant
+    res1 = paired_difference(c, difficulty, resamples=4000, seed=1)
+    assert res1.lo < 0 < res1.hi or not res1.significant
+    # By hand: differences (+1, +1, +1, +1, +1) on 5 problems; 2 of the 32 sign patterns are as
+    # extreme (all + or all -), so the exact two-sided p-value is 1/16.
+    res2 = paired_difference([1, 1, 1, 1, 1], [0, 0, 0, 0, 0], resamples=20000, seed=2)
+    assert res2.p_value == pytest.approx(1 / 16, abs=0.01)
+    with pytest.raises(ValueError, match="equal"):
+        paired_difference([1, 0], [1])
