@@ -9,8 +9,9 @@ problem with one solution (messages user/assistant, as `sparq export` writes the
   seeds      the bundled seeds (their own solutions), a seeded random R of them;
   random     generated problems with the generator's own solution, no filter but the
              parse status, dedup and decontamination; a seeded random R (`selection = random`);
-  quality    the export's filters (difficulty band 0.1..0.9, validity) and a correct student
-             solution, best quality first (`selection = quality`);
+  quality    the export's filters (difficulty band 0.1..0.9, validity) and correct student
+             solutions (up to --max-per-problem per problem), best quality first
+             (`selection = quality`);
   diversity  the same filters, round-robin over archive cells, best first in each cell
              (`selection = diversity`, the export default).
 
@@ -52,11 +53,14 @@ EXPORTS: dict[str, dict[str, Any]] = {
 }
 
 
-def export_condition(name: str, pool: str, out: Path, budget: int) -> int:
+def export_condition(name: str, pool: str, out: Path, budget: int, per_problem: int) -> int:
     from filters.config import export_config_from_dict
     from filters.export import export_runs
 
-    cfg = export_config_from_dict({"export": EXPORTS[name]}, f"ablation:{name}")
+    over = dict(EXPORTS[name])
+    if "student" in over.get("sources", ["student"]):
+        over["max_per_problem"] = per_problem
+    cfg = export_config_from_dict(over, f"ablation:{name}")
     return export_runs([pool], out, config=cfg, budget=budget, log=lambda m: None).data_rows
 
 
@@ -92,7 +96,7 @@ def write_seed_set(seeds: list[dict[str, str]], out: Path, rows: int, seed: int)
     (out / "README.md").write_text(f"{rows} bundled seeds (random, seed {seed}), decontaminated\n")
 
 
-def available(work: Path, pool: str, log) -> dict[str, int]:
+def available(work: Path, pool: str, per_problem: int, log) -> dict[str, int]:
     """Rows each condition can offer at most (exports with no budget, kept for the record)."""
     counts_file = work / "available.json"
     if counts_file.is_file():
@@ -100,13 +104,13 @@ def available(work: Path, pool: str, log) -> dict[str, int]:
     counts = {"seeds": len(clean_seeds(log))}
     for name in EXPORTS:
         out = work / f"full-{name}"
-        counts[name] = export_condition(name, pool, out, 0)
+        counts[name] = export_condition(name, pool, out, 0, per_problem)
         log(f"{name}: {counts[name]} rows available")
     counts_file.write_text(json.dumps(counts, indent=1))
     return counts
 
 
-def build_sets(work: Path, pool: str, rows: int, seed: int, log) -> None:
+def build_sets(work: Path, pool: str, rows: int, seed: int, per_problem: int, log) -> None:
     for name in CONDITIONS:
         out = work / f"data-{name}"
         if (out / "README.md").is_file():
@@ -114,7 +118,7 @@ def build_sets(work: Path, pool: str, rows: int, seed: int, log) -> None:
         if name == "seeds":
             write_seed_set(clean_seeds(log), out, rows, seed)
         else:
-            got = export_condition(name, pool, out, rows)
+            got = export_condition(name, pool, out, rows, per_problem)
             if got != rows:
                 raise SystemExit(f"ablation: {name} exported {got} rows, expected {rows}")
         log(f"{name}: {rows} rows -> {out}")
@@ -193,6 +197,8 @@ def main() -> None:
     ap.add_argument("--work", required=True, help="directory for the data sets, models and evaluations")
     ap.add_argument("--rows", type=int, default=0, help="rows per condition (0: the most every condition can fill)")
     ap.add_argument("--epochs", type=float, default=2.0, help="training epochs (same for every condition)")
+    ap.add_argument("--max-per-problem", type=int, default=4,
+                    help="quality/diversity: correct student solutions per problem (export.max_per_problem)")
     ap.add_argument("--n", type=int, default=4, help="samples per held-out problem")
     ap.add_argument("--limit", type=int, default=0, help="held-out problems (0: all 120)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the seeds' random pick and of training")
@@ -210,12 +216,12 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
 
-    counts = available(work, args.pool, log)
+    counts = available(work, args.pool, args.max_per_problem, log)
     rows = min(counts.values()) if args.rows == 0 else args.rows
     if rows < 1 or rows > min(counts.values()):
         raise SystemExit(f"ablation: --rows {rows}: every condition must fill it; available {counts}")
     log(f"available rows {counts}; training on {rows} each")
-    build_sets(work, args.pool, rows, args.seed, log)
+    build_sets(work, args.pool, rows, args.seed, args.max_per_problem, log)
     trained = {name: train(work, name, args.epochs, args.seed, log) for name in CONDITIONS}
     results: dict[str, dict[str, Any]] = {}
     if not args.no_base:
@@ -223,7 +229,8 @@ def main() -> None:
     for name in CONDITIONS:
         results[name] = evaluate_model(work, name, str(work / f"model-{name}"), args.n, args.limit, log)
     summary = summarize(results, trained)
-    summary.update({"pool": args.pool, "rows": rows, "available": counts, "epochs": args.epochs,
+    summary.update({"pool": args.pool, "rows": rows, "max_per_problem": args.max_per_problem,
+                    "available": counts, "epochs": args.epochs,
                     "seconds": round(time.perf_counter() - t0, 1), "threads": threads})
     (work / "ablation.json").write_text(json.dumps(summary, indent=1))
     lines = lines_of(summary, rows, args.epochs)
