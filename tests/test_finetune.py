@@ -120,6 +120,27 @@ def test_pipeline_config_errors(tmp_path: Path, capsys):
     one_line_error(capsys, ["pipeline", "--config", str(cfg)], "pipeline.dataset_dir")
 
 
+def test_pipeline_stops_on_an_empty_export(tmp_path: Path, capsys, monkeypatch):
+    """Generation that leaves no row after the filters ends in one line naming the export,
+    before a model loads (the stages themselves are tested on their own)."""
+    import filters.export
+    import finetune.train
+    import pipeline.generate
+
+    calls = []
+    monkeypatch.setattr(pipeline.generate, "run_generation", lambda *a, **k: calls.append("generate"))
+    monkeypatch.setattr(filters.export, "export_runs",
+                        lambda *a, **k: calls.append("export") or type("R", (), {"data_rows": 0})())
+    monkeypatch.setattr(finetune.train, "finetune", lambda *a, **k: calls.append("finetune"))
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[pipeline]\n" + "".join(f'{k} = "{tmp_path / k}"\n'
+                                            for k in ("run_dir", "dataset_dir", "model_dir", "compare_dir")))
+    assert main(["pipeline", "--config", str(cfg)]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the stage progress lines
+    assert last.startswith("sparq: error: export ") and "no rows passed the filters" in last
+    assert calls == ["generate", "export"]
+
+
 # -- metrics -----------------------------------------------------------------------------------
 
 
