@@ -172,7 +172,8 @@ def finetune(dataset_dir: str | Path, out: str | Path, *, config: FinetuneConfig
     trainer = SFTTrainer(model=model, args=_sft_config(cfg, tmp / "trainer"), train_dataset=dataset,
                          processing_class=tok, peft_config=_peft_config(cfg),
                          callbacks=[_progress_callback(log, step_times)])
-    log(f"training on {len(dataset)} rows ({cfg.train.method}, max_steps {cfg.train.max_steps or 'epochs'})")
+    length = f"max_steps {cfg.train.max_steps}" if cfg.train.max_steps else f"{cfg.train.epochs:g} epochs"
+    log(f"training on {len(dataset)} rows ({cfg.train.method}, {length})")
     result = trainer.train()
     history = list(trainer.state.log_history)
 
