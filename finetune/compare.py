@@ -26,12 +26,37 @@ def _ci(est: dict[str, float]) -> str:
     return f"[{est['ci_lo']:.3f}, {est['ci_hi']:.3f}]"
 
 
+def paired_vs_base(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """pass@1 of every model minus the base's, paired over the same problems (finetune.metrics).
+
+    Empty without a "base" result or without per-problem scores (older JSON)."""
+    from finetune.metrics import paired_difference
+
+    base = results.get("base")
+    if base is None or "per_problem" not in base:
+        return {}
+    out = {}
+    for label, r in results.items():
+        if label == "base" or "per_problem" not in r:
+            continue
+        if [p["index"] for p in r["per_problem"]] != [p["index"] for p in base["per_problem"]]:
+            continue  # not the same problems: no pairing
+        d = paired_difference([p["correct"] / r["n"] for p in r["per_problem"]],
+                              [p["correct"] / base["n"] for p in base["per_problem"]])
+        out[f"{label} - base"] = d.as_dict()
+    return out
+
+
 def comparison_markdown(results: dict[str, dict[str, Any]], png_uri: str | None = None) -> str:
     first = next(iter(results.values()))
     lines = ["# Fine-tuning comparison", "",
              f"{first['problems']} problems of `{first['source']}`, n = {first['n']} samples each; "
              f"intervals: {first['ci_method']}.", "", "```",
              format_table([{**r, "model": label} for label, r in results.items()]), "```"]
+    for name, d in paired_vs_base(results).items():
+        verdict = "significant" if d["significant_at_0.05"] else "not significant"
+        lines += ["", f"pass@1 {name}: {d['difference']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], paired over the "
+                      f"same {d['problems']} problems; sign-flip p = {d['p_value']:.3f} ({verdict} at 0.05)."]
     if png_uri:
         lines += ["", f"![pass@1 and pass@k with 95% intervals]({png_uri})"]
     return "\n".join(lines) + "\n"
@@ -78,7 +103,7 @@ def write_comparison(results: dict[str, dict[str, Any]], out_dir: str) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     png = comparison_plot(results)
     paths = {"json": out / "comparison.json", "png": out / "comparison.png", "md": out / "comparison.md"}
-    paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
+    paths["json"].write_text(json.dumps({**results, "paired": paired_vs_base(results)}, indent=2), encoding="utf-8")
     paths["png"].write_bytes(png)
     # The markdown file references the PNG beside it; the Prefect artifact inlines it (data URI).
     paths["md"].write_text(comparison_markdown(results, "comparison.png"), encoding="utf-8")

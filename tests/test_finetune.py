@@ -182,6 +182,14 @@ def test_comparison_artifact_content():
     md = comparison_markdown(results, "data:image/png;base64,xx")
     assert "pass@1" in md and "0.500 [0.400, 0.600]" in md and "data:image/png" in md
     assert comparison_plot(results)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "paired" not in md  # no per-problem scores: nothing to pair
+    # With per-problem scores (4 problems, n = 2): the fine-tuned model gains 1/2 on each.
+    results["base"]["per_problem"] = [{"index": i, "correct": c} for i, c in enumerate([0, 1, 0, 1])]
+    results["finetuned"]["per_problem"] = [{"index": i, "correct": c} for i, c in enumerate([1, 2, 1, 2])]
+    md = comparison_markdown(results)
+    assert "pass@1 finetuned - base: +0.500 [+0.500, +0.500], paired over the same 4 problems" in md
+    # 2 of the 16 sign patterns are as extreme: p = 1/8, not significant.
+    assert "not significant at 0.05" in md
 
 
 # -- real model (slow) -------------------------------------------------------------------------
