@@ -124,27 +124,28 @@ def build_sets(work: Path, pool: str, rows: int, seed: int, per_problem: int, lo
         log(f"{name}: {rows} rows -> {out}")
 
 
-def train(work: Path, name: str, epochs: float, seed: int, log) -> dict[str, Any]:
+def train(work: Path, name: str, epochs: float, seed: int, ft_config: str | None, log) -> dict[str, Any]:
     from finetune.config import load_finetune_config
     from finetune.train import finetune
 
     out = work / f"model-{name}"
     summary = out / "finetune_summary.json"
     if not summary.is_file():
-        cfg = load_finetune_config().replace("train", epochs=epochs, seed=seed)
+        cfg = load_finetune_config(ft_config).replace("train", epochs=epochs, seed=seed)
         log(f"fine-tuning on {name} ...")
         finetune(work / f"data-{name}", out, config=cfg, log=log)
     return json.loads(summary.read_text())
 
 
-def evaluate_model(work: Path, label: str, model: str, n: int, limit: int, log) -> dict[str, Any]:
+def evaluate_model(work: Path, label: str, model: str, n: int, limit: int, ft_config: str | None,
+                   log) -> dict[str, Any]:
     from finetune.config import load_finetune_config
     from finetune.evaluate import evaluate
 
     out = work / f"eval-{label}.json"
     if not out.is_file():
-        cfg = load_finetune_config().evaluate
-        cfg = load_finetune_config().replace("evaluate", n=n, k=min(cfg.k, n), limit=limit).evaluate
+        base = load_finetune_config(ft_config)
+        cfg = base.replace("evaluate", n=n, k=min(base.evaluate.k, n), limit=limit).evaluate
         out.write_text(json.dumps(evaluate(model, config=cfg, log=log), indent=1))
     return json.loads(out.read_text())
 
@@ -202,6 +203,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="samples per held-out problem")
     ap.add_argument("--limit", type=int, default=0, help="held-out problems (0: all 120)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the seeds' random pick and of training")
+    ap.add_argument("--finetune-config", metavar="PATH",
+                    help="finetune.toml overrides for training and evaluation (a GPU: [train] device = 'cuda', "
+                         "[evaluate.engine] kind = 'vllm'); epochs, seed, n and limit come from the options")
     ap.add_argument("--no-base", action="store_true", help="skip evaluating the base model")
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/results.md")
     add_threads_arg(ap)
@@ -222,12 +226,13 @@ def main() -> None:
         raise SystemExit(f"ablation: --rows {rows}: every condition must fill it; available {counts}")
     log(f"available rows {counts}; training on {rows} each")
     build_sets(work, args.pool, rows, args.seed, args.max_per_problem, log)
-    trained = {name: train(work, name, args.epochs, args.seed, log) for name in CONDITIONS}
+    trained = {name: train(work, name, args.epochs, args.seed, args.finetune_config, log) for name in CONDITIONS}
     results: dict[str, dict[str, Any]] = {}
     if not args.no_base:
-        results["base"] = evaluate_model(work, "base", "embedded", args.n, args.limit, log)
+        results["base"] = evaluate_model(work, "base", "embedded", args.n, args.limit, args.finetune_config, log)
     for name in CONDITIONS:
-        results[name] = evaluate_model(work, name, str(work / f"model-{name}"), args.n, args.limit, log)
+        results[name] = evaluate_model(work, name, str(work / f"model-{name}"), args.n, args.limit,
+                                       args.finetune_config, log)
     summary = summarize(results, trained)
     summary.update({"pool": args.pool, "rows": rows, "max_per_problem": args.max_per_problem,
                     "available": counts, "epochs": args.epochs,
