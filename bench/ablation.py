@@ -31,6 +31,7 @@ resumes. The summary goes to WORK/ablation.json, stdout and bench/results.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import random
@@ -64,8 +65,9 @@ def export_condition(name: str, pool: str, out: Path, budget: int, per_problem: 
     return export_runs([pool], out, config=cfg, budget=budget, log=lambda m: None).data_rows
 
 
-def clean_seeds(log) -> list[dict[str, str]]:
-    """The bundled seeds that the export's decontamination filter would keep."""
+@functools.cache
+def clean_seeds() -> list[dict[str, str]]:
+    """The bundled seeds that the export's decontamination filter would keep (embedded once)."""
     from filters.benchmarks import load_benchmarks
     from filters.config import load_export_config
     from filters.decontam import DecontamIndex
@@ -81,7 +83,6 @@ def clean_seeds(log) -> list[dict[str, str]]:
     cos = index.cosines(embedder.encode([s["problem"] for s in seeds])).max(axis=1)
     kept = [s for s, c in zip(seeds, cos, strict=True)
             if c < d.cosine_threshold and index.best_ngram(s["problem"])[1] < d.ngram_threshold]
-    log(f"seeds: {len(kept)} of {len(seeds)} pass decontamination against the held-out split")
     return kept
 
 
@@ -101,7 +102,8 @@ def available(work: Path, pool: str, per_problem: int, log) -> dict[str, int]:
     counts_file = work / "available.json"
     if counts_file.is_file():
         return json.loads(counts_file.read_text())
-    counts = {"seeds": len(clean_seeds(log))}
+    counts = {"seeds": len(clean_seeds())}
+    log(f"seeds: {counts['seeds']} of the bundled seeds pass decontamination against the held-out split")
     for name in EXPORTS:
         out = work / f"full-{name}"
         counts[name] = export_condition(name, pool, out, 0, per_problem)
@@ -116,7 +118,7 @@ def build_sets(work: Path, pool: str, rows: int, seed: int, per_problem: int, lo
         if (out / "README.md").is_file():
             continue
         if name == "seeds":
-            write_seed_set(clean_seeds(log), out, rows, seed)
+            write_seed_set(clean_seeds(), out, rows, seed)
         else:
             got = export_condition(name, pool, out, rows, per_problem)
             if got != rows:
@@ -150,11 +152,8 @@ def evaluate_model(work: Path, label: str, model: str, n: int, limit: int, ft_co
     return json.loads(out.read_text())
 
 
-def per_problem_pass1(result: dict[str, Any]) -> list[float]:
-    return [p["correct"] / result["n"] for p in result["per_problem"]]
-
-
 def summarize(results: dict[str, dict[str, Any]], trained: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from finetune.compare import per_problem_pass1
     from finetune.metrics import paired_difference
 
     pairs = {}

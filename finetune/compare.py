@@ -26,6 +26,11 @@ def _ci(est: dict[str, float]) -> str:
     return f"[{est['ci_lo']:.3f}, {est['ci_hi']:.3f}]"
 
 
+def per_problem_pass1(result: dict[str, Any]) -> list[float]:
+    """c / n of each problem of an `evaluate` result, in its problem order."""
+    return [p["correct"] / result["n"] for p in result["per_problem"]]
+
+
 def paired_vs_base(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """pass@1 of every model minus the base's, paired over the same problems (finetune.metrics).
 
@@ -41,8 +46,7 @@ def paired_vs_base(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
             continue
         if [p["index"] for p in r["per_problem"]] != [p["index"] for p in base["per_problem"]]:
             continue  # not the same problems: no pairing
-        d = paired_difference([p["correct"] / r["n"] for p in r["per_problem"]],
-                              [p["correct"] / base["n"] for p in base["per_problem"]])
+        d = paired_difference(per_problem_pass1(r), per_problem_pass1(base))
         out[f"{label} - base"] = d.as_dict()
     return out
 
