@@ -45,12 +45,31 @@ _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
 _MATH_DELIMITED_RE = re.compile(r"^(?:\$\$?(.+?)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\])", re.DOTALL)
 
 
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+
+
+def strip_reasoning(text: str) -> str:
+    """The answer part of a reasoning model's output: what follows the last ``</think>``.
+
+    A ``<think>`` that never closes is reasoning cut off by the token limit: it has no
+    answer part, so the result is empty (a draft answer inside the reasoning is not the
+    model's answer). Text without think tags is returned unchanged.
+    """
+    close = text.rfind(_THINK_CLOSE)
+    if close >= 0:
+        return text[close + len(_THINK_CLOSE):]
+    return "" if _THINK_OPEN in text else text
+
+
 def extract_final(text: str) -> str | None:
     """The final answer in model output, or None.
 
-    Prefers the last ``\\boxed{...}`` with balanced braces; otherwise the
-    last "The answer is X" / "the final answer is X" / "Answer: X" phrase.
+    Reasoning in ``<think>...</think>`` is skipped (`strip_reasoning`). Prefers the last
+    ``\\boxed{...}`` with balanced braces; otherwise the last "The answer is X" /
+    "the final answer is X" / "Answer: X" phrase.
     """
+    text = strip_reasoning(text) if text else text
     if not text:
         return None
     tail = text[-SCAN_CHARS:]

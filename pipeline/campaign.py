@@ -620,7 +620,10 @@ class Campaign:
     def summary(self) -> dict[str, float | int | str]:
         st = self.archive.stats
         return {
-            "run_dir": str(self.run.path), "steps": self.step, "elites": st.num_elites,
+            "run_dir": str(self.run.path),
+            # The engine that ran (none built: every step was already committed).
+            "engine": self._engine.name if self._engine is not None else self.config.engine.kind,
+            "steps": self.step, "elites": st.num_elites,
             "cells": st.num_cells, "coverage": round(st.coverage, 4),
             "qd_score": round(st.qd_score, 4),
             "candidates": int(self.counters.get("candidates", 0)),

@@ -75,14 +75,20 @@ class SeedsConfig:
 
 
 ENGINE_KINDS = ("transformers", "vllm", "openai", "scripted")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    kind: str = "transformers"
+    kind: str = "vllm"
     # "embedded" = the bundled Gemma 3 270M; otherwise a local path or a model name.
     model: str = "embedded"
-    dtype: str = "float32"
+    # "auto": vllm bfloat16 on CPU (its CPU kernels' type) and the model's own on GPU;
+    # transformers float32 on CPU. Or a torch dtype name.
+    dtype: str = "auto"
+    # A Jinja chat template file for chat prompts, for models that ship none (the bundled
+    # base model: "plain" is the packaged one); "" = the model's own.
+    chat_template: str = ""
     device: str = "cpu"
     batch_size: int = 64  # sequences per forward pass (transformers)
     # openai: one or more OpenAI-compatible base URLs (e.g. http://127.0.0.1:8000/v1).
@@ -102,6 +108,7 @@ class EngineConfig:
     def validate(self, p: str) -> None:
         _check(self.kind in ENGINE_KINDS, f"{p}.kind", f"one of {ENGINE_KINDS}", self.kind)
         _check(bool(self.model), f"{p}.model", "a model path or name", self.model)
+        _check(self.dtype == "auto" or self.dtype in DTYPES, f"{p}.dtype", f"'auto' or one of {DTYPES}", self.dtype)
         _check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
         _check(self.concurrency >= 1, f"{p}.concurrency", "an integer >= 1", self.concurrency)
         _check(self.timeout_s > 0, f"{p}.timeout_s", "a number > 0", self.timeout_s)

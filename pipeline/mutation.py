@@ -4,7 +4,7 @@ Parsing is pure and total: every output becomes either a `Mutation` or a
 `ParseFailure` with a reason, so an unparseable output is a row with status
 `unparseable` and its raw text, never a crash and never a silent drop.
 
-Two output formats are understood:
+Two output formats are understood, after any <think>...</think> reasoning block:
 - few-shot completion (base models): "New problem: ... New solution: ... The answer is X."
 - tagged (instruction models, SPARQ's prompt): <problem>...</problem><solution>...</solution>
   with the final answer in \\boxed{}.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.answers import extract_final
+from pipeline.answers import extract_final, strip_reasoning
 from pipeline.prompts import Prompt, PromptTemplate
 
 MAX_PROBLEM_CHARS = 2000
@@ -65,6 +65,12 @@ def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailu
     text = (response_prefix + raw).replace("\x00", "")
     if not text.strip():
         return ParseFailure("empty output")
+    # A reasoning model thinks in <think>...</think> first (drafts, tags and all); only
+    # what follows is its answer.
+    answer_part = strip_reasoning(text)
+    if not answer_part.strip():
+        return ParseFailure("reasoning never finished (<think> without </think>: cut off by max_tokens?)")
+    text = answer_part
     tagged_problem, tagged_solution = _tagged(text, "problem"), _tagged(text, "solution")
     if tagged_problem is not None and tagged_solution is not None:
         problem, solution = tagged_problem, tagged_solution

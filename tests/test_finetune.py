@@ -223,7 +223,7 @@ def test_tiny_lora_finetune_gives_a_loadable_model(tmp_path: Path, capsys):
     # The engine loads MODEL_DIR directly, and evaluation prompts with the training template.
     plan = plan_prompts(str(out), str(out), load_finetune_config().evaluate)
     assert plan.kind == "chat" and plan.render("What is 2 + 3?") == "Problem: What is 2 + 3?\nSolution:"
-    engine = make_engine(EngineConfig(model=str(out)))
+    engine = make_engine(EngineConfig(kind="transformers", model=str(out)))
     try:
         outs = engine.complete([plan.render("What is 2 + 3?")], Sampling(n=1, temperature=0, max_tokens=4))
     finally:

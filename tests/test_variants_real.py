@@ -71,7 +71,7 @@ def test_every_variant_and_archive_kind_runs_two_real_steps(tmp_path: Path, caps
             assert archive.kind == run_cfg.archive.kind and state["step"] == 2
             assert archive == rederive_archive(archive, cands)
             gen = [r for r in cands.to_pylist() if r["step"] > 0]
-            assert all(r["generator"].startswith("transformers:gemma-3-270m") for r in gen)
+            assert all(r["generator"].startswith("vllm:gemma-3-270m") for r in gen)
             ops = run.read_operators().to_pylist()
             assert sum(o["attempts"] for o in ops) == 4
             if name.startswith("selection-static"):

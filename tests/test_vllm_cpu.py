@@ -1,13 +1,15 @@
-"""vLLM's CPU build for real: one generation step through `vllm serve` + the openai engine,
-and one through the in-process `vllm` engine, both on the bundled Gemma 3 270M.
+"""vLLM's CPU build for real, in the project's one environment (beside Prefect), on the
+bundled Gemma 3 270M.
 
-vLLM CPU pins its own torch, so it lives in its own venv (.ci/vllm-venv, default
-.venv-vllm, or $VLLM_VENV). Skipped unless that venv exists and CI is set or `-m vllm`
-was given (tests/conftest.py):
+- `sparq generate` with the packaged default engine (in-process vLLM) through the Prefect
+  flow, as `make run` runs it;
+- one in-process engine shared by the rest of the module: a batch the size of the
+  default step's, seeded, through `complete` (vLLM's CPU build used to die on per-request
+  seeds at that size); a campaign step on it; the chat prompts through vLLM's chat path;
+- CI only: `vllm serve` + the openai engine, and Dask fan-out with a vLLM engine per worker.
 
-    .ci/vllm-venv && .venv/bin/pytest -m vllm
-
-Each test is a few minutes on 2 cores, most of it vLLM's start. SPARQ_VLLM_START_TIMEOUT
+`make test` installs vLLM (the `cpu` extra); tests/conftest.py makes a broken vLLM an
+error in CI. Each vLLM start is 1.5-2 minutes on 2 cores. SPARQ_VLLM_START_TIMEOUT
 (seconds, default 900) bounds the server's start.
 """
 
@@ -18,6 +20,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,9 +29,14 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from pipeline.config import EngineConfig, load_config
+from pipeline.engines import Sampling
+from pipeline.generate import run_generation
 from pipeline.models import embedded_vllm_model_dir
+from pipeline.mutation import Mutation, ParseFailure, parse_mutation
+from pipeline.prompts import load_prompt
 from pipeline.storage import RunDir
-from tests.conftest import REPO, sparq_cmd, vllm_venv
+from tests.conftest import REPO, sparq_cmd
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -42,12 +50,13 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFL
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _config(path: Path, engine: str) -> Path:
+def _config(path: Path, engine: str = "", extra: str = "") -> Path:
     path.write_text(f"""
 [run]
 batch_size = {BATCH}
 [engine]
 {engine}
+{extra}
 [solver]
 k = {K}
 [archive]
@@ -99,11 +108,11 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def _generate(python: list[str], config: Path, run_dir: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess,
-                                                                                             float]:
+def _generate(config: Path, run_dir: Path, env: dict[str, str], *flags: str) -> tuple[subprocess.CompletedProcess,
+                                                                                       float]:
     t0 = time.monotonic()
-    proc = subprocess.run([*python, "generate", "--config", str(config), "--run-dir", str(run_dir), "--steps", "1",
-                           "--no-prefect", "--quiet"], cwd=REPO, env=env, capture_output=True, text=True,
+    proc = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--steps", "1",
+                                    *flags), cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=STEP_TIMEOUT_S)
     return proc, time.monotonic() - t0
 
@@ -131,18 +140,105 @@ def _check_step(run_dir: Path, generator: str) -> dict:
             "statuses": step["status"].to_pylist()}
 
 
+EMBEDDED_VLLM = "vllm:gemma-3-270m (bundled GGUF, converted)"
+
+
 @pytest.fixture(scope="module")
 def model_dir() -> Path:
-    # Converted in the project's venv (`sparq prepare`), then the vLLM view of it.
+    # Converted once (`sparq prepare`), then the vLLM view of it.
     return embedded_vllm_model_dir(log=print)
 
 
+# Runs first in this file, before the module's shared engine exists (one model in memory).
+def test_generate_flow_on_the_default_vllm_engine(model_dir: Path, tmp_path: Path) -> None:
+    """`sparq generate` as `make run` runs it: the Prefect flow, the packaged default engine."""
+    config = _config(tmp_path / "config.toml")  # no [engine] keys: the packaged default
+    assert load_config(config).engine.kind == "vllm"
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, **OFFLINE)
+    env.pop("PREFECT_API_URL", None)  # a temporary Prefect server, as for a new user
+    proc, wall_s = _generate(config, run_dir, env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = _check_step(run_dir, EMBEDDED_VLLM)
+    assert any(line.split()[:1] == ["engine"] and EMBEDDED_VLLM in line for line in proc.stdout.splitlines())
+    assert "Finished in state Completed" in proc.stderr  # the flow ran under Prefect
+    print(f"\nprefect flow + in-process vLLM: seeds + vLLM start + step 1 ({BATCH} mutations, k={K}) "
+          f"{wall_s:.0f} s wall; {_step_line(proc.stderr)}; {figures}")
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path):
+    """One in-process vLLM engine for the rest of the module (one start, ~100 s)."""
+    from pipeline.engines import make_engine
+
+    cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain")
+    t0 = time.monotonic()
+    eng = make_engine(cfg, seed=0)
+    print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")
+    yield eng
+    eng.close()
+
+
+def test_default_step_sized_batch_with_seeds(engine) -> None:
+    """The default step's calls, seeded as the campaign seeds them, in one batch each.
+
+    vLLM's CPU build died (EngineDeadError in `_bookkeeping_sync`) on per-request seeds at
+    this size; the engine now seeds vLLM once at start on CPU."""
+    cfg = load_config()
+    batch, k = cfg.run.batch_size, cfg.solver.k
+    mutate, solve = load_prompt(cfg.generator.prompt), load_prompt(cfg.solver.prompt)
+    seeds = [("What is 9 times 3?", "9 times 3 is 27. The answer is 27."),
+             ("A rectangle is 5 by 3. What is its area?", "5 times 3 is 15. The answer is 15."),
+             ("What is 7 + 5?", "7 + 5 = 12. The answer is 12.")]
+    parents = [seeds[i % len(seeds)] for i in range(batch)]
+    t0 = time.monotonic()
+    muts = engine.complete([mutate.render(problem=p, solution=s) for p, s in parents],
+                           Sampling(n=1, temperature=cfg.generator.temperature, top_p=cfg.generator.top_p,
+                                    max_tokens=cfg.generator.max_tokens, stop=mutate.stop, seed=11))
+    sols = engine.complete([solve.render(problem=p) for p, _ in parents],
+                           Sampling(n=k, temperature=cfg.solver.temperature, max_tokens=cfg.solver.max_tokens,
+                                    stop=solve.stop, seed=12))
+    wall_s = time.monotonic() - t0
+    assert [len(m) for m in muts] == [1] * batch and [len(s) for s in sols] == [k] * batch
+    tokens = sum(c.tokens for row in muts + sols for c in row)
+    assert tokens > batch  # the model wrote something for the batch
+    assert all(c.finish_reason in ("stop", "length") for row in muts + sols for c in row)
+    print(f"\ndefault-sized step ({batch} mutations, {batch} x {k} solves): {tokens} tokens in {wall_s:.1f} s "
+          f"= {tokens / wall_s:.0f} tokens/s")
+
+
+def test_campaign_step_on_the_shared_engine(engine, tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path / "config.toml"))
+    run_dir = tmp_path / "run"
+    summary = run_generation(config.replace("run", steps=1), run_dir, engine=engine, show_bar=False,
+                             progress=lambda m: None)
+    assert summary["engine"] == EMBEDDED_VLLM and summary["steps"] == 1
+    print(f"\ncampaign step on the shared engine: {_check_step(run_dir, EMBEDDED_VLLM)}")
+
+
+def test_chat_prompts_through_vllms_chat_path(engine) -> None:
+    """mutate_chat and solve_chat, rendered and sent through `LLM.chat` with the packaged
+    "plain" chat template (the base model has none). A 270M base model answers poorly;
+    what is checked is that the path runs and every output is parsed to a row."""
+    mutate, solve = load_prompt("mutate_chat"), load_prompt("solve_chat")
+    prompt = mutate.render(problem="What is 9 times 3?", solution="9 times 3 is \\boxed{27}.")
+    assert isinstance(prompt, list) and prompt[-1]["role"] == "user"
+    muts = engine.complete([prompt] * 2, Sampling(n=2, temperature=0.7, max_tokens=96, seed=3))
+    parsed = [parse_mutation(c.text) for row in muts for c in row]
+    assert len(parsed) == 4 and all(isinstance(p, (Mutation, ParseFailure)) for p in parsed)
+    assert all(c.tokens > 0 for row in muts for c in row)
+    sols = engine.complete([solve.render(problem="What is 7 + 5?")], Sampling(n=4, temperature=0.7, max_tokens=48))
+    assert len(sols[0]) == 4 and all(c.tokens > 0 for c in sols[0])
+    print(f"\nchat path: mutations {[type(p).__name__ for p in parsed]}; a solve: {sols[0][0].text[:80]!r}")
+
+
+@pytest.mark.ci
 def test_vllm_serve_with_openai_engine(model_dir: Path, tmp_path: Path) -> None:
-    venv = vllm_venv()
     port = _free_port()
     log = tmp_path / "vllm-serve.log"
     env = dict(os.environ, **OFFLINE, VLLM_CPU_KVCACHE_SPACE="2")
-    cmd = [str(venv / "bin" / "vllm"), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+    vllm_cli = str(Path(sys.executable).parent / "vllm")
+    cmd = [vllm_cli, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", SERVED_NAME, "--dtype", "bfloat16", "--max-model-len", "2048", "--seed", "0"]
     t0 = time.monotonic()
     with log.open("wb") as fh:
@@ -157,7 +253,7 @@ model = "{SERVED_NAME}"
 base_urls = ["http://127.0.0.1:{port}/v1"]
 timeout_s = 600.0""")
         run_dir = tmp_path / "run"
-        proc, step_s = _generate(sparq_cmd(), config, run_dir, dict(os.environ, **OFFLINE))
+        proc, step_s = _generate(config, run_dir, dict(os.environ, **OFFLINE), "--no-prefect", "--quiet")
         assert proc.returncode == 0, f"{proc.stderr[-3000:]}\nvllm serve log:\n{_tail(log)}"
         figures = _check_step(run_dir, f"openai:{SERVED_NAME}")
         print(f"\nvllm serve: healthy after {start_s:.0f} s; sparq generate (seeds + step 1, {BATCH} mutations, "
@@ -168,17 +264,24 @@ timeout_s = 600.0""")
     print(f"vllm serve test total {time.monotonic() - t0:.0f} s")
 
 
-def test_vllm_engine_in_process(model_dir: Path, tmp_path: Path) -> None:
-    python = str(vllm_venv() / "bin" / "python")
-    config = _config(tmp_path / "config.toml", """kind = "vllm"
-device = "cpu"
-dtype = "bfloat16"
-max_model_len = 2048""")
+@pytest.mark.ci
+def test_dask_fanout_builds_one_vllm_engine_per_worker(model_dir: Path, tmp_path: Path) -> None:
+    """Two steps fanned out over a one-worker LocalCluster: the worker builds its vLLM
+    engine once and reuses it (closed at the end: 1 engine + 1 judge)."""
+    config = _config(tmp_path / "config.toml", extra="""[dask]
+enabled = true
+n_workers = 1
+threads_per_worker = 1""")
     run_dir = tmp_path / "run"
     env = dict(os.environ, **OFFLINE)
-    env.pop("VLLM_CPU_KVCACHE_SPACE", None)  # the engine's own CPU default is what runs
-    proc, step_s = _generate([python, "-m", "pipeline.cli"], config, run_dir, env)
+    env.pop("PREFECT_API_URL", None)
+    t0 = time.monotonic()
+    proc = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--steps", "2"),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * STEP_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    figures = _check_step(run_dir, "vllm:gemma-3-270m (bundled GGUF, converted)")
-    print(f"\nvllm engine: sparq generate (seeds + vLLM start + step 1, {BATCH} mutations, k={K}) {step_s:.0f} s "
-          f"wall; {_step_line(proc.stderr)}; {figures}")
+    assert "closed 2 engine(s)/judge(s) on 1 Dask worker(s)" in proc.stderr
+    run = RunDir(run_dir)
+    assert run.read_checkpoint().step == 2
+    gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
+    assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
+    print(f"\ndask + vLLM: 2 steps in {time.monotonic() - t0:.0f} s wall")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pipeline.config import EngineConfig
 from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, truncate_at_stop
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, resolve_model_path
-from pipeline.prompts import Prompt
+from pipeline.prompts import Prompt, load_chat_template
 
 
 def _stop_criteria_class():
@@ -57,7 +57,9 @@ class TransformersEngine:
         self._lock = threading.Lock()  # generate() is not safe to call from two threads
         path = resolve_model_path(cfg.model)
         try:
-            dtype = getattr(torch, cfg.dtype)
+            # "auto": float32 on CPU (bf16 matmuls are slow on most CPUs), the model's own on GPU.
+            auto = torch.float32 if cfg.device == "cpu" else "auto"
+            dtype = auto if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
             self._tok = AutoTokenizer.from_pretrained(path)
             self._model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except (OSError, ValueError, AttributeError) as exc:
@@ -73,10 +75,13 @@ class TransformersEngine:
     def _render(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
             return prompt
-        if not self._tok.chat_template:
+        template = load_chat_template(self._cfg.chat_template) or self._tok.chat_template
+        if not template:
             raise EngineError(f"{self.name}: the model has no chat template, so chat prompts "
-                              "cannot be used; choose a completion prompt (e.g. *_fewshot)")
-        return self._tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+                              "cannot be used; choose a completion prompt (e.g. *_fewshot) "
+                              "or set engine.chat_template (e.g. \"plain\")")
+        return self._tok.apply_chat_template(prompt, chat_template=template, tokenize=False,
+                                             add_generation_prompt=True)
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         import torch

@@ -84,3 +84,18 @@ def load_prompt(name_or_path: str) -> PromptTemplate:
 
 
 __all__ = ["PROMPT_DIR", "Prompt", "PromptError", "PromptTemplate", "load_prompt"]
+
+
+def load_chat_template(name_or_path: str) -> str | None:
+    """A Jinja chat template: "" = none (the model's own), a packaged name ("plain": a
+    "User: / Assistant:" layout for base models that ship none), or a file path."""
+    if not name_or_path:
+        return None
+    path = Path(name_or_path)
+    if path.suffix != ".jinja":
+        path = PROMPT_DIR / f"{name_or_path}_chat.jinja"
+    if not path.is_file():
+        known = sorted(p.stem.removesuffix("_chat") for p in PROMPT_DIR.glob("*_chat.jinja"))
+        raise PromptError(f"engine.chat_template {name_or_path!r}: no such file ({path}); "
+                          f"packaged templates: {', '.join(known)}, or a path to a .jinja file")
+    return path.read_text(encoding="utf-8")
