@@ -102,6 +102,9 @@ class EngineConfig:
     # vllm
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 4096
+    # vllm: skip torch.compile and CUDA graphs. Measured on CPU here (bench/results.md):
+    # start 34 s instead of 77 s, at 10% fewer tokens/s; on a GPU leave it off.
+    enforce_eager: bool = False
     # scripted (tests only): a JSON file of canned outputs
     script: str = ""
 

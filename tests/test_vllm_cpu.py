@@ -171,7 +171,7 @@ def engine(model_dir: Path):
     """One in-process vLLM engine for the rest of the module (one start, ~100 s)."""
     from pipeline.engines import make_engine
 
-    cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain")
+    cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain", enforce_eager=True)
     t0 = time.monotonic()
     eng = make_engine(cfg, seed=0)
     print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")

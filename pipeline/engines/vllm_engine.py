@@ -66,7 +66,8 @@ class VLLMEngine:
         dtype = cfg.dtype
         if dtype == "auto" and cfg.device == "cpu":
             dtype = "bfloat16"  # the type vLLM's CPU kernels are written for
-        kwargs = dict(model=path, seed=seed, max_model_len=cfg.max_model_len, dtype=dtype)
+        kwargs = dict(model=path, seed=seed, max_model_len=cfg.max_model_len, dtype=dtype,
+                      enforce_eager=cfg.enforce_eager)
         if cfg.device == "cpu":
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
