@@ -56,12 +56,10 @@ lint: install
 	$(BIN)/ruff check .
 
 # Every bench script prints its figures and appends them (command, date, machine) to
-# bench/results.md. One whole `make bench` took 25 min 59 s here (2 cores, with a 1-thread
-# generation job on the other core the whole time; vLLM's start is 1.5-4 minutes of it).
-# engines.py measures vLLM CPU only where a vLLM venv exists (.venv-vllm from
-# `make vllm-venv`, or /tmp/vllm-venv; see its docstring). One intra-op thread by default:
-# on a shared 2-core machine two threads wait on each other whenever the other core is
-# busy (bench/benchlib.py: set_threads); BENCH_THREADS=0 keeps torch's and faiss's defaults.
+# bench/results.md. engines.py runs the same campaign on vLLM (the default engine) and on
+# transformers. One intra-op thread by default: on a shared 2-core machine two threads wait
+# on each other whenever the other core is busy (bench/benchlib.py: set_threads);
+# BENCH_THREADS=0 keeps torch's, faiss's and vLLM's defaults.
 # bench/ablation.py (the fine-tuning data ablation, about an hour) is not part of it.
 BENCH_THREADS ?= 1
 bench: model

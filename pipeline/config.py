@@ -38,8 +38,8 @@ SELECTIONS = ("archive", "static_uniform", "static_diverse", "dynamic_uniform", 
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
-    steps: int = 3
-    batch_size: int = 12
+    steps: int = 5
+    batch_size: int = 24
     # Parent selection (pipeline/selection.py): "archive" = uniform over occupied cells;
     # SPARQ's static_* draw seeds only, dynamic_* draw from the top rows by quality.
     selection: str = "archive"
@@ -102,9 +102,9 @@ class EngineConfig:
     # vllm
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 4096
-    # vllm: skip torch.compile and CUDA graphs. Measured on CPU here (bench/results.md):
-    # start 34 s instead of 77 s, at 10% fewer tokens/s; on a GPU leave it off.
-    enforce_eager: bool = False
+    # vllm: skip torch.compile and CUDA graphs. Measured on CPU here (README, engine section):
+    # start 34 s instead of 77 s, at 10% fewer tokens/s; on a GPU set it to false.
+    enforce_eager: bool = True
     # scripted (tests only): a JSON file of canned outputs
     script: str = ""
 

@@ -1,4 +1,5 @@
-"""End to end with the real embedded model (Gemma 3 270M on CPU): slow, minutes.
+"""End to end with the real embedded model (Gemma 3 270M on CPU) on the default engine,
+in-process vLLM (its CPU build): slow, minutes.
 
 One 2-step run through the Prefect flow (temporary local server), checked file by file;
 then the same run is resumed towards step 4, SIGKILLed during step 3, and resumed again.
