@@ -20,6 +20,7 @@ from pipeline import remote
 from pipeline.answers import Verdict
 from pipeline.config import DaskConfig, EngineConfig
 from pipeline.engines import Completion, EngineStats, Sampling
+from pipeline.models import EMBEDDED, EMBEDDED_NAME
 from pipeline.prompts import Prompt
 
 
@@ -37,7 +38,9 @@ def judge_chunk_task(timeout_s: float, items: list[tuple[str, tuple[str, ...]]])
 class FanoutEngine:
     def __init__(self, cfg: EngineConfig, *, seed: int, chunk_size: int) -> None:
         self._cfg, self._seed, self._chunk = cfg, seed, chunk_size
-        self.name = f"{cfg.kind}:{cfg.model}" if cfg.kind != "scripted" else "scripted"
+        # The name the workers' engines give their rows, so fanned-out rows read the same.
+        model = EMBEDDED_NAME if cfg.model == EMBEDDED and cfg.kind in ("vllm", "transformers") else cfg.model
+        self.name = f"{cfg.kind}:{model}" if cfg.kind != "scripted" else "scripted"
         self.stats = EngineStats()
         self.tasks = 0
 
