@@ -6,11 +6,12 @@ bundled Gemma 3 270M.
 - one in-process engine shared by the rest of the module: a batch the size of the
   default step's, seeded, through `complete` (vLLM's CPU build used to die on per-request
   seeds at that size); a campaign step on it; the chat prompts through vLLM's chat path;
-- CI only: `vllm serve` + the openai engine, and Dask fan-out with a vLLM engine per worker.
+- CI only: `vllm serve` + the openai engine, Dask fan-out with a vLLM engine per worker, and
+  the flow that `sparq schedule` deploys, extending a campaign twice.
 
 `make test` installs vLLM (the `cpu` extra); tests/conftest.py makes a broken vLLM an
-error in CI. Each vLLM start is 1.5-2 minutes on 2 cores. SPARQ_VLLM_START_TIMEOUT
-(seconds, default 900) bounds the server's start.
+error in CI. An in-process start is about 35 s here (eager), `vllm serve` about 90 s
+(compiled). SPARQ_VLLM_START_TIMEOUT (seconds, default 900) bounds the server's start.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def test_generate_flow_on_the_default_vllm_engine(model_dir: Path, tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def engine(model_dir: Path):
-    """One in-process vLLM engine for the rest of the module (one start, ~100 s)."""
+    """One in-process vLLM engine for the rest of the module (one start, ~35 s)."""
     from pipeline.engines import make_engine
 
     cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain", enforce_eager=True)
@@ -285,3 +286,21 @@ threads_per_worker = 1""")
     gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
     assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
     print(f"\ndask + vLLM: 2 steps in {time.monotonic() - t0:.0f} s wall")
+
+
+@pytest.mark.ci
+def test_scheduled_flow_extends_a_campaign_on_vllm(model_dir: Path, tmp_path: Path) -> None:
+    """What each run of a `sparq schedule` deployment does (flows/schedule.py's flow), on the
+    default vLLM engine: two runs of one step each extend one campaign to two steps."""
+    from flows.schedule import extend_campaign
+
+    config = str(_config(tmp_path / "config.toml"))
+    run_dir = tmp_path / "campaign"
+    t0 = time.monotonic()
+    for _ in range(2):
+        extend_campaign(run_dir=str(run_dir), config_path=config, steps_per_run=1)
+    run = RunDir(run_dir)
+    assert run.read_checkpoint().step == 2
+    gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
+    assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
+    print(f"\nscheduled flow x 2 on vLLM: {time.monotonic() - t0:.0f} s wall")
