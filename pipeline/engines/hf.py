@@ -80,8 +80,13 @@ class TransformersEngine:
             raise EngineError(f"{self.name}: the model has no chat template, so chat prompts "
                               "cannot be used; choose a completion prompt (e.g. *_fewshot) "
                               "or set engine.chat_template (e.g. \"plain\")")
-        return self._tok.apply_chat_template(prompt, chat_template=template, tokenize=False,
+        text = self._tok.apply_chat_template(prompt, chat_template=template, tokenize=False,
                                              add_generation_prompt=True)
+        # Templates write <bos> themselves, and tokenizing the text adds another: keep one.
+        bos = self._tok.bos_token
+        if bos and text.startswith(bos) and self._tok("x").input_ids[:1] == [self._tok.bos_token_id]:
+            text = text[len(bos):]
+        return text
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
         import torch
