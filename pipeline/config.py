@@ -339,7 +339,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"unknown config key '{key}' in {source}; expected one of: {', '.join(names)}")
+        # repr: a key may hold a newline or other control characters, and the error stays one line.
+        raise ConfigError(f"unknown config key {key!r} in {source}; expected one of: {', '.join(names)}")
     kwargs: dict[str, Any] = {}
     for name in names:
         if name not in data:
@@ -410,7 +411,7 @@ def _check_keys(data: dict[str, Any], cls: type, prefix: str, source: str) -> No
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
         if key not in names:
-            raise ConfigError(f"unknown config key '{full}' in {source}; expected one of: "
+            raise ConfigError(f"unknown config key {full!r} in {source}; expected one of: "
                               f"{', '.join(names)}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):

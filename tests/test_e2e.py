@@ -81,7 +81,7 @@ def test_two_real_steps_through_prefect(two_step_run: Path):
     gen = [r for r in cands if r["step"] > 0]
     assert len(gen) == 8
     for r in gen:
-        assert r["generator"].startswith("transformers:gemma-3-270m")
+        assert r["generator"].startswith("vllm:gemma-3-270m")  # the default engine
         assert r["prompt_version"] == "mutate-fewshot-v2" and r["raw_output"] is not None
         assert r["status"] in ("ok", "unparseable", "duplicate")
         if r["status"] == "ok":
