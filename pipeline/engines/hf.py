@@ -71,6 +71,8 @@ class TransformersEngine:
         if self._tok.pad_token is None:
             self._tok.pad_token = self._tok.eos_token
         torch.set_num_threads(max(1, torch.get_num_threads()))
+        # Whether tokenizing adds <bos> itself (checked once, not per chat prompt).
+        self._adds_bos = self._tok("x").input_ids[:1] == [self._tok.bos_token_id]
 
     def _render(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
@@ -84,7 +86,7 @@ class TransformersEngine:
                                              add_generation_prompt=True)
         # Templates write <bos> themselves, and tokenizing the text adds another: keep one.
         bos = self._tok.bos_token
-        if bos and text.startswith(bos) and self._tok("x").input_ids[:1] == [self._tok.bos_token_id]:
+        if bos and text.startswith(bos) and self._adds_bos:
             text = text[len(bos):]
         return text
 
