@@ -42,7 +42,7 @@ from pipeline.answers import AnswerJudge, Verdict
 from pipeline.archiving import build_archive, descriptors_for, has_descriptor, table_descriptors
 from pipeline.config import Config, dump_config, load_config
 from pipeline.embedding import Embedder
-from pipeline.engines import Engine, Sampling, make_engine
+from pipeline.engines import Completion, Engine, Sampling, make_engine
 from pipeline.labels import label_examples, parse_skills, render_label
 from pipeline.mutation import Mutation, ParseFailure, parse_mutation
 from pipeline.niche import NicheView, target_text
@@ -337,8 +337,9 @@ class Campaign:
                 self.rows[r.id] = PoolRow(r.id, r.quality, r.cell, r.status == Status.SEED, bool(r.disputed))
 
     # -- one step --------------------------------------------------------------------
-    def select_parents(self) -> list[Parent]:
-        """A parent per slot with the slot's operator, and its second parent or target.
+    def select_parents(self, count: int | None = None) -> list[Parent]:
+        """A parent per slot (`count` slots, default `run.batch_size`) with the slot's
+        operator, and its second parent or target.
 
         Draws, all from the checkpointed RNG, in this order: the operators (only when more
         than one is on), the parents, then per slot a crossover's second parent or a niche
@@ -346,7 +347,8 @@ class Campaign:
         """
         assert self.archive is not None, "initialize() or resume first"
         run, ops = self.config.run, self.config.operators
-        specs = choose_operators(self.operators, self.op_counts, run.batch_size, self.rng, bandit=ops.bandit,
+        count = run.batch_size if count is None else count
+        specs = choose_operators(self.operators, self.op_counts, count, self.rng, bandit=ops.bandit,
                                  ucb_c=ops.ucb_c)
         elites: list[tuple[int, str]] = []
         if run.selection == "archive":
@@ -357,7 +359,7 @@ class Campaign:
                                niche_size=run.niche_size, exclude_disputed=self.config.validity.exclude_parents)
         view = NicheView(self.archive) if any(s.role == "niche" for s in specs) else None
         parents = []
-        for spec, pid in zip(specs, sampler.draw(run.batch_size, self.rng), strict=True):
+        for spec, pid in zip(specs, sampler.draw(count, self.rng), strict=True):
             p = replace(self.pool[pid], operator=spec.name)
             if spec.role == "crossover":
                 p = replace(p, second=self.pool[sampler.draw(1, self.rng)[0]])
@@ -401,23 +403,31 @@ class Campaign:
             for i, o in zip(idx, outs, strict=True):
                 outputs[i] = o
         crash_point("mutate", step)  # test-only fault injection (pipeline/storage.py)
-        drafts = []
         batch_ids: set[str] = set()
-        for slot, (parent, outs) in enumerate(zip(parents, outputs, strict=True)):
-            out = outs[0]
-            parsed = parse_mutation(out.text, specs[slot].prompt.response_prefix)
-            d = Draft(slot=slot, parent=parent, raw_output=out.text, gen_tokens=out.tokens,
-                      status=Status.OK)
-            if isinstance(parsed, ParseFailure):
-                d.status, d.reason = Status.UNPARSEABLE, parsed.reason
-            else:
-                d.mutation = parsed
-                d.problem_id = problem_id(parsed.problem)
-                if d.problem_id in self.seen or d.problem_id in batch_ids:
-                    d.status, d.reason = Status.DUPLICATE, "problem text already in the run"
-                batch_ids.add(d.problem_id)
-            drafts.append(d)
+        drafts = [self.parse_draft(slot, parent, outs[0], batch_ids)
+                  for slot, (parent, outs) in enumerate(zip(parents, outputs, strict=True))]
         return self.label(step, drafts)
+
+    def mutation_request(self, parent: Parent, seed: int | None) -> tuple[Prompt, Sampling]:
+        """The generator's prompt and sampling for one parent (its slot's operator)."""
+        g, spec = self.config.generator, self._spec(parent)
+        return self._render(spec, parent), Sampling(n=1, temperature=g.temperature, top_p=g.top_p,
+                                                    max_tokens=g.max_tokens, stop=spec.prompt.stop, seed=seed)
+
+    def parse_draft(self, slot: int, parent: Parent, out: Completion, pending: set[str]) -> Draft:
+        """A mutation's output as a draft: ok, unparseable, or a duplicate of a committed
+        problem or of one in `pending` (the problem ids not yet committed; updated here)."""
+        parsed = parse_mutation(out.text, self._spec(parent).prompt.response_prefix)
+        d = Draft(slot=slot, parent=parent, raw_output=out.text, gen_tokens=out.tokens, status=Status.OK)
+        if isinstance(parsed, ParseFailure):
+            d.status, d.reason = Status.UNPARSEABLE, parsed.reason
+        else:
+            d.mutation = parsed
+            d.problem_id = problem_id(parsed.problem)
+            if d.problem_id in self.seen or d.problem_id in pending:
+                d.status, d.reason = Status.DUPLICATE, "problem text already in the run"
+            pending.add(d.problem_id)
+        return d
 
     def label(self, step: int, drafts: list[Draft]) -> list[Draft]:
         """Skill-set archive: label each ok draft's skills (greedy, one engine call).
@@ -425,20 +435,30 @@ class Campaign:
         Labels outside the vocabulary map to nothing; the key keeps the labeller's first
         `max_skills` known labels. Labelling tokens count as generator tokens.
         """
-        todo = [d for d in drafts if d.status == Status.OK]
-        if self.label_prompt is None or not isinstance(self.archive, SkillSetArchive) or not todo:
+        todo = [d for d in drafts if self.needs_label(d)]
+        if not todo:
             return drafts
-        a, cfg = self.archive, self.config.archive
-        prompts = [render_label(self.label_prompt, d.mutation.problem, d.mutation.solution, a.vocabulary,
-                                self.label_examples, a.max_skills) for d in todo]
-        sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.label_max_tokens,
-                            stop=self.label_prompt.stop, seed=self._seed_for(step, 2))
-        outputs = self.engine.complete(prompts, sampling)
+        requests = [self.label_request(d, self._seed_for(step, 2)) for d in todo]
+        outputs = self.engine.complete([p for p, _ in requests], requests[0][1])
         for d, outs in zip(todo, outputs, strict=True):
-            labels = parse_skills(outs[0].text, self.label_prompt.response_prefix)
-            d.skills = skill_key(labels, a.vocabulary, a.max_skills)
-            d.gen_tokens += outs[0].tokens
+            self.apply_label(d, outs[0])
         return drafts
+
+    def needs_label(self, d: Draft) -> bool:
+        return (d.status == Status.OK and self.label_prompt is not None
+                and isinstance(self.archive, SkillSetArchive))
+
+    def label_request(self, d: Draft, seed: int | None) -> tuple[Prompt, Sampling]:
+        a = self.archive
+        prompt = render_label(self.label_prompt, d.mutation.problem, d.mutation.solution, a.vocabulary,
+                              self.label_examples, a.max_skills)
+        return prompt, Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=self.config.archive.label_max_tokens,
+                                stop=self.label_prompt.stop, seed=seed)
+
+    def apply_label(self, d: Draft, out: Completion) -> None:
+        a = self.archive
+        d.skills = skill_key(parse_skills(out.text, self.label_prompt.response_prefix), a.vocabulary, a.max_skills)
+        d.gen_tokens += out.tokens
 
     def solve(self, step: int, drafts: list[Draft]) -> list[Draft]:
         """Solver attempts for every ok draft: k each, or adaptive rounds up to k."""
@@ -449,26 +469,16 @@ class Campaign:
         if not todo:
             return drafts
         self._prefetch_embeddings([d.mutation.problem for d in todo])
-        lo, hi = self.config.quality.lo, self.config.quality.hi
         round_no = 0
         while todo:
-            if s.adaptive:
-                wants = []
-                for d in todo:
-                    c = sum(d.verdict.correct) if d.verdict else 0
-                    wants.append(next_round(c, len(d.attempts), self.adaptive, lo, hi))
-            else:
-                wants = [s.k] * len(todo)
-            batch = [(d, n) for d, n in zip(todo, wants, strict=True) if n > 0]
+            batch = [(d, n) for d in todo if (n := self.attempts_wanted(d)) > 0]
             if not batch:
                 break
             # Group by sample count: one engine call per distinct n shares prefills.
             for n in sorted({n for _, n in batch}):
                 group = [d for d, m in batch if m == n]
                 prompts = [self.solve_prompt.render(problem=d.mutation.problem) for d in group]
-                sampling = Sampling(n=n, temperature=s.temperature, top_p=s.top_p,
-                                    max_tokens=s.max_tokens, stop=self.solve_prompt.stop,
-                                    seed=self._seed_for(step, 100 + round_no))
+                sampling = self.solve_sampling(n, self._seed_for(step, 100 + round_no))
                 outputs = self.engine.complete(prompts, sampling)
                 crash_point("solve", step)
                 for d, outs in zip(group, outputs, strict=True):
@@ -480,6 +490,20 @@ class Campaign:
             todo = [d for d, _ in batch] if s.adaptive else []
             round_no += 1
         return drafts
+
+    def attempts_wanted(self, d: Draft) -> int:
+        """How many more solver attempts draft `d` needs: k at first, then (adaptive) the
+        next round until the fixed-k decision is settled; 0 when done."""
+        s = self.config.solver
+        if not s.adaptive:
+            return 0 if d.attempts else s.k
+        c = sum(d.verdict.correct) if d.verdict else 0
+        return next_round(c, len(d.attempts), self.adaptive, self.config.quality.lo, self.config.quality.hi)
+
+    def solve_sampling(self, n: int, seed: int | None) -> Sampling:
+        s = self.config.solver
+        return Sampling(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                        stop=self.solve_prompt.stop, seed=seed)
 
     def _prefetch_embeddings(self, problems: list[str]) -> None:
         """Embed the step's new problems in the background while their solves run: with a
@@ -496,77 +520,96 @@ class Campaign:
         return self.embedder.encode(problems)
 
     def finish_step(self, step: int, drafts: list[Draft], mutate_s: float, solve_s: float,
-                    started: float) -> StepMetrics:
-        """Score, embed, insert into the archive, and commit the step."""
-        assert self.archive is not None
-        created = now()
-        rows: list[Candidate] = []
-        attempts: list[Attempt] = []
-        ok = [d for d in drafts if d.status == Status.OK]
-        emb = self._embeddings([d.mutation.problem for d in ok])
-        crash_point("embed", step)
-        emb_by_slot = {d.slot: e for d, e in zip(ok, emb, strict=True)}
-        for d in drafts:
-            cid = candidate_id(self.run_id, step, d.slot)
-            v, m = d.verdict, d.mutation
-            k = len(d.attempts)
-            n_correct = sum(v.correct) if v else 0
-            sr = n_correct / k if k else None
-            quality = float(self.quality(sr)) if sr is not None and d.status == Status.OK else 0.0
-            spec = self._spec(d.parent)
-            # A crossover child descends from both parents; a niche example is no parent.
-            depth = max(d.parent.depth, d.parent.second.depth if spec.role == "crossover" and d.parent.second
-                        else 0) + 1
-            # A confident solver majority against the reference answer: likely an invalid
-            # problem or a wrong reference (SPARQ's "high quality but invalid").
-            disputed = None if v is None else bool(
-                v.reference_agrees is False and v.majority_share >= self.config.validity.threshold)
-            rows.append(Candidate(
-                id=cid, run_id=self.run_id, step=step, slot=d.slot, parent_id=d.parent.id,
-                depth=depth, operator=spec.name,
-                problem_id=d.problem_id, problem=m.problem if m else None,
-                solution=m.solution if m else None, answer=m.answer if m else None,
-                raw_output=d.raw_output, status=d.status,
-                reason=d.reason or ("verification timed out" if v and v.timed_out else None),
-                k=k, n_correct=n_correct, solve_rate=sr,
-                majority_answer=v.majority_answer if v else None,
-                majority_share=v.majority_share if v else None,
-                reference_agrees=v.reference_agrees if v else None, quality=quality, cell=None,
-                archive_outcome=ArchiveOutcome.INELIGIBLE, embedding=emb_by_slot.get(d.slot),
-                skill=",".join(d.skills) if d.skills is not None else None,
-                prompt_version=spec.prompt.version, generator=self.engine.name,
-                solver=self.engine.name if k else None, gen_tokens=d.gen_tokens,
-                solve_tokens=sum(t for _, t in d.attempts), created_at=created,
-                second_parent_id=d.parent.second.id if d.parent.second else None, target=d.parent.target,
-                disputed=disputed))
-            for i, (text, tokens) in enumerate(d.attempts):
-                attempts.append(Attempt(
-                    candidate_id=cid, run_id=self.run_id, step=step, attempt=i, text=text,
-                    extracted=v.extracted[i] if v else None, correct=bool(v.correct[i]) if v else False,
-                    tokens=tokens, prompt_version=self.solve_prompt.version, solver=self.engine.name,
-                    created_at=created))
-        # Every placeable row gets the cell it falls in before this step's insertions (None:
-        # no niche yet); then the eligible rows are inserted in slot order and get the cell
-        # they competed in (for the novelty archive, possibly a niche they founded).
-        def desc(idx: list[int]) -> object:
-            return descriptors_for(self.archive, [rows[i].embedding for i in idx], [rows[i].skill for i in idx])
+                    started: float, embeddings: dict[int, np.ndarray] | None = None) -> StepMetrics:
+        """Score, embed, insert into the archive, and commit the step.
 
-        idx = [i for i, r in enumerate(rows) if has_descriptor(self.archive, r.embedding, r.skill)]
-        if idx:
-            for i, c in zip(idx, self.archive.index_of(desc(idx)).tolist(), strict=True):
-                rows[i] = replace(rows[i], cell=c if c >= 0 else None)
-        elig = [i for i, r in enumerate(rows) if archive_eligible(r.status, r.quality)]
-        if elig:
-            statuses, cells = self.archive.add([rows[i].id for i in elig], desc(elig),
-                                               [rows[i].quality for i in elig], steps=[step] * len(elig))
-            for i, st, c in zip(elig, statuses.tolist(), cells.tolist(), strict=True):
-                rows[i] = replace(rows[i], archive_outcome=_OUTCOME[AddStatus(st)], cell=c if c >= 0 else None)
+        `embeddings`: the ok drafts' problem embeddings by slot, when the caller computed
+        them already (the streaming loop embeds as candidates finish).
+        """
+        assert self.archive is not None
+        if embeddings is None:
+            ok = [d for d in drafts if d.status == Status.OK]
+            emb = self._embeddings([d.mutation.problem for d in ok])
+            embeddings = {d.slot: e for d, e in zip(ok, emb, strict=True)}
+        crash_point("embed", step)
+        created = now()
+        rows, attempts = [], []
+        for d in drafts:
+            row = self._candidate_row(step, d, embeddings.get(d.slot), created)
+            rows.append(row)
+            attempts.extend(self._attempt_rows(row, d, created))
+        rows = self._insert(step, self._place(rows))
         self._remember(rows)
         update_counts(self.op_counts, rows)
         metrics = self._metrics(step, rows, attempts, mutate_s, solve_s, time.perf_counter() - started)
         ops = operator_metrics(step, rows, self.config.quality.lo, self.config.quality.hi)
         self._commit(step, rows, attempts, metrics, ops)
         return metrics
+
+    def _candidate_row(self, step: int, d: Draft, embedding: np.ndarray | None, created) -> Candidate:
+        """A finished draft as its committed row: solve rate, quality, depth, validity flag."""
+        v, m = d.verdict, d.mutation
+        k = len(d.attempts)
+        n_correct = sum(v.correct) if v else 0
+        sr = n_correct / k if k else None
+        quality = float(self.quality(sr)) if sr is not None and d.status == Status.OK else 0.0
+        spec = self._spec(d.parent)
+        # A crossover child descends from both parents; a niche example is no parent.
+        depth = max(d.parent.depth, d.parent.second.depth if spec.role == "crossover" and d.parent.second
+                    else 0) + 1
+        # A confident solver majority against the reference answer: likely an invalid
+        # problem or a wrong reference (SPARQ's "high quality but invalid").
+        disputed = None if v is None else bool(
+            v.reference_agrees is False and v.majority_share >= self.config.validity.threshold)
+        return Candidate(
+            id=candidate_id(self.run_id, step, d.slot), run_id=self.run_id, step=step, slot=d.slot,
+            parent_id=d.parent.id, depth=depth, operator=spec.name,
+            problem_id=d.problem_id, problem=m.problem if m else None,
+            solution=m.solution if m else None, answer=m.answer if m else None,
+            raw_output=d.raw_output, status=d.status,
+            reason=d.reason or ("verification timed out" if v and v.timed_out else None),
+            k=k, n_correct=n_correct, solve_rate=sr,
+            majority_answer=v.majority_answer if v else None,
+            majority_share=v.majority_share if v else None,
+            reference_agrees=v.reference_agrees if v else None, quality=quality, cell=None,
+            archive_outcome=ArchiveOutcome.INELIGIBLE, embedding=embedding,
+            skill=",".join(d.skills) if d.skills is not None else None,
+            prompt_version=spec.prompt.version, generator=self.engine.name,
+            solver=self.engine.name if k else None, gen_tokens=d.gen_tokens,
+            solve_tokens=sum(t for _, t in d.attempts), created_at=created,
+            second_parent_id=d.parent.second.id if d.parent.second else None, target=d.parent.target,
+            disputed=disputed)
+
+    def _attempt_rows(self, row: Candidate, d: Draft, created) -> list[Attempt]:
+        v = d.verdict
+        return [Attempt(candidate_id=row.id, run_id=self.run_id, step=row.step, attempt=i, text=text,
+                        extracted=v.extracted[i] if v else None, correct=bool(v.correct[i]) if v else False,
+                        tokens=tokens, prompt_version=self.solve_prompt.version, solver=self.engine.name,
+                        created_at=created)
+                for i, (text, tokens) in enumerate(d.attempts)]
+
+    def _descriptors(self, rows: list[Candidate], idx: list[int]) -> object:
+        return descriptors_for(self.archive, [rows[i].embedding for i in idx], [rows[i].skill for i in idx])
+
+    def _place(self, rows: list[Candidate]) -> list[Candidate]:
+        """Every placeable row gets the cell it falls in before this step's insertions
+        (None: no niche yet)."""
+        idx = [i for i, r in enumerate(rows) if has_descriptor(self.archive, r.embedding, r.skill)]
+        if idx:
+            for i, c in zip(idx, self.archive.index_of(self._descriptors(rows, idx)).tolist(), strict=True):
+                rows[i] = replace(rows[i], cell=c if c >= 0 else None)
+        return rows
+
+    def _insert(self, step: int, rows: list[Candidate]) -> list[Candidate]:
+        """The eligible rows, inserted in slot order, get their outcome and the cell they
+        competed in (for the novelty archive, possibly a niche they founded)."""
+        elig = [i for i, r in enumerate(rows) if archive_eligible(r.status, r.quality)]
+        if elig:
+            statuses, cells = self.archive.add([rows[i].id for i in elig], self._descriptors(rows, elig),
+                                               [rows[i].quality for i in elig], steps=[step] * len(elig))
+            for i, st, c in zip(elig, statuses.tolist(), cells.tolist(), strict=True):
+                rows[i] = replace(rows[i], archive_outcome=_OUTCOME[AddStatus(st)], cell=c if c >= 0 else None)
+        return rows
 
     def run_step(self) -> StepMetrics:
         step = self.step + 1

@@ -7,7 +7,9 @@ the model's chat template). Engines are built once and reused across steps.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -78,3 +80,85 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
         if 0 <= i < cut:
             cut = i
     return text[:cut], cut < len(text)
+
+
+class Submitter(Protocol):
+    """Asynchronous submission: one prompt's completions as a future, so a caller can keep
+    an engine's batch full while earlier requests are still running."""
+
+    def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
+        ...
+
+    def capacity(self, n: int = 1) -> int:
+        """Requests of `n` samples each that keep the engine saturated when in flight at once."""
+        ...
+
+
+class BatchSubmitter:
+    """`submit` over a batch-wise engine (transformers, scripted): requests queue up and one
+    worker thread sends whatever has queued as one `complete` call per sampling setting.
+
+    While a batch runs, new requests wait for the next one: the engine is never idle while
+    work is queued, but a batch still waits for its slowest sequence (these engines have no
+    continuous batch to add to).
+    """
+
+    def __init__(self, engine: Engine, capacity: int) -> None:
+        self.engine = engine
+        self._capacity = max(1, capacity)
+        self._queue: list[tuple[Prompt, Sampling, Future]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, daemon=True, name="sparq-batch-submit")
+        self._thread.start()
+
+    def capacity(self, n: int = 1) -> int:
+        return self._capacity
+
+    def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
+        fut: Future[list[Completion]] = Future()
+        with self._cond:
+            if self._closed:
+                raise EngineError(f"{self.engine.name}: submit after close")
+            self._queue.append((prompt, sampling, fut))
+            self._cond.notify()
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            groups: dict[Sampling, list[tuple[Prompt, Future]]] = {}
+            for prompt, sampling, fut in batch:
+                if fut.set_running_or_notify_cancel():
+                    groups.setdefault(sampling, []).append((prompt, fut))
+            for sampling, items in groups.items():
+                try:
+                    outs = self.engine.complete([p for p, _ in items], sampling)
+                except BaseException as exc:  # every waiter learns why; the worker lives on
+                    for _, fut in items:
+                        fut.set_exception(exc)
+                    continue
+                for (_, fut), out in zip(items, outs, strict=True):
+                    fut.set_result(out)
+
+    def close(self) -> None:
+        """Stop taking requests and cancel the queued ones (the engine stays open)."""
+        with self._cond:
+            self._closed = True
+            for _, _, fut in self._queue:
+                fut.cancel()
+            self._queue = []
+            self._cond.notify_all()
+        self._thread.join(timeout=60)
+
+
+def submitter(engine: Engine, *, fallback_capacity: int) -> Submitter:
+    """The engine's own asynchronous path when it has one, else a BatchSubmitter over it."""
+    if callable(getattr(engine, "submit", None)) and callable(getattr(engine, "capacity", None)):
+        return engine  # type: ignore[return-value]
+    return BatchSubmitter(engine, fallback_capacity)

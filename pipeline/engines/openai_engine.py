@@ -37,6 +37,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,25 @@ class OpenAIEngine:
                 request_errors=float(sum(e.errors for e in self.endpoints)),
                 endpoints_marked_down=float(sum(e.marked_down for e in self.endpoints)))
         return out
+
+    def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
+        """One prompt's completions as a future, with the same endpoint slots, retries and
+        failover as `complete` (the streaming campaign's path)."""
+        t0 = time.perf_counter()
+        fut = asyncio.run_coroutine_threadsafe(self._one(prompt, sampling, 0), self._ensure_loop())
+
+        def record(done: Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                with self._lock:
+                    self.stats.record(1, [done.result()], time.perf_counter() - t0)
+
+        fut.add_done_callback(record)
+        return fut
+
+    def capacity(self, n: int = 1) -> int:
+        """Requests served at once, whatever their `n`: every endpoint's `engine.concurrency`
+        slots (the servers batch their sequences)."""
+        return self._cfg.concurrency * len(self.endpoints)
 
     def _client(self, url: str) -> httpx.AsyncClient:
         client = self._clients.get(url)

