@@ -1,8 +1,11 @@
-"""The `generate` flow: a campaign's steps as batch-sized Prefect tasks.
+"""The `generate` flow: a campaign run by the same loop as the CLI (pipeline/generate.py `drive`).
 
-Tasks are per step and phase (a step's mutations, a step's solves), not per problem:
-a task costs milliseconds of overhead. Only the engine-bound tasks retry. The archive
-and the commit stay in the flow: a single writer per run directory.
+Streaming mode (the default on vllm and openai engines; pipeline/stream.py) runs inside
+the flow: the engine keeps its batch full, and every commit is logged and moves the
+progress artifact. Steps mode runs each step's phases as batch-sized Prefect tasks (a
+step's mutations, a step's solves), not per problem: a task costs milliseconds of
+overhead. Only the engine-bound tasks retry. The archive and the commit stay in the flow:
+a single writer per run directory.
 
 Without PREFECT_API_URL, Prefect starts a temporary local server for the run.
 
@@ -35,7 +38,8 @@ from tqdm import tqdm  # noqa: E402
 from flows.artifacts import publish_report  # noqa: E402
 from pipeline.campaign import Campaign, Draft, Parent, effective_config  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.generate import open_campaign, step_line, summary_markdown  # noqa: E402
+from pipeline.generate import drive, open_campaign, step_line, summary_markdown  # noqa: E402
+from pipeline.records import StepMetrics  # noqa: E402
 from pipeline.storage import RunDir  # noqa: E402
 
 
@@ -94,25 +98,26 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
     t0 = time.perf_counter()
     bar = tqdm(total=max(0, target - first), desc="generate", unit="step", file=sys.stderr,
                dynamic_ncols=True)
+
+    def on_commit(metrics: StepMetrics) -> None:
+        # Each commit (a step; in streaming mode, `commit_every` finished candidates) is
+        # logged and moves the progress artifact.
+        logger.info(step_line(metrics))
+        bar.update(1)
+        bar.set_postfix(elites=metrics.num_elites, qd=f"{metrics.qd_score:.2f}", acc=metrics.accepted)
+        update_progress_artifact(progress_id, progress=100.0 * (camp.step - first) / max(1, target - first))
+
+    def phase(name: str, fn, step: int, arg):
+        # Steps mode: each phase is a retried task. Fanned out, the chunk tasks carry the
+        # retries instead.
+        if fanout:
+            return fn(step, arg)
+        return (mutate_task if name == "mutate" else solve_task)(camp, step, arg)
+
     try:
-        while camp.step < target:
-            step = camp.step + 1
-            started = time.perf_counter()
-            parents = camp.select_parents()
-            # Fanned out, the chunk tasks carry the retries; else the phase task does.
-            drafts = camp.mutate(step, parents) if fanout else mutate_task(camp, step, parents)
-            mutate_s = time.perf_counter() - started
-            t1 = time.perf_counter()
-            drafts = camp.solve(step, drafts) if fanout else solve_task(camp, step, drafts)
-            solve_s = time.perf_counter() - t1
-            metrics = camp.finish_step(step, drafts, mutate_s, solve_s, started)
-            logger.info(step_line(metrics))
-            bar.update(1)
-            bar.set_postfix(elites=metrics.num_elites, qd=f"{metrics.qd_score:.2f}",
-                            acc=metrics.accepted)
-            done = (camp.step - first) / max(1, target - first)
-            update_progress_artifact(progress_id, progress=100.0 * done)
+        mode = drive(camp, on_commit, phase=phase, fanout=fanout)
         summary = camp.summary()
+        summary["mode"] = mode
         summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
         update_progress_artifact(progress_id, progress=100.0)
         create_markdown_artifact(key=f"{key}-summary", markdown=summary_markdown(summary),

@@ -15,7 +15,10 @@ One step:
   6. commit  - every candidate and attempt is written, then the checkpoint.
 
 The phases are separate methods so an orchestrator (flows/generate.py) can wrap the
-engine-bound ones in retried tasks; `run_step` chains them for plain use.
+engine-bound ones in retried tasks (`run_step(phase)`). That is steps mode, where each
+phase waits for its slowest request; pipeline/stream.py runs the same candidates as a
+stream through the per-draft helpers (`mutation_request`, `parse_draft`,
+`label_request`, `attempts_wanted`, `solve_sampling`) and commits with `finish_step`.
 
 Archive property: the archive after step N equals `rederive_archive(base, candidates of
 steps 0..N)`, i.e. re-inserting into an empty archive of the same kind and parameters
@@ -81,6 +84,8 @@ _OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: Archi
             AddStatus.NOT_ADDED: ArchiveOutcome.NOT_ADDED}
 
 Progress = Callable[[str], None]
+# Runs one engine-bound phase of a step: phase(name, fn, step, arg) -> fn(step, arg).
+Phase = Callable[[str, Callable, int, object], object]
 
 
 @dataclass(frozen=True)
@@ -383,7 +388,7 @@ class Campaign:
             values["target"] = p.target_text or "a problem of a different kind"
         return spec.prompt.render(**values)
 
-    def _seed_for(self, step: int, phase: int) -> int:
+    def request_seed(self, step: int, phase: int) -> int:
         return (self.config.run.seed * 1_000_003 + step * 7919 + phase) % (2**31)
 
     def mutate(self, step: int, parents: list[Parent]) -> list[Draft]:
@@ -398,7 +403,7 @@ class Campaign:
                 continue
             # Phase 1 for the first operator keeps the default run's engine seeds unchanged.
             sampling = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
-                                stop=spec.prompt.stop, seed=self._seed_for(step, 1 + 20 * k))
+                                stop=spec.prompt.stop, seed=self.request_seed(step, 1 + 20 * k))
             outs = self.engine.complete([self._render(spec, parents[i]) for i in idx], sampling)
             for i, o in zip(idx, outs, strict=True):
                 outputs[i] = o
@@ -438,7 +443,7 @@ class Campaign:
         todo = [d for d in drafts if self.needs_label(d)]
         if not todo:
             return drafts
-        requests = [self.label_request(d, self._seed_for(step, 2)) for d in todo]
+        requests = [self.label_request(d, self.request_seed(step, 2)) for d in todo]
         outputs = self.engine.complete([p for p, _ in requests], requests[0][1])
         for d, outs in zip(todo, outputs, strict=True):
             self.apply_label(d, outs[0])
@@ -478,7 +483,7 @@ class Campaign:
             for n in sorted({n for _, n in batch}):
                 group = [d for d, m in batch if m == n]
                 prompts = [self.solve_prompt.render(problem=d.mutation.problem) for d in group]
-                sampling = self.solve_sampling(n, self._seed_for(step, 100 + round_no))
+                sampling = self.solve_sampling(n, self.request_seed(step, 100 + round_no))
                 outputs = self.engine.complete(prompts, sampling)
                 crash_point("solve", step)
                 for d, outs in zip(group, outputs, strict=True):
@@ -512,6 +517,12 @@ class Campaign:
             self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparq-embed")
         embedder = self.embedder  # loaded here, not in the thread
         self._prefetched = (tuple(problems), self._embed_pool.submit(embedder.encode, problems))
+
+    def embed_async(self, problems: list[str]) -> Future:
+        """Embed `problems` on the campaign's embedding thread; a future of the array."""
+        if self._embed_pool is None:
+            self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparq-embed")
+        return self._embed_pool.submit(self.embedder.encode, problems)
 
     def _embeddings(self, problems: list[str]) -> np.ndarray:
         pre, self._prefetched = self._prefetched, None
@@ -611,14 +622,17 @@ class Campaign:
                 rows[i] = replace(rows[i], archive_outcome=_OUTCOME[AddStatus(st)], cell=c if c >= 0 else None)
         return rows
 
-    def run_step(self) -> StepMetrics:
+    def run_step(self, phase: Phase | None = None) -> StepMetrics:
+        """One step with its phases as barriers (steps mode). `phase(name, fn, step, arg)`
+        runs the engine-bound phases (mutate, solve), e.g. as retried orchestrator tasks."""
+        phase = phase or (lambda name, fn, step, arg: fn(step, arg))
         step = self.step + 1
         started = time.perf_counter()
         parents = self.select_parents()
-        drafts = self.mutate(step, parents)
+        drafts = phase("mutate", self.mutate, step, parents)
         mutate_s = time.perf_counter() - started
         t1 = time.perf_counter()
-        drafts = self.solve(step, drafts)
+        drafts = phase("solve", self.solve, step, drafts)
         solve_s = time.perf_counter() - t1
         return self.finish_step(step, drafts, mutate_s, solve_s, started)
 

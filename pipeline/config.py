@@ -33,6 +33,12 @@ def _check(cond: bool, key: str, expected: str, value: object) -> None:
 
 
 SELECTIONS = ("archive", "static_uniform", "static_diverse", "dynamic_uniform", "dynamic_diverse")
+# How a campaign runs (pipeline/stream.py): "stream" keeps the engine's batch full and
+# commits every `commit_every` finished candidates; "steps" runs each step's phases as
+# barriers (exact replays); "auto" streams on the engines with a continuous batch (vllm,
+# openai) and runs steps on the batch-wise ones (transformers, scripted).
+RUN_MODES = ("auto", "stream", "steps")
+STREAMING_ENGINES = ("vllm", "openai")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,10 @@ class RunConfig:
     selection: str = "archive"
     working_set: int = 64  # dynamic_uniform: T, the working set's size
     niche_size: int = 4  # dynamic_diverse: T per niche
+    mode: str = "auto"
+    in_flight: int = 0  # stream: candidates in flight at most; 0 = from the engine's capacity
+    commit_every: int = 0  # stream: finished candidates per commit; 0 = batch_size
+    commit_seconds: float = 120.0  # stream: commit what has finished after this long anyway
 
     def validate(self, p: str) -> None:
         _check(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
@@ -53,6 +63,14 @@ class RunConfig:
         _check(self.selection in SELECTIONS, f"{p}.selection", f"one of {SELECTIONS}", self.selection)
         _check(self.working_set >= 1, f"{p}.working_set", "an integer >= 1", self.working_set)
         _check(self.niche_size >= 1, f"{p}.niche_size", "an integer >= 1", self.niche_size)
+        _check(self.mode in RUN_MODES, f"{p}.mode", f"one of {RUN_MODES}", self.mode)
+        _check(self.in_flight >= 0, f"{p}.in_flight", "an integer >= 0 (0 = from the engine)", self.in_flight)
+        _check(self.commit_every >= 0, f"{p}.commit_every", "an integer >= 0 (0 = batch_size)", self.commit_every)
+        _check(self.commit_seconds > 0, f"{p}.commit_seconds", "a number of seconds > 0", self.commit_seconds)
+
+    def streams(self, engine_kind: str) -> bool:
+        """Whether this campaign runs as a stream on an engine of `engine_kind`."""
+        return self.mode == "stream" or (self.mode == "auto" and engine_kind in STREAMING_ENGINES)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Running a campaign to a target step count, with progress and a summary.
 
+`drive` is the one loop: a stream (pipeline/stream.py) or steps, by `run.mode`.
 `run_generation` is the plain in-process driver used by `sparq generate --no-prefect`
-and by tests; flows/generate.py drives the same `Campaign` phases as Prefect tasks.
+and by tests; flows/generate.py calls `drive` too, with the step phases as Prefect tasks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.campaign import Campaign, Progress
+from pipeline.campaign import Campaign, Phase, Progress
 from pipeline.config import Config
 from pipeline.records import StepMetrics
 from pipeline.storage import RunDir
@@ -23,6 +24,28 @@ def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: i
                          judge=judge, progress=progress)
     camp.initialize()
     return camp
+
+
+def streams(camp: Campaign, *, fanout: bool = False) -> bool:
+    """Whether `drive` runs this campaign as a stream. Dask fan-out runs steps: its chunk
+    tasks are submitted from the flow, per phase."""
+    return not fanout and camp.config.run.streams(camp.config.engine.kind)
+
+
+def drive(camp: Campaign, on_commit, *, phase: Phase | None = None, fanout: bool = False) -> str:
+    """Run `camp` until `config.run.steps` steps are committed, calling `on_commit(metrics)`
+    after each commit; returns the mode it ran in ("stream" or "steps")."""
+    target = camp.config.run.steps
+    if camp.step >= target:
+        return "steps"
+    if streams(camp, fanout=fanout):
+        from pipeline.stream import run_stream
+
+        run_stream(camp, target, on_commit)
+        return "stream"
+    while camp.step < target:
+        on_commit(camp.run_step(phase))
+    return "steps"
 
 
 def step_line(m: StepMetrics) -> str:
@@ -46,13 +69,15 @@ def run_generation(config: Config, run_dir: Path | str, *, resume: bool = False,
         try:
             bar = tqdm(total=max(0, target - camp.step), desc="generate", unit="step",
                        disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+            def on_commit(m: StepMetrics) -> None:
+                bar.update(1)
+                bar.set_postfix(elites=m.num_elites, qd=f"{m.qd_score:.2f}", acc=m.accepted)
+                bar.write(step_line(m), file=sys.stderr)
+
             with bar:
-                while camp.step < target:
-                    m = camp.run_step()
-                    bar.update(1)
-                    bar.set_postfix(elites=m.num_elites, qd=f"{m.qd_score:.2f}", acc=m.accepted)
-                    bar.write(step_line(m), file=sys.stderr)
+                mode = drive(camp, on_commit)
             summary = camp.summary()
+            summary["mode"] = mode
             summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
             return summary
         finally:

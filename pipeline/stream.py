@@ -1,0 +1,254 @@
+"""The streaming campaign: no phase or step barrier, so the engine's batch stays full.
+
+In steps mode (`Campaign.run_step`) every phase waits for its slowest request: all of a
+step's mutations, then all of its solves, then verify, embed, archive, commit. With
+unequal output lengths the engine drains at the end of every phase. Here each candidate
+moves on its own instead:
+
+    draw a parent -> mutation request -> parse -> (skill-set: label request) ->
+    solve request (k samples, or the adaptive rounds) -> verify -> embed -> finished
+
+Up to `window` candidates are in flight at once (`run.in_flight`, or enough to fill the
+engine's continuous batch: `engine.capacity(k)` requests, with a margin); a new mutation
+starts whenever one finishes. Parents are drawn from the committed archive only.
+
+Commits keep every guarantee of steps mode. A commit is one step of the run directory:
+written atomically when `commit_every` candidates have finished (default: batch_size)
+or `commit_seconds` have passed, with the finished candidates as its slots in the order
+they finished. The archive inserts happen at the commit, in (step, slot) order, so the
+archive after step N is still `rederive_archive` of the committed rows. A kill loses only
+the work in flight; every committed row's parents are committed rows or seeds.
+
+What counts: `--steps N` asks for N commits; the progress bar counts commits. The stream
+stops launching once the run's candidates (committed, finished and in flight) reach
+steps x commit_every, and the last commit waits for every candidate in flight, so a run
+makes steps x commit_every candidates, as many as steps mode, and none is thrown away
+(a commit made early by `commit_seconds` is smaller, and the last one then larger). Which candidate lands in which
+commit depends on completion order, so a streaming run is reproducible only up to that
+order (steps mode replays exactly).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+
+from pipeline.campaign import Campaign, Draft, Parent
+from pipeline.engines import EngineError
+from pipeline.engines.base import BatchSubmitter, Completion, Submitter, submitter
+from pipeline.records import Status, StepMetrics
+from pipeline.storage import crash_point
+
+# Candidates in flight per request the engine can serve at once: queued work covers the
+# gap between a request finishing and its follow-up (verify, the next round) arriving.
+WINDOW_MARGIN = 1.5
+RETRIES = 2  # a failed request is sent again this many times before the run stops
+
+OnCommit = Callable[[StepMetrics], None]
+
+
+@dataclass
+class _Work:
+    """One candidate in flight."""
+
+    seq: int
+    parent: Parent
+    stage: str = "mutate"  # mutate | label | solve
+    draft: Draft | None = None
+    round_no: int = 0
+    tries: int = 0
+    sent: float = 0.0
+    request: tuple = ()
+    seconds: dict[str, float] = field(default_factory=lambda: {"mutate": 0.0, "solve": 0.0})
+
+
+def stream_window(camp: Campaign, sub: Submitter) -> int:
+    """Candidates in flight at most: `run.in_flight`, else enough solve requests to fill
+    the engine's batch (with a margin), never fewer than one commit's worth."""
+    run = camp.config.run
+    if run.in_flight:
+        return run.in_flight
+    k = camp.config.solver.round_size if camp.config.solver.adaptive else camp.config.solver.k
+    return max(commit_size(camp), math.ceil(WINDOW_MARGIN * sub.capacity(max(1, k))))
+
+
+def commit_size(camp: Campaign) -> int:
+    return camp.config.run.commit_every or camp.config.run.batch_size
+
+
+class Stream:
+    """Runs a campaign as a stream until it has `target` committed steps."""
+
+    def __init__(self, camp: Campaign, *, on_commit: OnCommit | None = None) -> None:
+        self.camp = camp
+        self.on_commit = on_commit or (lambda m: None)
+        self.sub = submitter(camp.engine, fallback_capacity=camp.config.run.batch_size)
+        self.window = stream_window(camp, self.sub)
+        self.every = commit_size(camp)
+        self.inflight: dict[Future, _Work] = {}
+        self.finished: list[tuple[Draft, _Work]] = []
+        self.pending: set[str] = set()  # problem ids in flight or finished, not committed
+        # Finished ok drafts' embeddings, computed in the background: id -> (future, row).
+        self._embeddings: dict[int, tuple[Future, int]] = {}
+        self._seq = int(camp.counters.get("launched", 0))
+        self._target = camp.step
+        self._last_commit = time.perf_counter()
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, target: int) -> None:
+        camp = self.camp
+        self._target = target
+        camp.log(f"streaming: up to {self.window} candidates in flight, a commit every {self.every} "
+                 f"finished or {camp.config.run.commit_seconds:g} s")
+        try:
+            while camp.step < target:
+                last = camp.step + 1 == target
+                self._launch(target)
+                if self._should_commit(last):
+                    self._commit()
+                    continue
+                if not self.inflight:  # nothing running and nothing to commit: cannot happen
+                    raise RuntimeError("stream: no candidate in flight and none finished")
+                # Wake for the time-based commit only when there is something to commit.
+                timeout = self._deadline() - time.perf_counter() if self.finished and not last else None
+                done, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+                self._advance(done)
+        finally:
+            self._abandon()
+
+    def _launch(self, target: int) -> None:
+        """Draw parents for the free places of the window, within what the remaining
+        commits can hold, and send their mutation requests."""
+        camp = self.camp
+        # The run's candidates so far (committed, finished, in flight) against what
+        # `target` commits of `every` hold; a run resumed with other settings still
+        # gets at least one commit's worth per missing commit.
+        made = int(camp.counters.get("candidates", 0)) + len(self.finished) + len(self.inflight)
+        budget = target * self.every - made
+        if not self.inflight and not self.finished:
+            budget = max(budget, self.every)
+        count = min(self.window - len(self.inflight), budget)
+        if count <= 0:
+            return
+        for parent in camp.select_parents(count):
+            self._seq += 1
+            work = _Work(seq=self._seq, parent=parent)
+            self._send(work, *camp.mutation_request(parent, camp.request_seed(work.seq, 1)))
+
+    def _send(self, work: _Work, prompt, sampling) -> None:
+        work.request, work.sent = (prompt, sampling), time.perf_counter()
+        self.inflight[self.sub.submit(prompt, sampling)] = work
+
+    def _deadline(self) -> float:
+        return self._last_commit + self.camp.config.run.commit_seconds
+
+    def _should_commit(self, last: bool) -> bool:
+        if not self.finished:
+            return False
+        if last:  # the last commit takes everything launched
+            return not self.inflight
+        return len(self.finished) >= self.every or time.perf_counter() >= self._deadline()
+
+    # -- one candidate's next move -------------------------------------------------------
+    def _advance(self, done: set[Future]) -> None:
+        judged: list[_Work] = []
+        for fut in done:
+            work = self.inflight.pop(fut)
+            elapsed = time.perf_counter() - work.sent
+            try:
+                outs: list[Completion] = fut.result()
+            except EngineError as exc:
+                if work.tries >= RETRIES:
+                    raise
+                work.tries += 1
+                self.camp.log(f"stream: request failed ({exc}); sending it again ({work.tries}/{RETRIES})")
+                self._send(work, *work.request)
+                continue
+            work.tries = 0
+            if work.stage == "mutate":
+                work.seconds["mutate"] += elapsed
+                crash_point("mutate", self.camp.step + 1)  # test-only fault injection
+                work.draft = self.camp.parse_draft(0, work.parent, outs[0], self.pending)
+                self._next(work)
+            elif work.stage == "label":
+                work.seconds["mutate"] += elapsed
+                self.camp.apply_label(work.draft, outs[0])
+                self._next(work)
+            else:
+                work.seconds["solve"] += elapsed
+                crash_point("solve", self.camp.step + 1)
+                work.draft.attempts.extend((o.text, o.tokens) for o in outs)
+                judged.append(work)
+        if judged:  # verified together: one call to the judge's workers
+            verdicts = self.camp.judge.judge_many(
+                [(w.draft.mutation.answer, [t for t, _ in w.draft.attempts]) for w in judged])
+            for w, v in zip(judged, verdicts, strict=True):
+                w.draft.verdict = v
+                w.round_no += 1
+                self._next(w)
+        # The newly finished ok problems, embedded together in the background.
+        todo = [d for d, _ in self.finished if d.status == Status.OK and id(d) not in self._embeddings]
+        if todo:
+            fut = self.camp.embed_async([d.mutation.problem for d in todo])
+            self._embeddings.update({id(d): (fut, i) for i, d in enumerate(todo)})
+
+    def _next(self, work: _Work) -> None:
+        """Send the candidate's next request, or mark it finished."""
+        camp, d = self.camp, work.draft
+        if work.stage == "mutate" and camp.needs_label(d):
+            work.stage = "label"
+            self._send(work, *camp.label_request(d, camp.request_seed(work.seq, 2)))
+            return
+        n = camp.attempts_wanted(d) if d.status == Status.OK else 0
+        if n > 0:
+            work.stage = "solve"
+            prompt = camp.solve_prompt.render(problem=d.mutation.problem)
+            self._send(work, prompt, camp.solve_sampling(n, camp.request_seed(work.seq, 100 + work.round_no)))
+            return
+        self.finished.append((d, work))
+
+    # -- commits ---------------------------------------------------------------------------
+    def _commit(self) -> None:
+        """Commit the first `every` finished candidates (all of them at the last commit),
+        as slots in the order they finished."""
+        camp = self.camp
+        step = camp.step + 1
+        take = len(self.finished) if step == self._target else self.every
+        batch, self.finished = self.finished[:take], self.finished[take:]
+        drafts = []
+        for slot, (d, _) in enumerate(batch):
+            d.slot = slot
+            drafts.append(d)
+        embeddings = {}
+        for d in drafts:
+            if d.status == Status.OK:
+                fut, row = self._embeddings.pop(id(d))
+                embeddings[d.slot] = fut.result()[row]
+        mutate_s = sum(w.seconds["mutate"] for _, w in batch)
+        solve_s = sum(w.seconds["solve"] for _, w in batch)
+        camp.counters["launched"] = float(self._seq)
+        metrics = camp.finish_step(step, drafts, mutate_s, solve_s, self._last_commit, embeddings=embeddings)
+        for d in drafts:
+            if d.status == Status.OK:  # the owner of its problem id (a duplicate is not)
+                self.pending.discard(d.problem_id)
+        self._last_commit = time.perf_counter()
+        self.on_commit(metrics)
+
+    def _abandon(self) -> None:
+        """Stop: cancel what is in flight (its work is lost, nothing committed changes)."""
+        for fut in self.inflight:
+            fut.cancel()
+        if self.inflight or self.finished:
+            self.camp.log(f"stream: stopped with {len(self.inflight)} candidate(s) in flight and "
+                          f"{len(self.finished)} finished but not committed (not written)")
+        self.inflight.clear()
+        if isinstance(self.sub, BatchSubmitter):
+            self.sub.close()
+
+
+def run_stream(camp: Campaign, target: int, on_commit: OnCommit | None = None) -> None:
+    """Run `camp` as a stream until `target` steps are committed (see the module doc)."""
+    Stream(camp, on_commit=on_commit).run(target)
