@@ -42,12 +42,14 @@ def write_config(path: Path, text: str) -> Path:
 
 
 def scripted_config(tmp_path: Path, *, steps: int = 3, batch: int = 4, k: int = 4,
-                    delay_s: float = 0.0, extra: str = "") -> Path:
+                    delay_s: float = 0.0, extra: str = "", run_extra: str = "") -> Path:
+    """A scripted-engine config; `run_extra`: more lines of its [run] table, `extra`: more tables."""
     script = write_script(tmp_path / "script.json", delay_s=delay_s)
     return write_config(tmp_path / "config.toml", f"""
 [run]
 steps = {steps}
 batch_size = {batch}
+{run_extra}
 [engine]
 kind = "scripted"
 script = "{script}"

@@ -21,6 +21,17 @@ prompt, anything else a mutation prompt.
   (so solve rates spread over [0, 1]), each ending in "The answer is X.";
 - label: an empty answer.
 
+`--max-seqs N` (> 0) turns each listener into a model of a continuously batching server
+such as vLLM: every decode tick produces one token for each running sequence, up to N
+sequences (a request of `n` samples is n sequences; more wait in a queue, admitted first
+come first served as sequences finish). A tick takes `--tick-ms` plus `--tick-ms-per-seq`
+per running sequence, plus `--prefill-ms-per-token` per prompt token (4 characters) of the
+requests admitted at that tick. Each sequence's length is lognormal: median
+`--median-tokens`, sigma `--sigma` (p99/p50 = exp(2.33 sigma)), capped at max_tokens, drawn
+from a hash of the body and the sample index. A request is answered when its last sequence
+ends. `--ticks FILE` writes one JSON line per listener per second of ticks: decode tokens
+produced, busy seconds, the peak rate (N / tick time at N sequences).
+
 `--log FILE` appends one JSON line per answered request (written and flushed when the
 answer has been sent): listener, start and end (time.time(), the slot's busy interval),
 kind, n, and a hash of the body. `--hang-after N --arm FILE --hung FILE`: once FILE
@@ -33,7 +44,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import heapq
 import json
+import math
 import os
 import re
 import sys
@@ -110,17 +123,108 @@ def answer(body: dict, spread: bool = False) -> tuple[dict, str, int]:
              "usage": {"completion_tokens": sum(tokens)}}, kind, max(tokens))
 
 
+def lognormal_tokens(key: str, median: float, sigma: float, cap: int) -> int:
+    """A sequence length, lognormal(log median, sigma) capped at `cap`, from a hash of `key`."""
+    u = (_h("lognormal", key) % 1_000_000 + 0.5) / 1_000_000
+    z = math.sqrt(2) * _erfinv(2 * u - 1)
+    return max(1, min(cap, round(median * math.exp(sigma * z))))
+
+
+def _erfinv(y: float) -> float:
+    # Newton's method on erf: exact enough for drawing lengths.
+    x = 0.0
+    for _ in range(60):
+        err = math.erf(x) - y
+        x -= err / (2 / math.sqrt(math.pi) * math.exp(-x * x))
+        if abs(err) < 1e-12:
+            break
+    return x
+
+
+class Batcher:
+    """One listener as a continuously batching server (see the module doc)."""
+
+    def __init__(self, args: argparse.Namespace, listener: int, ticks_log) -> None:
+        self.a, self.listener, self.ticks_log = args, listener, ticks_log
+        self.waiting: list[tuple[int, int, list[int], asyncio.Future]] = []  # (prompt tokens, n, lengths, done)
+        self.ends: list[tuple[int, int]] = []  # heap of (tick a sequence ends, request number)
+        self.left: dict[int, tuple[int, asyncio.Future]] = {}  # request -> (sequences running, done)
+        self.running = 0
+        self.tick = 0
+        self.seq = 0
+        self.wake = asyncio.Event()
+        self.window = {"tokens": 0, "busy": 0.0, "t0": time.time()}
+
+    def peak_rate(self) -> float:
+        a = self.a
+        return a.max_seqs / ((a.tick_ms + a.tick_ms_per_seq * a.max_seqs) / 1000)
+
+    async def run(self, prompt_tokens: int, lengths: list[int]) -> None:
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.waiting.append((prompt_tokens, len(lengths), lengths, done))
+        self.wake.set()
+        await done
+
+    async def loop(self) -> None:
+        a = self.a
+        while True:
+            if not self.running and not self.waiting:
+                self.wake.clear()
+                await self.wake.wait()
+            prefill = 0
+            while self.waiting and self.running + self.waiting[0][1] <= a.max_seqs:
+                tokens, n, lengths, done = self.waiting.pop(0)
+                self.seq += 1
+                self.left[self.seq] = (n, done)
+                for length in lengths:  # the first token comes with this tick
+                    heapq.heappush(self.ends, (self.tick + length, self.seq))
+                self.running += n
+                prefill += tokens
+            ms = a.tick_ms + a.tick_ms_per_seq * self.running + a.prefill_ms_per_token * prefill
+            started = time.time()
+            await asyncio.sleep(ms / 1000)
+            self.tick += 1
+            self.window["tokens"] += self.running
+            self.window["busy"] += time.time() - started
+            while self.ends and self.ends[0][0] <= self.tick:
+                _, req = heapq.heappop(self.ends)
+                n, done = self.left[req]
+                self.running -= 1
+                if n == 1:
+                    del self.left[req]
+                    if not done.done():
+                        done.set_result(None)
+                else:
+                    self.left[req] = (n - 1, done)
+            self._flush()
+
+    def _flush(self, force: bool = False) -> None:
+        now = time.time()
+        if self.ticks_log is None or (now - self.window["t0"] < 1.0 and not force):
+            return
+        self.ticks_log.write(json.dumps({"l": self.listener, "t0": self.window["t0"], "t1": now,
+                                         "tokens": self.window["tokens"], "busy": round(self.window["busy"], 4),
+                                         "peak_rate": self.peak_rate(), "running": self.running,
+                                         "waiting": sum(w[1] for w in self.waiting)}) + "\n")
+        self.ticks_log.flush()
+        self.window = {"tokens": 0, "busy": 0.0, "t0": now}
+
+
 class Server:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.log = open(args.log, "a", encoding="utf-8") if args.log else None  # noqa: SIM115
+        ticks = open(args.ticks, "a", encoding="utf-8") if args.ticks else None  # noqa: SIM115
+        self.batchers = [Batcher(args, i, ticks) for i in range(args.listeners)] if args.max_seqs else []
         self.armed = 0
         self.forever = asyncio.Event()  # never set: a hung request waits on it
 
     async def serve(self) -> None:
         servers = []
+        loops = [asyncio.ensure_future(b.loop()) for b in self.batchers]  # noqa: F841 - run forever
         for i in range(self.args.listeners):
-            sem = asyncio.Semaphore(self.args.capacity)
+            # A batching listener takes every request (its own queue decides what runs).
+            sem = asyncio.Semaphore(1 << 30 if self.args.max_seqs else self.args.capacity)
             srv = await asyncio.start_server(lambda r, w, i=i, s=sem: self.conn(i, s, r, w), "127.0.0.1", 0,
                                              backlog=1024)
             servers.append(srv)
@@ -161,8 +265,14 @@ class Server:
                     fh.write(f"{t0}\n")
                 await self.forever.wait()
         data, kind, tokens = answer(body, spread=a.ms_per_token > 0)
+        if self.batchers:
+            cap = int(body.get("max_tokens", 128) or 128)
+            lengths = [lognormal_tokens(f"{data['id']}:{i}", a.median_tokens, a.sigma, cap)
+                       for i in range(len(data["choices"]))]
+            data["usage"]["completion_tokens"] = sum(lengths)
+            await self.batchers[listener].run(len(prompt_text(body)[0]) // 4, lengths)
         delay = (a.latency_ms + a.ms_per_token * tokens) / 1000
-        if delay > 0:
+        if delay > 0 and not self.batchers:
             await asyncio.sleep(delay)
         await self.send(writer, 200, json.dumps(data).encode(), keep)
         if self.log is not None:
@@ -186,6 +296,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency-ms", type=float, default=0.0, help="per request")
     ap.add_argument("--ms-per-token", type=float, default=0.0,
                     help="per pretend token of the longest choice (> 0: lengths spread up to max_tokens)")
+    ap.add_argument("--max-seqs", type=int, default=0,
+                    help="> 0: each listener batches continuously, this many sequences at most")
+    ap.add_argument("--tick-ms", type=float, default=20.0, help="continuous batching: per decode tick")
+    ap.add_argument("--tick-ms-per-seq", type=float, default=0.1, help="... plus per running sequence")
+    ap.add_argument("--prefill-ms-per-token", type=float, default=0.005, help="... plus per admitted prompt token")
+    ap.add_argument("--median-tokens", type=float, default=16.0, help="lognormal output length: median")
+    ap.add_argument("--sigma", type=float, default=1.0, help="lognormal output length: sigma")
+    ap.add_argument("--ticks", default="", help="continuous batching: per-second token log (JSON lines)")
     ap.add_argument("--log", default="")
     ap.add_argument("--arm", default="")
     ap.add_argument("--hang-after", type=int, default=1)

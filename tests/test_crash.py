@@ -5,6 +5,7 @@ model calls, while embedding, between two renames of the commit. After every kil
 durable state must already be consistent (checkpoint readable, committed shards intact,
 byte for byte), and after resuming the run must satisfy the run-directory invariants:
 
+- lineage is closed: every parent of a committed row is a committed row of an earlier step;
 - every committed candidate present exactly once (ids unique and equal to
   candidate_id(run, step, slot); each step's slots 0..batch-1 exactly once);
 - every attempt belongs to a committed candidate, once, and each candidate's k matches;
@@ -16,7 +17,9 @@ byte for byte), and after resuming the run must satisfy the run-directory invari
 Kills are real SIGKILLs of a real `sparq generate --no-prefect` process group (the
 answer-judge workers die with it, as on a preempted machine). Targeted kills use the
 test-only hook SPARQ_CRASH_AT=<phase>:<step> (pipeline/storage.py, `crash_point`).
-Each process is chained: the next one resumes from the previous kill.
+Each process is chained: the next one resumes from the previous kill. Every suite runs in
+both modes: steps (phases as barriers) and stream (pipeline/stream.py: candidates in flight
+at every stage when the kill lands, commits of BATCH finished candidates).
 """
 
 from __future__ import annotations
@@ -46,8 +49,14 @@ DELAY_S = 0.25  # per scripted engine call: a step takes ~1 s, so random kills s
 SEED = 20261121  # the random kill times are reproducible
 
 
-def _config(tmp_path: Path) -> Path:
-    return scripted_config(tmp_path, steps=1000, batch=BATCH, k=K, delay_s=DELAY_S,
+# Streaming mode over the scripted engine: requests queue while a batch runs, so kills land
+# with candidates in flight at every stage; commits of BATCH finished candidates.
+STREAM = f'mode = "stream"\nin_flight = {BATCH + 2}\ncommit_every = {BATCH}\n'
+MODES = {"steps": 'mode = "steps"\n', "stream": STREAM}
+
+
+def _config(tmp_path: Path, mode: str = "steps") -> Path:
+    return scripted_config(tmp_path, steps=1000, batch=BATCH, k=K, delay_s=DELAY_S, run_extra=MODES[mode],
                            extra=f"[seeds]\nlimit = {SEEDS}\n")
 
 
@@ -177,6 +186,11 @@ def check_run(run_dir: Path, steps: int, ledger: Ledger | None = None, *, seeds:
     assert sorted(slots[0]) == list(range(seeds))
     for s in range(1, steps + 1):
         assert sorted(slots[s]) == list(range(batch)), f"step {s} slots {sorted(slots[s])}"
+    # Lineage is closed: every parent of a committed row is a committed row of an earlier step.
+    step_of = {r["id"]: r["step"] for r in rows}
+    for r in cands.select(["step", "parent_id", "second_parent_id"]).to_pylist():
+        for parent in (r["parent_id"], r["second_parent_id"]):
+            assert parent is None or step_of.get(parent, r["step"]) < r["step"], f"open lineage: {parent}"
     attempts = run.read_attempts().select(["candidate_id", "attempt"]).to_pylist()
     pairs = [(a["candidate_id"], a["attempt"]) for a in attempts]
     assert len(pairs) == len(set(pairs)), "duplicate attempts"
@@ -211,7 +225,7 @@ def _finish(config: Path, run_dir: Path, ledger: Ledger, extra_steps: int = 2) -
     return check_run(run_dir, target, ledger)
 
 
-def random_kills(tmp_path: Path, trials: int, figures, name: str) -> None:
+def random_kills(tmp_path: Path, trials: int, figures, name: str, mode: str = "steps") -> None:
     """Chained trials: each process resumes the last one's run and is killed at a random time.
 
     A quarter of the kills land at a uniform time from process start (imports, recovery,
@@ -219,7 +233,7 @@ def random_kills(tmp_path: Path, trials: int, figures, name: str) -> None:
     after the process has finished its first step (mutate, solve, judge, embed, commit).
     """
     rng = random.Random(SEED + trials)
-    config, run_dir = _config(tmp_path), tmp_path / "run"
+    config, run_dir = _config(tmp_path, mode), tmp_path / "run"
     ledger = Ledger(run_dir)
     early = 0
     started = time.perf_counter()
@@ -254,8 +268,8 @@ ALL_POINTS = (["shard-tmp:0", "metrics:0", "archive:0", "checkpoint-tmp:0", "com
 SHORT_POINTS = ["shard-tmp:0", "mutate:1", "solve:1", "embed:1", "shard:1", "checkpoint-tmp:1"]
 
 
-def targeted_kills(tmp_path: Path, points: list[str], figures, name: str) -> None:
-    config, run_dir = _config(tmp_path), tmp_path / "run"
+def targeted_kills(tmp_path: Path, points: list[str], figures, name: str, mode: str = "steps") -> None:
+    config, run_dir = _config(tmp_path, mode), tmp_path / "run"
     ledger = Ledger(run_dir)
     started = time.perf_counter()
     for point in points:
@@ -276,22 +290,30 @@ def targeted_kills(tmp_path: Path, points: list[str], figures, name: str) -> Non
                    rows_duplicated=0, seconds=round(time.perf_counter() - started, 1))
 
 
-def test_random_kills_short(tmp_path: Path, figures):
-    random_kills(tmp_path, 5, figures, "crash.random_short")
+def _name(base: str, mode: str) -> str:
+    return base if mode == "steps" else f"{base}_{mode}"
 
 
-def test_targeted_kills_short(tmp_path: Path, figures):
-    targeted_kills(tmp_path, SHORT_POINTS, figures, "crash.targeted_short")
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_random_kills_short(tmp_path: Path, figures, mode: str):
+    random_kills(tmp_path, 5, figures, _name("crash.random_short", mode), mode)
+
+
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_targeted_kills_short(tmp_path: Path, figures, mode: str):
+    targeted_kills(tmp_path, SHORT_POINTS, figures, _name("crash.targeted_short", mode), mode)
 
 
 @pytest.mark.ci
-def test_random_kills_full(tmp_path: Path, figures):
-    random_kills(tmp_path, 20, figures, "crash.random_full")
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_random_kills_full(tmp_path: Path, figures, mode: str):
+    random_kills(tmp_path, 20, figures, _name("crash.random_full", mode), mode)
 
 
 @pytest.mark.ci
-def test_targeted_kills_full(tmp_path: Path, figures):
-    targeted_kills(tmp_path, ALL_POINTS, figures, "crash.targeted_full")
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_targeted_kills_full(tmp_path: Path, figures, mode: str):
+    targeted_kills(tmp_path, ALL_POINTS, figures, _name("crash.targeted_full", mode), mode)
 
 
 def test_crash_hook_is_inert_when_unset(monkeypatch):

@@ -182,7 +182,16 @@ class VLLMEngine:
             return
         # Stop the engine core process now rather than at interpreter exit, so a test or a
         # pipeline that builds a second engine does not hold two models' memory.
+        async def stop_output_handler() -> None:
+            # On the loop that runs it, before the engine core goes: else the handler
+            # meets the dead core first and logs an EngineDeadError traceback.
+            handler = getattr(llm, "output_handler", None)
+            if handler is not None:
+                handler.cancel()
+                await asyncio.gather(handler, return_exceptions=True)
+
         try:
+            asyncio.run_coroutine_threadsafe(stop_output_handler(), self._loop).result(timeout=30)
             llm.shutdown()
         except Exception:  # best effort: the process exits at interpreter exit anyway
             pass
