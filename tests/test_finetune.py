@@ -16,7 +16,7 @@ from finetune.config import load_finetune_config
 from finetune.data import load_sft_dataset
 from finetune.errors import FinetuneInputError
 from finetune.metrics import bootstrap_mean, pass_at_k, pass_at_k_estimate
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.config import ConfigError
 from tests.conftest import REPO
 
