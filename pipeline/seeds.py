@@ -2,7 +2,9 @@
 
 A column mapping (problem, solution, answer, optional skill) turns any source into
 `Seed` records. Every check runs before any model work: a missing mapped column fails
-with a message naming the column and the source; a bad row names its row number.
+with a message naming the column and the source; a bad row names where it is in the
+source, by the source's own numbering counted from 1 (`line N` of a JSONL file, `row N`
+of a Parquet file or dataset split).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Seed:
     solution: str
     answer: str
     skill: str | None
-    index: int  # row number in the source
+    index: int  # position among the source's rows, from 0
 
 
 def resolve_source(source: str) -> str:
@@ -42,7 +44,7 @@ def resolve_source(source: str) -> str:
     return source
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
     rows = []
     try:
         with path.open(encoding="utf-8") as fh:
@@ -57,13 +59,17 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                     raise SeedError(f"seed source {path}: line {lineno} cannot be read ({exc})") from None
                 if not isinstance(row, dict):
                     raise SeedError(f"seed source {path}: line {lineno} is not a JSON object")
-                rows.append(row)
+                rows.append((f"line {lineno}", row))
     except UnicodeDecodeError as exc:
         raise SeedError(f"seed source {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return rows
 
 
-def _read_parquet(path: Path, columns: list[str], skill: str) -> list[dict[str, Any]]:
+def _numbered(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"row {n}", row) for n, row in enumerate(rows, 1)]
+
+
+def _read_parquet(path: Path, columns: list[str], skill: str) -> list[tuple[str, dict[str, Any]]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -72,12 +78,12 @@ def _read_parquet(path: Path, columns: list[str], skill: str) -> list[dict[str, 
         _require_columns(schema.names, columns, str(path))
         if skill and skill in schema.names:
             columns = [*columns, skill]
-        return pq.read_table(path, columns=columns).to_pylist()
+        return _numbered(pq.read_table(path, columns=columns).to_pylist())
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeedError(f"seed source {path}: cannot read Parquet ({exc})") from None
 
 
-def _read_hf(name: str, split: str, columns: list[str], skill: str) -> list[dict[str, Any]]:
+def _read_hf(name: str, split: str, columns: list[str], skill: str) -> list[tuple[str, dict[str, Any]]]:
     import datasets
 
     try:
@@ -87,7 +93,7 @@ def _read_hf(name: str, split: str, columns: list[str], skill: str) -> list[dict
     _require_columns(ds.column_names, columns, f"hf:{name}")
     if skill and skill in ds.column_names:
         columns = [*columns, skill]
-    return ds.select_columns(columns).to_list()
+    return _numbered(ds.select_columns(columns).to_list())
 
 
 def _require_columns(available: list[str], needed: list[str], source: str) -> None:
@@ -97,47 +103,60 @@ def _require_columns(available: list[str], needed: list[str], source: str) -> No
                             f"(available: {', '.join(map(repr, available)) or 'none'})")  # repr: one line
 
 
+def read_rows(source: str, columns: list[str], *, split: str = "train",
+              skill: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """The rows of a seed-style source, each with where it sits in the source.
+
+    `source` is "bundled", "bundled-eval", a .jsonl or .parquet path, or hf:NAME (loaded
+    with `split`). `columns` must exist (checked on the first JSONL row, on the schema of
+    the others); the optional `skill` column is read when present. Returns (where, row)
+    pairs in source order: where is the source's own numbering, "line N" of a JSONL file
+    (blank lines count, as in an editor) or "row N" of a Parquet file or dataset split,
+    both counted from 1. Raises SeedError naming the source. An empty JSONL file gives [].
+    """
+    resolved = resolve_source(source)
+    if resolved.startswith("hf:"):
+        return _read_hf(resolved[3:], split, columns, skill)
+    path = Path(resolved)
+    if not path.is_file():
+        raise SeedError(f"seed source {resolved}: file not found")
+    if path.suffix == ".jsonl":
+        rows = _read_jsonl(path)
+        if rows:
+            _require_columns(list(rows[0][1].keys()), columns, resolved)
+        return rows
+    if path.suffix == ".parquet":
+        return _read_parquet(path, columns, skill)
+    raise SeedError(f"seed source {resolved}: expected a .jsonl or .parquet file or hf:NAME")
+
+
 def load_seeds(cfg: SeedsConfig) -> list[Seed]:
-    """Load and validate seeds; raise SeedError naming the source on any problem."""
+    """Load and validate seeds; raise SeedError naming the source (and the row: see read_rows)."""
     source = resolve_source(cfg.source)
     columns = [cfg.problem, cfg.solution, cfg.answer]  # the skill column is optional
-    if source.startswith("hf:"):
-        rows = _read_hf(source[3:], cfg.split, columns, cfg.skill)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise SeedError(f"seed source {source}: file not found")
-        if path.suffix == ".jsonl":
-            rows = _read_jsonl(path)
-            if not rows:
-                raise SeedError(f"seed source {source}: no rows")
-            _require_columns(list(rows[0].keys()), columns, source)
-        elif path.suffix == ".parquet":
-            rows = _read_parquet(path, columns, cfg.skill)
-        else:
-            raise SeedError(f"seed source {source}: expected a .jsonl or .parquet file or hf:NAME")
+    rows = read_rows(cfg.source, columns, split=cfg.split, skill=cfg.skill)
     seeds = []
-    for i, row in enumerate(rows):
+    for i, (where, row) in enumerate(rows):
         for col in columns:
             if col not in row:
-                raise SeedError(f"seed source {source}: row {i} has no column {col!r}")
+                raise SeedError(f"seed source {source}: {where} has no column {col!r}")
         problem, solution, answer = row[cfg.problem], row[cfg.solution], row[cfg.answer]
         if isinstance(answer, int | float) and not isinstance(answer, bool):
             answer = str(answer)
         for col, value in ((cfg.problem, problem), (cfg.answer, answer)):
             if not isinstance(value, str) or not value.strip():
-                raise SeedError(f"seed source {source}: row {i} column {col!r} must be a "
+                raise SeedError(f"seed source {source}: {where} column {col!r} must be a "
                                 f"non-empty string, got {value!r}")
         if solution is None:
             solution = ""
         if not isinstance(solution, str):
-            raise SeedError(f"seed source {source}: row {i} column {cfg.solution!r} must be a "
+            raise SeedError(f"seed source {source}: {where} column {cfg.solution!r} must be a "
                             f"string, got {type(solution).__name__}")
         for col, value in ((cfg.problem, problem), (cfg.solution, solution), (cfg.answer, answer)):
             try:  # JSON's \ud800 escapes decode to lone surrogates, which Parquet cannot store
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise SeedError(f"seed source {source}: row {i} column {col!r} is not valid Unicode "
+                raise SeedError(f"seed source {source}: {where} column {col!r} is not valid Unicode "
                                 f"text ({exc.reason} at character {exc.start})") from None
         skill = row.get(cfg.skill) if cfg.skill else None  # optional: absent -> None
         seeds.append(Seed(problem.strip(), solution.strip(), answer.strip(),

@@ -110,7 +110,7 @@ def test_evaluate_source_without_answers(tmp_path: Path, capsys):
     src.write_text('{"problem": "What is 1 + 1?"}\n{"problem": "What is 2 + 2?"}\n')
     one_line_error(capsys, ["evaluate", "embedded", "--eval", str(src)], "no column 'answer'")
     src.write_text('{"problem": "What is 1 + 1?", "answer": ""}\n')
-    one_line_error(capsys, ["evaluate", "embedded", "--eval", str(src)], "row 0 has no answer")
+    one_line_error(capsys, ["evaluate", "embedded", "--eval", str(src)], "line 1 has no answer")
     one_line_error(capsys, ["evaluate", "embedded", "--eval", str(tmp_path / "missing.jsonl")], "file not found")
 
 

@@ -48,7 +48,7 @@ def test_parquet_missing_column(tmp_path: Path):
         (b'{"problem": "a", "solution": "b", "answer": "1"}\n{broken\n', "line 2"),
         (b'{"problem": "a\xff", "solution": "b", "answer": "1"}\n', "UTF-8"),
         (b'[1, 2]\n', "not a JSON object"),
-        (b'{"problem": "", "solution": "b", "answer": "1"}\n', "row 0"),
+        (b'\n{"problem": "", "solution": "b", "answer": "1"}\n', "line 2 column"),
         (b"", "no rows"),
     ],
 )
