@@ -151,7 +151,7 @@ def test_novelty_resume_rebuilds_a_stale_snapshot(tmp_path: Path):
     # A snapshot from step 1 with a checkpoint at step 2: resume must re-derive it.
     camp = Campaign.open(run.path, resume=True, progress=lambda m: None)
     ck = run.checkpoint_path.read_text()
-    stale = camp.archive.empty()
+    stale = camp.archive.new_empty()
     cands = run.read_candidates(upto=1)
     stale = rederive_archive(stale, cands)
     camp.close()
