@@ -43,7 +43,7 @@ def load_eval_problems(cfg: EvalSection) -> list[EvalProblem]:
     try:  # the seed reader gives the same column-mapping errors as `sparq seeds`
         rows = read_rows(cfg.source, [cfg.problem, cfg.answer], split=cfg.split)
     except SeedError as exc:
-        raise FinetuneInputError(str(exc).replace("seed source", "eval source", 1)) from None
+        raise FinetuneInputError(f"eval source {exc.source}: {exc.detail}") from None
     problems = []
     for i, (where, row) in enumerate(rows):
         problem, answer = row.get(cfg.problem), row.get(cfg.answer)
