@@ -72,12 +72,16 @@ class SeedsConfig:
     answer: str = "answer"
     skill: str = "skill"  # optional column with a skill label, used when the source has it
     limit: int = 0  # 0 = all
+    # The longest problem, solution or answer accepted, in characters: a seed is put into
+    # few-shot and mutation prompts, and one of megabytes would fill every context it is in.
+    max_chars: int = 20_000
 
     def validate(self, p: str) -> None:
         check(bool(self.source), f"{p}.source", "a non-empty source", self.source)
         for name in ("problem", "solution", "answer"):
             check(bool(getattr(self, name)), f"{p}.{name}", "a column name", getattr(self, name))
         check(self.limit >= 0, f"{p}.limit", "an integer >= 0", self.limit)
+        check(self.max_chars >= 1, f"{p}.max_chars", "an integer >= 1", self.max_chars)
 
 
 ENGINE_KINDS = ("transformers", "vllm", "openai", "scripted")

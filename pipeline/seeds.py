@@ -4,7 +4,8 @@ A column mapping (problem, solution, answer, optional skill) turns any source in
 `Seed` records. Every check runs before any model work: a missing mapped column fails
 with a message naming the column and the source; a bad row names where it is in the
 source, by the source's own numbering counted from 1 (`line N` of a JSONL file, `row N`
-of a Parquet file or dataset split).
+of a Parquet file or dataset split). A problem, solution or answer longer than
+`seeds.max_chars` characters is refused: one such row would fill every prompt it is put in.
 """
 
 from __future__ import annotations
@@ -168,6 +169,9 @@ def load_seeds(cfg: SeedsConfig) -> list[Seed]:
             raise SeedError(str(source), f"{where} column {cfg.solution!r} must be a "
                             f"string, got {type(solution).__name__}")
         for col, value in ((cfg.problem, problem), (cfg.solution, solution), (cfg.answer, answer)):
+            if len(value) > cfg.max_chars:
+                raise SeedError(str(source), f"{where} column {col!r} is {len(value):,} characters long, over the "
+                                             f"limit of {cfg.max_chars:,} (seeds.max_chars)")
             try:  # JSON's \ud800 escapes decode to lone surrogates, which Parquet cannot store
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
