@@ -63,7 +63,7 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    # "bundled" = data/seeds/seeds.jsonl of this repository; otherwise a local .jsonl or
+    # "bundled" = pipeline/data/seeds/seeds.jsonl (package data); otherwise a local .jsonl or
     # .parquet path, or "hf:NAME" for a `datasets` dataset (loaded with `split`).
     source: str = "bundled"
     split: str = "train"

@@ -20,9 +20,10 @@ from typing import Any
 from pipeline.config import SeedsConfig
 from pipeline.records import normalize_text
 
-REPO_DATA = Path(__file__).resolve().parent.parent / "data"
-BUNDLED_SEEDS = REPO_DATA / "seeds" / "seeds.jsonl"
-BUNDLED_EVAL = REPO_DATA / "eval" / "heldout.jsonl"
+# Package data (written by data/make_seeds.py), so an installed package finds them.
+BUNDLED_DATA = Path(__file__).resolve().parent / "data"
+BUNDLED_SEEDS = BUNDLED_DATA / "seeds" / "seeds.jsonl"
+BUNDLED_EVAL = BUNDLED_DATA / "eval" / "heldout.jsonl"
 
 
 class SeedError(ValueError):

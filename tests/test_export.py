@@ -24,7 +24,7 @@ from pipeline.storage import RunDir, RunError
 from tests.conftest import REPO, sparq_cmd, write_config, write_script
 from tests.export_helpers import DIM, cand, fake_embed, write_run
 
-HELDOUT_0 = "Compute 6 * 9."  # the first item of data/eval/heldout.jsonl
+HELDOUT_0 = "Compute 6 * 9."  # the first item of pipeline/data/eval/heldout.jsonl
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 

@@ -18,9 +18,9 @@ from finetune.errors import FinetuneInputError
 from finetune.metrics import bootstrap_mean, pass_at_k, pass_at_k_estimate
 from flows.cli import main
 from pipeline.config import ConfigError
-from tests.conftest import REPO
+from pipeline.seeds import BUNDLED_SEEDS
 
-ROWS = [json.loads(line) for line in (REPO / "data" / "seeds" / "seeds.jsonl").read_text().splitlines()[:8]]
+ROWS = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()[:8]]
 
 
 def write_dataset(root: Path, rows: list[dict] | None = None, *, messages: bool = True) -> Path:
