@@ -159,7 +159,7 @@ def test_run_storage_has_no_pickle(tmp_path: Path, figures):
     run_generation(cfg, tmp_path / "run", show_bar=False, progress=lambda m: None)
     kinds = [_check_file(p) for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()]
     assert {"parquet", "npy", "json", "toml"} <= set(kinds)
-    figures.record("security.storage_formats", files_checked=len(kinds), pickles=0)
+    figures.record("security.storage_formats", files_checked=len(kinds), pickles=kinds.count("pickle"))
 
 
 MUTATION = (" A farmer has 12 cows and buys 5 more. How many cows does he have?\n"
@@ -191,7 +191,8 @@ def test_api_key_never_leaves_the_environment(tmp_path: Path, figures):
         assert secret not in proc.stdout and secret not in proc.stderr
     assert leaks == []
     assert "SPARQ_TEST_SECRET" in (tmp_path / "run" / "config.toml").read_text()  # the name, not the value
-    figures.record("security.api_key", files_checked=len(files), outputs_checked=4, leaks=0)
+    outputs = [out for proc in (ok, bad) for out in (proc.stdout, proc.stderr)]
+    figures.record("security.api_key", files_checked=len(files), outputs_checked=len(outputs), leaks=len(leaks))
 
 
 def test_servers_bind_localhost():
