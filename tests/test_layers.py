@@ -7,7 +7,7 @@ functions, so a lazy import that reaches up fails as surely as a top-level one. 
    do not import each other);
 2. only flows/ imports Prefect (or prefect-dask): the library can be used and tested without it;
 3. no module imports another package's private (underscore) name, so a package's public
-   surface is what it exports.
+   surface is what it exports (tests/ and bench/ included).
 """
 
 from __future__ import annotations
@@ -93,6 +93,20 @@ def violations(root: Path, layers: dict[str, int] = LAYERS) -> list[str]:
 
 def test_the_packages_import_only_downward_and_only_flows_imports_prefect():
     assert violations(REPO) == []
+
+
+def test_tests_and_bench_import_no_private_name_of_a_package():
+    # They sit outside the layers but use the packages as a user would: through public names.
+    found = []
+    for folder in ("tests", "bench"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            rel = path.relative_to(REPO)
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(rel))
+            for line, module, names in _imports(tree, ".".join(rel.with_suffix("").parts)):
+                if module.split(".")[0] in LAYERS:
+                    found += [f"{rel}:{line}: {module}.{n}" for n in names if n.startswith("_") and
+                              not n.startswith("__")]
+    assert found == []
 
 
 def test_every_package_is_checked():
