@@ -40,7 +40,7 @@ from archives.centroids import normalize_rows
 
 __all__ = [
     "NO_STEP", "AddStatus", "Archive", "ArchiveBase", "ArchiveStats", "Elite", "check_batch", "check_embeddings",
-    "compute_stats", "read_elites", "read_state", "sample_cells", "write_snapshot",
+    "compute_stats", "elites_table", "read_elites", "read_embeddings", "read_state", "sample_cells", "write_snapshot",
 ]
 
 ELITES_FILE = "elites.parquet"
@@ -301,6 +301,20 @@ def read_elites(directory: Path, expected_rows: int) -> pa.Table:
     if table.num_rows != expected_rows:
         raise ValueError(f"elites.parquet must have {expected_rows} rows per state.json; got {table.num_rows}")
     return table
+
+
+def elites_table(cells: Any, ids: Sequence[str | None], qualities: Any, steps: Any, embeddings: np.ndarray,
+                 dim: int) -> pa.Table:
+    """The ``data()`` table of an embedding archive: cell int64, id string, quality float64,
+    step int64, embedding fixed_size_list<float32>[dim], one row per elite."""
+    flat = pa.array(np.asarray(embeddings, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.table({
+        "cell": pa.array(np.asarray(cells, dtype=np.int64), type=pa.int64()),
+        "id": pa.array(list(ids), type=pa.string()),
+        "quality": pa.array(np.asarray(qualities, dtype=np.float64), type=pa.float64()),
+        "step": pa.array(np.asarray(steps, dtype=np.int64), type=pa.int64()),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+    })
 
 
 def read_embeddings(table: pa.Table, dim: int) -> np.ndarray:

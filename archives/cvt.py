@@ -23,6 +23,7 @@ from archives.base import (
     Elite,
     check_batch,
     check_embeddings,
+    elites_table,
     one_embedding,
     read_elites,
     read_embeddings,
@@ -262,17 +263,9 @@ class CVTArchive(ArchiveBase):
         Columns: cell int64, id string, quality float64, step int64,
         embedding fixed_size_list<float32>[dim].
         """
-        cells = np.flatnonzero(self._occupied)
-        flat = pa.array(self._embedding[cells].reshape(-1), type=pa.float32())
-        return pa.table(
-            {
-                "cell": pa.array(cells.astype(np.int64), type=pa.int64()),
-                "id": pa.array([self._ids[c] for c in cells.tolist()], type=pa.string()),
-                "quality": pa.array(self._quality[cells], type=pa.float64()),
-                "step": pa.array(self._step[cells], type=pa.int64()),
-                "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
-            }
-        )
+        cells = self.occupied()
+        return elites_table(cells, [self._ids[c] for c in cells.tolist()], self._quality[cells], self._step[cells],
+                            self._embedding[cells], self.dim)
 
     def __eq__(self, other: object) -> bool:
         """Same centroids and same elites (id, cell, quality, step, embedding)."""

@@ -29,6 +29,7 @@ from archives.base import (
     Elite,
     check_batch,
     check_embeddings,
+    elites_table,
     one_embedding,
     read_elites,
     read_embeddings,
@@ -171,14 +172,7 @@ class NoveltyArchive(ArchiveBase):
 
     def data(self) -> pa.Table:
         """Elites sorted by niche (niche ids are creation order): cell, id, quality, step, embedding."""
-        flat = pa.array(self._emb[: self._n].reshape(-1), type=pa.float32())
-        return pa.table({
-            "cell": pa.array(np.arange(self._n, dtype=np.int64), type=pa.int64()),
-            "id": pa.array(self._ids, type=pa.string()),
-            "quality": pa.array(self._quality, type=pa.float64()),
-            "step": pa.array(self._step, type=pa.int64()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
-        })
+        return elites_table(self.occupied(), self._ids, self._quality, self._step, self._emb[: self._n], self.dim)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NoveltyArchive):

@@ -16,7 +16,7 @@ from typing import Any
 import tomli_w
 
 from finetune.errors import FinetuneConfigError
-from pipeline.config import EngineConfig, build, check, load_layered, to_dict
+from pipeline.config import EngineConfig, check, load_layered, replace_section, to_dict
 
 DEFAULT_FINETUNE_CONFIG = Path(__file__).parent / "finetune.toml"
 METHODS = ("lora", "full")
@@ -133,9 +133,7 @@ class FinetuneConfig:
 
     def replace(self, section: str, **changes: Any) -> FinetuneConfig:
         """A copy with some keys of one section changed, validated like a loaded file."""
-        data = to_dict(self)
-        data[section].update(changes)
-        return build(FinetuneConfig, data, "", "override", FinetuneConfigError)
+        return replace_section(self, section, changes, FinetuneConfigError)
 
 
 def load_finetune_config(path: str | Path | None = None) -> FinetuneConfig:

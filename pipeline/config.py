@@ -7,10 +7,10 @@ fail at load time with a `ConfigError` whose one-line message names the key.
 Secrets never live in a config: the `openai` engine names the environment variable that
 holds its key (`api_key_env`), so the resolved config written to a run is safe to share.
 
-The loader itself (`read_toml`, `check_keys`, `merge`, `build`, `load_layered`, `to_dict`)
-is public and the only one in the project: the export config (filters/config.py) and the
-fine-tuning config (finetune/config.py) go through it with their own ConfigError subclass,
-so every config follows the same rules and reads the same messages.
+The loader itself (`read_toml`, `check_keys`, `merge`, `build`, `load_layered`,
+`replace_section`, `to_dict`) is public and the only one in the project: the export config
+(filters/config.py) and the fine-tuning config (finetune/config.py) go through it with their
+own ConfigError subclass, so every config follows the same rules and reads the same messages.
 """
 
 from __future__ import annotations
@@ -310,9 +310,7 @@ class Config:
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like a loaded file)."""
-        data = to_dict(self)
-        data[section].update(changes)
-        return from_dict(data, source="override")
+        return replace_section(self, section, changes)
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}
@@ -448,6 +446,14 @@ def load_config(path: Path | str | None = None) -> Config:
     return load_layered(Config, DEFAULT_CONFIG, path)
 
 
+def replace_section(config: Any, section: str, changes: dict[str, Any], error: type[ConfigError] = ConfigError) -> Any:
+    """A copy of a config dataclass with some keys of one section changed, built and checked
+    like a loaded file (the source in messages is "override")."""
+    data = to_dict(config)
+    data[section].update(changes)
+    return build(type(config), data, "", "override", error)
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain TOML-able dict of a config dataclass, recursively (tuples become lists)."""
 
@@ -469,5 +475,5 @@ def dump_config(config: Config) -> str:
 __all__ = [
     "ArchiveConfig", "Config", "ConfigError", "EngineConfig", "GeneratorConfig", "OperatorsConfig",
     "QualityConfig", "RunConfig", "SeedsConfig", "SolverConfig", "ValidityConfig", "build", "check", "check_keys",
-    "dump_config", "from_dict", "load_config", "load_layered", "merge", "read_toml", "to_dict",
+    "dump_config", "from_dict", "load_config", "load_layered", "merge", "read_toml", "replace_section", "to_dict",
 ]
