@@ -69,7 +69,7 @@ def test_bad_messages_rows(tmp_path: Path):
     (root / "data").mkdir(parents=True)
     bad = [[{"role": "user", "content": "What is 1 + 1?"}]]  # no assistant turn
     pq.write_table(pa.table({"messages": bad}), root / "data" / "p.parquet")
-    with pytest.raises(FinetuneInputError, match="row 0: the last message must be the assistant's"):
+    with pytest.raises(FinetuneInputError, match=r"p\.parquet: row 1: the last message must be the assistant's"):
         load_sft_dataset(root)
 
 
