@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -122,7 +123,7 @@ class Archive(Protocol):
     def __len__(self) -> int: ...
 
 
-class ArchiveBase:
+class ArchiveBase(ABC):
     """The methods every kind shares, written once over a few per-kind hooks.
 
     A kind sets ``cells`` and provides ``add``, ``new_empty``, ``occupied()`` (sorted
@@ -134,24 +135,30 @@ class ArchiveBase:
     cells: int
     _stats: ArchiveStats | None
 
+    @abstractmethod
     def add(self, ids: Sequence[str], descriptors: Any, qualities: Sequence[float], *,
             steps: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """A kind's own; see the class docstring."""
 
+    @abstractmethod
     def new_empty(self) -> Any:
-        raise NotImplementedError
+        """A kind's own; see the class docstring."""
 
+    @abstractmethod
     def occupied(self) -> np.ndarray:
-        raise NotImplementedError
+        """A kind's own; see the class docstring."""
 
+    @abstractmethod
     def _holds(self, cell: int) -> bool:
-        raise NotImplementedError
+        """A kind's own; see the class docstring."""
 
+    @abstractmethod
     def _elite_at(self, cell: int) -> Elite:
-        raise NotImplementedError
+        """A kind's own; see the class docstring."""
 
+    @abstractmethod
     def _qualities(self) -> np.ndarray:
-        raise NotImplementedError
+        """A kind's own; see the class docstring."""
 
     def empty(self) -> Any:
         """Deprecated name of :meth:`new_empty` (pyribs' ``empty`` is a boolean, not a new archive)."""
