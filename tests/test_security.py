@@ -126,9 +126,10 @@ def test_generated_payloads_are_stored_never_run(tmp_path: Path, figures):
     assert any(r["status"] == "ok" and r["k"] == 3 for r in gen), "payload problems were never solved/judged"
     attempts = RunDir(tmp_path / "run").read_attempts()
     assert attempts.num_rows > 0
-    assert [m for m in markers if m.exists()] == []
+    executed = [m for m in markers if m.exists()]  # a payload that ran would have written its marker
+    assert executed == []
     figures.record("security.payloads", payloads=len(PAYLOADS), candidates=len(gen),
-                   attempts_judged=attempts.num_rows, executed=0)
+                   attempts_judged=attempts.num_rows, executed=len(executed))
 
 
 def _check_file(path: Path) -> str:
