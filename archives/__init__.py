@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from archives.base import Archive
+from archives.base import NO_STEP, AddStatus, Archive, ArchiveStats, Elite
 from archives.centroids import build_centroids
-from archives.cvt import AddStatus, ArchiveStats, CVTArchive, Elite
+from archives.cvt import CVTArchive
 from archives.novelty import NoveltyArchive
 from archives.skillset import SkillSetArchive, parse_skill_labels, skill_key, skill_vocabulary
 
@@ -28,6 +28,6 @@ def load_archive(directory: Path | str) -> tuple[Archive, dict[str, Any]]:
 
 
 __all__ = [
-    "ARCHIVE_KINDS", "AddStatus", "Archive", "ArchiveStats", "CVTArchive", "Elite", "NoveltyArchive",
+    "ARCHIVE_KINDS", "NO_STEP", "AddStatus", "Archive", "ArchiveStats", "CVTArchive", "Elite", "NoveltyArchive",
     "SkillSetArchive", "build_centroids", "load_archive", "parse_skill_labels", "skill_key", "skill_vocabulary",
 ]

@@ -7,30 +7,35 @@ unit sphere. Its contents are a pure function of the ordered sequence of inserti
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from archives.centroids import normalize_rows
+from archives.base import (
+    NO_STEP,
+    AddStatus,
+    ArchiveBase,
+    ArchiveStats,
+    Elite,
+    check_batch,
+    check_embeddings,
+    elites_table,
+    one_embedding,
+    read_elites,
+    read_embeddings,
+    read_state,
+    write_snapshot,
+)
 
-__all__ = ["NO_STEP", "AddStatus", "ArchiveStats", "CVTArchive", "Elite"]
+__all__ = ["CVTArchive"]
 
 FORMAT_VERSION = 1
-# Step recorded for rows added without ``steps``.
-NO_STEP = -1
 
-_ELITES_FILE = "elites.parquet"
 _CENTROIDS_FILE = "centroids.npy"
-_STATE_FILE = "state.json"
 
 # Nearest-centroid candidates faiss returns before the float64 re-rank (see _lookup).
 _RERANK_K = 4
@@ -38,51 +43,7 @@ _RERANK_K = 4
 _NORM_TOLERANCE = 1e-4
 
 
-class AddStatus(IntEnum):
-    """Outcome of inserting one row, as if rows were inserted one at a time."""
-
-    NOT_ADDED = 0
-    IMPROVE_EXISTING = 1
-    NEW = 2
-
-
-@dataclass(frozen=True)
-class ArchiveStats:
-    """Summary of the elites' qualities; ``best`` and ``mean`` are None when empty."""
-
-    num_cells: int
-    num_elites: int
-    coverage: float
-    qd_score: float
-    best: float | None
-    mean: float | None
-
-
-@dataclass(frozen=True, eq=False)
-class Elite:
-    """One cell's elite. ``embedding`` is the stored unit-norm float32 vector (read-only)."""
-
-    id: str
-    cell: int
-    quality: float
-    step: int
-    embedding: np.ndarray
-
-    def __eq__(self, other: object) -> bool:
-        # The generated __eq__ would compare the arrays element-wise and then fail on
-        # the truth value of the result.
-        if not isinstance(other, Elite):
-            return NotImplemented
-        return (
-            self.id == other.id
-            and self.cell == other.cell
-            and self.quality == other.quality
-            and self.step == other.step
-            and np.array_equal(self.embedding, other.embedding)
-        )
-
-
-class CVTArchive:
+class CVTArchive(ArchiveBase):
     """MAP-Elites archive whose cells are the Voronoi cells of fixed unit-norm centroids.
 
     A row's cell is its nearest centroid by cosine similarity. Each cell holds at most one
@@ -131,8 +92,8 @@ class CVTArchive:
         self._ids: list[str | None] = [None] * self.cells
         self._stats: ArchiveStats | None = None
 
-    def empty(self) -> CVTArchive:
-        """An archive with the same centroids and no elites (what re-derivation starts from)."""
+    def new_empty(self) -> CVTArchive:
+        """A new archive with the same centroids and no elites (what re-derivation starts from)."""
         return CVTArchive(centroids=self._centroids)
 
     # ------------------------------------------------------------------ lookup
@@ -141,14 +102,6 @@ class CVTArchive:
     def centroids(self) -> np.ndarray:
         """A copy of the centroids, float32 (cells, dim)."""
         return self._centroids.copy()
-
-    def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        arr = np.asarray(embeddings)
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise ValueError(f"embeddings must have shape (n, {self.dim}); got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return normalize_rows(arr, name="embeddings")
 
     def _lookup(self, unit: np.ndarray) -> np.ndarray:
         """Nearest centroid of each (already normalised) row, int64."""
@@ -171,7 +124,7 @@ class CVTArchive:
 
     def index_of(self, embeddings: np.ndarray) -> np.ndarray:
         """Cell index (int64) of each row of ``embeddings`` (n, dim); any non-zero scale."""
-        return self._lookup(self._check_embeddings(embeddings))
+        return self._lookup(check_embeddings(embeddings, self.dim))
 
     # ------------------------------------------------------------------ insertion
 
@@ -201,31 +154,8 @@ class CVTArchive:
                 non-finite quality. Nothing is inserted when this is raised.
         """
         ids = list(ids)
-        n = len(ids)
-        unit = self._check_embeddings(embeddings)
-        if unit.shape[0] != n:
-            raise ValueError(
-                f"embeddings must have one row per id: expected shape ({n}, {self.dim}); "
-                f"got shape {np.shape(embeddings)}"
-            )
-        for i, row_id in enumerate(ids):
-            if not isinstance(row_id, str):
-                raise ValueError(f"ids must be str; ids[{i}] is {type(row_id).__name__}")
-        qual = np.asarray(qualities, dtype=np.float64)
-        if qual.shape != (n,):
-            raise ValueError(f"qualities must have shape ({n},); got shape {qual.shape}")
-        if not np.isfinite(qual).all():
-            bad = int(np.flatnonzero(~np.isfinite(qual))[0])
-            raise ValueError(f"qualities must be finite; qualities[{bad}] is {qual[bad]}")
-        if steps is None:
-            step = np.full(n, NO_STEP, dtype=np.int64)
-        else:
-            step = np.asarray(steps)
-            if step.shape != (n,):
-                raise ValueError(f"steps must have shape ({n},); got shape {step.shape}")
-            if n and not np.issubdtype(step.dtype, np.integer):
-                raise ValueError(f"steps must be integers; got dtype {step.dtype}")
-            step = step.astype(np.int64)
+        unit = check_embeddings(embeddings, self.dim, len(ids))
+        ids, qual, step = check_batch(ids, qualities, steps, unit.shape[0])
 
         cells = self._lookup(unit)
         status, winners = self._resolve(cells, qual)
@@ -291,17 +221,8 @@ class CVTArchive:
         last[:-1] = acc_grp[1:] != acc_grp[:-1]
         return status, np.sort(pos[accepted][last])
 
-    def add_single(
-        self, id: str, embedding: np.ndarray, quality: float, *, step: int | None = None
-    ) -> tuple[AddStatus, int]:
-        """Insert one row; ``embedding`` has shape (dim,). Returns (status, cell)."""
-        emb = np.asarray(embedding)
-        if emb.ndim != 1:
-            raise ValueError(f"embedding must have shape ({self.dim},); got shape {emb.shape}")
-        status, cells = self.add(
-            [id], emb[None, :], [quality], steps=None if step is None else [step]
-        )
-        return AddStatus(int(status[0])), int(cells[0])
+    def _one_row(self, embedding: np.ndarray) -> np.ndarray:
+        return one_embedding(embedding, self.dim)
 
     # ------------------------------------------------------------------ queries
 
@@ -312,6 +233,16 @@ class CVTArchive:
         """For each row: whether its cell is occupied, and the elite's id there (or None)."""
         cells = self.index_of(embeddings)
         return self._occupied[cells].copy(), [self._ids[c] for c in cells.tolist()]
+
+    def occupied(self) -> np.ndarray:
+        """The occupied cells, sorted (int64)."""
+        return np.flatnonzero(self._occupied).astype(np.int64)
+
+    def _holds(self, cell: int) -> bool:
+        return bool(self._occupied[cell])
+
+    def _qualities(self) -> np.ndarray:
+        return self._quality[self._occupied]
 
     def _elite_at(self, cell: int) -> Elite:
         emb = self._embedding[cell].copy()
@@ -326,64 +257,15 @@ class CVTArchive:
             embedding=emb,
         )
 
-    def elite(self, cell: int) -> Elite | None:
-        """The elite in ``cell``, or None if the cell is empty."""
-        if not 0 <= cell < self.cells:
-            raise ValueError(f"cell must be in [0, {self.cells}); got {cell}")
-        return self._elite_at(int(cell)) if self._occupied[cell] else None
-
-    def sample_elites(self, n: int, rng: np.random.Generator) -> list[Elite]:
-        """``n`` elites drawn with replacement, uniformly over occupied cells.
-
-        Uniform over cells rather than over inserted rows, so crowded regions of the space
-        are not favoured as parents.
-        """
-        if n < 0:
-            raise ValueError(f"n must be >= 0; got {n}")
-        occupied = np.flatnonzero(self._occupied)
-        if occupied.size == 0:
-            raise ValueError("cannot sample elites from an empty archive")
-        picks = occupied[rng.integers(0, occupied.size, size=n)]
-        return [self._elite_at(int(c)) for c in picks]
-
     def data(self) -> pa.Table:
         """All elites as a table sorted by cell.
 
         Columns: cell int64, id string, quality float64, step int64,
         embedding fixed_size_list<float32>[dim].
         """
-        cells = np.flatnonzero(self._occupied)
-        flat = pa.array(self._embedding[cells].reshape(-1), type=pa.float32())
-        return pa.table(
-            {
-                "cell": pa.array(cells.astype(np.int64), type=pa.int64()),
-                "id": pa.array([self._ids[c] for c in cells.tolist()], type=pa.string()),
-                "quality": pa.array(self._quality[cells], type=pa.float64()),
-                "step": pa.array(self._step[cells], type=pa.int64()),
-                "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
-            }
-        )
-
-    @property
-    def stats(self) -> ArchiveStats:
-        """Statistics over the elites; recomputed from the cell arrays after any change.
-
-        Computed from the stored qualities rather than updated incrementally, so that two
-        archives with the same elites report identical floats however they were filled.
-        """
-        if self._stats is None:
-            q = self._quality[self._occupied]
-            num = int(q.size)
-            qd = float(q.sum()) if num else 0.0
-            self._stats = ArchiveStats(
-                num_cells=self.cells,
-                num_elites=num,
-                coverage=num / self.cells,
-                qd_score=qd,
-                best=float(q.max()) if num else None,
-                mean=qd / num if num else None,
-            )
-        return self._stats
+        cells = self.occupied()
+        return elites_table(cells, [self._ids[c] for c in cells.tolist()], self._quality[cells], self._step[cells],
+                            self._embedding[cells], self.dim)
 
     def __eq__(self, other: object) -> bool:
         """Same centroids and same elites (id, cell, quality, step, embedding)."""
@@ -401,8 +283,6 @@ class CVTArchive:
             and self._ids == other._ids
         )
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
     # ------------------------------------------------------------------ persistence
 
     def save(self, directory: Path, *, extra: Mapping[str, Any] | None = None) -> None:
@@ -412,7 +292,6 @@ class CVTArchive:
         by :meth:`load`. Each file is written under a temporary name and then renamed,
         and ``state.json`` goes last, so a directory with a ``state.json`` is complete.
         """
-        directory = Path(directory)
         state = {
             "format_version": FORMAT_VERSION,
             "kind": self.kind,
@@ -421,22 +300,7 @@ class CVTArchive:
             "num_elites": len(self),
             "extra": dict(extra or {}),
         }
-        # Serialise first: a non-JSON ``extra`` then fails before anything is written.
-        state_text = json.dumps(state, indent=2, sort_keys=True, allow_nan=False)
-        directory.mkdir(parents=True, exist_ok=True)
-
-        tmp = directory / (_ELITES_FILE + ".tmp")
-        pq.write_table(self.data(), tmp)
-        os.replace(tmp, directory / _ELITES_FILE)
-
-        tmp = directory / (_CENTROIDS_FILE + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, self._centroids, allow_pickle=False)
-        os.replace(tmp, directory / _CENTROIDS_FILE)
-
-        tmp = directory / (_STATE_FILE + ".tmp")
-        tmp.write_text(state_text + "\n", encoding="utf-8")
-        os.replace(tmp, directory / _STATE_FILE)
+        write_snapshot(Path(directory), self.data(), state, {_CENTROIDS_FILE: self._centroids})
 
     @classmethod
     def load(cls, directory: Path) -> tuple[CVTArchive, dict[str, Any]]:
@@ -446,10 +310,7 @@ class CVTArchive:
             ValueError: unknown format version or files that disagree with each other.
         """
         directory = Path(directory)
-        state = json.loads((directory / _STATE_FILE).read_text(encoding="utf-8"))
-        version = state.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"state.json format_version must be {FORMAT_VERSION}; got {version!r}")
+        state = read_state(directory, FORMAT_VERSION)
         centroids = np.load(directory / _CENTROIDS_FILE, allow_pickle=False)
         expected = (state["cells"], state["dim"])
         if centroids.shape != expected:
@@ -458,26 +319,13 @@ class CVTArchive:
                 f"got shape {centroids.shape}"
             )
         archive = cls(centroids=centroids)
-
-        table = pq.read_table(directory / _ELITES_FILE)
-        if table.num_rows != state["num_elites"]:
-            raise ValueError(
-                f"elites.parquet must have {state['num_elites']} rows per state.json; "
-                f"got {table.num_rows}"
-            )
+        table = read_elites(directory, state["num_elites"])
         cells = table.column("cell").to_numpy().astype(np.int64)
         if cells.size and (
             cells.min() < 0 or cells.max() >= archive.cells or np.unique(cells).size != cells.size
         ):
             raise ValueError(f"elites.parquet cells must be distinct and in [0, {archive.cells})")
-        emb_col = table.column("embedding").combine_chunks()
-        # flatten() honours slicing offsets, unlike .values.
-        emb = emb_col.flatten().to_numpy().astype(np.float32).reshape(-1, archive.dim)
-        if emb.shape[0] != cells.size:
-            raise ValueError(
-                f"elites.parquet embedding must have shape ({cells.size}, {archive.dim}); "
-                f"got {emb.shape}"
-            )
+        emb = read_embeddings(table, archive.dim)
         archive._occupied[cells] = True
         archive._quality[cells] = table.column("quality").to_numpy()
         archive._step[cells] = table.column("step").to_numpy()

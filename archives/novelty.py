@@ -22,9 +22,20 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from archives.base import check_batch, compute_stats, read_elites, read_state, sample_cells, write_snapshot
-from archives.centroids import normalize_rows
-from archives.cvt import AddStatus, ArchiveStats, Elite
+from archives.base import (
+    AddStatus,
+    ArchiveBase,
+    ArchiveStats,
+    Elite,
+    check_batch,
+    check_embeddings,
+    elites_table,
+    one_embedding,
+    read_elites,
+    read_embeddings,
+    read_state,
+    write_snapshot,
+)
 
 __all__ = ["NoveltyArchive"]
 
@@ -32,7 +43,7 @@ FORMAT_VERSION = 1
 _RERANK_K = 4
 
 
-class NoveltyArchive:
+class NoveltyArchive(ArchiveBase):
     """Niches founded by distance: one elite each, at most ``capacity`` niches.
 
     Args:
@@ -61,18 +72,11 @@ class NoveltyArchive:
         self._ids: list[str] = []
         self._stats: ArchiveStats | None = None
 
-    def empty(self) -> NoveltyArchive:
+    def new_empty(self) -> NoveltyArchive:
+        """A new archive with the same dim, radius and capacity and no niches."""
         return NoveltyArchive(dim=self.dim, radius=self.radius, capacity=self.capacity)
 
     # ------------------------------------------------------------------ lookup
-
-    def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        arr = np.asarray(embeddings)
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise ValueError(f"embeddings must have shape (n, {self.dim}); got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return normalize_rows(arr, name="embeddings")
 
     def _nearest(self, unit_row: np.ndarray) -> tuple[int, float]:
         """Nearest niche of one unit row and its cosine similarity; (-1, -inf) if none."""
@@ -95,7 +99,7 @@ class NoveltyArchive:
 
     def index_of(self, embeddings: np.ndarray) -> np.ndarray:
         """Niche each row would compete in against the current elites (-1: a new niche)."""
-        unit = self._check_embeddings(embeddings)
+        unit = check_embeddings(embeddings, self.dim)
         return np.array([self._place(row) for row in unit], dtype=np.int64)
 
     # ------------------------------------------------------------------ insertion
@@ -103,7 +107,8 @@ class NoveltyArchive:
     def add(self, ids: Sequence[str], embeddings: np.ndarray, qualities: Sequence[float], *,
             steps: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Insert rows in order; returns int8 AddStatus and the int64 niche of each row."""
-        unit = self._check_embeddings(embeddings)
+        ids = list(ids)
+        unit = check_embeddings(embeddings, self.dim, len(ids))
         ids, qual, step = check_batch(ids, qualities, steps, unit.shape[0])
         status = np.zeros(len(ids), dtype=np.int8)
         cells = np.zeros(len(ids), dtype=np.int64)
@@ -137,13 +142,8 @@ class NoveltyArchive:
         self._n += 1
         return self._n - 1
 
-    def add_single(self, id: str, embedding: np.ndarray, quality: float, *,
-                   step: int | None = None) -> tuple[AddStatus, int]:
-        emb = np.asarray(embedding)
-        if emb.ndim != 1:
-            raise ValueError(f"embedding must have shape ({self.dim},); got shape {emb.shape}")
-        status, cells = self.add([id], emb[None, :], [quality], steps=None if step is None else [step])
-        return AddStatus(int(status[0])), int(cells[0])
+    def _one_row(self, embedding: np.ndarray) -> np.ndarray:
+        return one_embedding(embedding, self.dim)
 
     # ------------------------------------------------------------------ queries
 
@@ -160,31 +160,19 @@ class NoveltyArchive:
         return Elite(id=self._ids[cell], cell=cell, quality=self._quality[cell], step=self._step[cell],
                      embedding=emb)
 
-    def elite(self, cell: int) -> Elite | None:
-        if not 0 <= cell < self.capacity:
-            raise ValueError(f"cell must be in [0, {self.capacity}); got {cell}")
-        return self._elite_at(int(cell)) if cell < self._n else None
+    def occupied(self) -> np.ndarray:
+        """The occupied niches, sorted (int64): niches are numbered in creation order."""
+        return np.arange(self._n, dtype=np.int64)
 
-    def sample_elites(self, n: int, rng: np.random.Generator) -> list[Elite]:
-        picks = sample_cells(np.arange(self._n, dtype=np.int64), n, rng)
-        return [self._elite_at(int(c)) for c in picks]
+    def _holds(self, cell: int) -> bool:
+        return cell < self._n
+
+    def _qualities(self) -> np.ndarray:
+        return np.asarray(self._quality, dtype=np.float64)
 
     def data(self) -> pa.Table:
         """Elites sorted by niche (niche ids are creation order): cell, id, quality, step, embedding."""
-        flat = pa.array(self._emb[: self._n].reshape(-1), type=pa.float32())
-        return pa.table({
-            "cell": pa.array(np.arange(self._n, dtype=np.int64), type=pa.int64()),
-            "id": pa.array(self._ids, type=pa.string()),
-            "quality": pa.array(self._quality, type=pa.float64()),
-            "step": pa.array(self._step, type=pa.int64()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
-        })
-
-    @property
-    def stats(self) -> ArchiveStats:
-        if self._stats is None:
-            self._stats = compute_stats(np.asarray(self._quality, dtype=np.float64), self.capacity)
-        return self._stats
+        return elites_table(self.occupied(), self._ids, self._quality, self._step, self._emb[: self._n], self.dim)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NoveltyArchive):
@@ -192,8 +180,6 @@ class NoveltyArchive:
         return ((self.dim, self.radius, self.capacity, self._n) == (other.dim, other.radius, other.capacity, other._n)
                 and self._ids == other._ids and self._quality == other._quality and self._step == other._step
                 and np.array_equal(self._emb[: self._n], other._emb[: other._n]))
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     # ------------------------------------------------------------------ persistence
 
@@ -211,10 +197,7 @@ class NoveltyArchive:
         cells = table.column("cell").to_numpy().astype(np.int64)
         if not np.array_equal(cells, np.arange(cells.size)):
             raise ValueError("elites.parquet cells must be 0..n-1 in order for a novelty archive")
-        emb = table.column("embedding").combine_chunks().flatten().to_numpy().astype(np.float32)
-        emb = emb.reshape(-1, archive.dim)
-        if emb.shape[0] != cells.size:
-            raise ValueError(f"elites.parquet embedding must have shape ({cells.size}, {archive.dim})")
+        emb = read_embeddings(table, archive.dim)
         archive._emb = np.zeros((max(cells.size, min(archive.capacity, 64)), archive.dim), dtype=np.float32)
         archive._emb[: cells.size] = emb
         archive._n = int(cells.size)

@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from archives.base import check_batch, compute_stats, read_elites, read_state, sample_cells, write_snapshot
-from archives.cvt import AddStatus, ArchiveStats, Elite
+from archives.base import (
+    AddStatus,
+    ArchiveBase,
+    ArchiveStats,
+    Elite,
+    check_batch,
+    read_elites,
+    read_state,
+    write_snapshot,
+)
 
 __all__ = ["SkillSetArchive", "normalize_skill", "parse_skill_labels", "skill_key", "skill_vocabulary"]
 
@@ -73,7 +81,7 @@ def skill_key(labels: Descriptor, vocabulary: Iterable[str], max_skills: int) ->
     return tuple(sorted(kept))
 
 
-class SkillSetArchive:
+class SkillSetArchive(ArchiveBase):
     """One elite per skill-set key over a fixed vocabulary.
 
     Args:
@@ -105,7 +113,8 @@ class SkillSetArchive:
         self._elites: dict[int, tuple[str, float, int]] = {}  # cell -> (id, quality, step)
         self._stats: ArchiveStats | None = None
 
-    def empty(self) -> SkillSetArchive:
+    def new_empty(self) -> SkillSetArchive:
+        """A new archive with the same vocabulary and max_skills and no elites."""
         return SkillSetArchive(vocabulary=self.vocabulary, max_skills=self.max_skills)
 
     # ------------------------------------------------------------------ keys and cells
@@ -172,11 +181,6 @@ class SkillSetArchive:
             self._stats = None
         return status, cells
 
-    def add_single(self, id: str, labels: Descriptor, quality: float, *,
-                   step: int | None = None) -> tuple[AddStatus, int]:
-        status, cells = self.add([id], [labels], [quality], steps=None if step is None else [step])
-        return AddStatus(int(status[0])), int(cells[0])
-
     # ------------------------------------------------------------------ queries
 
     def __len__(self) -> int:
@@ -191,16 +195,14 @@ class SkillSetArchive:
         ident, quality, step = self._elites[cell]
         return Elite(id=ident, cell=cell, quality=quality, step=step, embedding=_NO_EMBEDDING)
 
-    def elite(self, cell: int) -> Elite | None:
-        if not 0 <= cell < self.cells:
-            raise ValueError(f"cell must be in [0, {self.cells}); got {cell}")
-        return self._elite_at(cell) if cell in self._elites else None
+    def _holds(self, cell: int) -> bool:
+        return cell in self._elites
+
+    def _qualities(self) -> np.ndarray:
+        return np.array([self._elites[c][1] for c in sorted(self._elites)], dtype=np.float64)
 
     def occupied(self) -> np.ndarray:
         return np.array(sorted(self._elites), dtype=np.int64)
-
-    def sample_elites(self, n: int, rng: np.random.Generator) -> list[Elite]:
-        return [self._elite_at(int(c)) for c in sample_cells(self.occupied(), n, rng)]
 
     def data(self) -> pa.Table:
         """Elites sorted by cell: cell, id, quality, step, skills (sorted, comma-joined)."""
@@ -214,20 +216,11 @@ class SkillSetArchive:
             "skills": pa.array([",".join(self.skills_of(c)) for c in cells], type=pa.string()),
         })
 
-    @property
-    def stats(self) -> ArchiveStats:
-        if self._stats is None:
-            q = np.array([self._elites[c][1] for c in sorted(self._elites)], dtype=np.float64)
-            self._stats = compute_stats(q, self.cells)
-        return self._stats
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SkillSetArchive):
             return NotImplemented
         return (self.vocabulary, self.max_skills, self._elites) == (other.vocabulary, other.max_skills,
                                                                      other._elites)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     # ------------------------------------------------------------------ persistence
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from benchlib import REPO, add_threads_arg, append_results, set_threads
+from benchlib import add_threads_arg, append_results, set_threads
 
 CONDITIONS = ("seeds", "random", "quality", "diversity")
 
@@ -72,8 +72,9 @@ def clean_seeds() -> list[dict[str, str]]:
     from filters.config import load_export_config
     from filters.decontam import DecontamIndex
     from pipeline.embedding import Embedder
+    from pipeline.seeds import BUNDLED_SEEDS
 
-    seeds = [json.loads(line) for line in (REPO / "data" / "seeds" / "seeds.jsonl").read_text().splitlines()
+    seeds = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()
              if line.strip()]
     d = load_export_config().decontam
     items = [it for s in load_benchmarks(d.benchmarks) for it in s.items]

@@ -11,7 +11,7 @@
    until settled, so both decide on the same coins. Two adaptive decisions are scored:
    the campaign's (quality > 0 iff c/n is in the band, pipeline/campaign.py) and
    `decide_in_band` (the predictive decision the stopping rule settled on).
-2. Real model. 12 bundled seed problems (every 30th of data/seeds/seeds.jsonl), solved
+2. Real model. 12 bundled seed problems (every 30th of pipeline/data/seeds/seeds.jsonl), solved
    with the solve_fewshot prompt by the embedded model at the default solver settings:
    16 attempts each (fixed), judged by the AnswerJudge; the adaptive rule replayed on
    those outcomes gives the paired agreement. Then a live adaptive run (its own rounds
@@ -26,7 +26,7 @@ import json
 import time
 
 import numpy as np
-from benchlib import REPO, add_threads_arg, append_results, fmt_list, median, set_threads
+from benchlib import add_threads_arg, append_results, fmt_list, median, set_threads
 
 from pipeline.solverate import AdaptiveConfig, decide_in_band, in_band, next_round
 
@@ -93,8 +93,9 @@ def real_model(n_seeds: int, cfg: AdaptiveConfig, threads: str) -> list[str]:
     from pipeline.config import load_config
     from pipeline.engines import Sampling, make_engine
     from pipeline.prompts import load_prompt
+    from pipeline.seeds import BUNDLED_SEEDS
 
-    rows = [json.loads(line) for line in (REPO / "data" / "seeds" / "seeds.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()]
     step = max(1, len(rows) // n_seeds)
     seeds = rows[::step][:n_seeds]
     config = load_config()

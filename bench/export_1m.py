@@ -165,6 +165,7 @@ def make_runs(workdir: Path, rows: int, shard_rows: int, survive: float, seed: i
 
     from filters.benchmarks import load_benchmarks
     from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, Candidate, candidate_id, problem_id, to_table
+    from pipeline.seeds import BUNDLED_SEEDS
     from pipeline.storage import Checkpoint, atomic_write_bytes, atomic_write_table, shard_name
 
     stamp = workdir / "params.json"
@@ -178,7 +179,7 @@ def make_runs(workdir: Path, rows: int, shard_rows: int, survive: float, seed: i
     shutil.rmtree(workdir, ignore_errors=True)
     rng = np.random.default_rng(seed)
     heldout = [it.text for it in load_benchmarks(())[0].items]
-    seeds = [_json.loads(line)["problem"] for line in (REPO / "data" / "seeds" / "seeds.jsonl").open()]
+    seeds = [_json.loads(line)["problem"] for line in BUNDLED_SEEDS.open()]
     centroids = _unit(rng, 256)
     per_run = rows // len(runs)
     for run in runs:

@@ -6,10 +6,12 @@
     .venv/bin/python bench/guarantees.py --junit X  # merge pass/fail from a pytest --junitxml file X (a rerun
                                                     # made with SPARQ_GUARANTEES_JSON=bench/guarantees.json)
 
-The tests write their figures (trials run, faults injected, inputs tried, rows lost) to
-bench/guarantees.json (SPARQ_GUARANTEES_JSON, tests/figures.py); pass/fail and seconds
-per test come from pytest's JUnit XML. A figure from a test that did not run this time
-keeps its last value, with its date.
+The tests write their figures (trials run, faults injected, inputs tried, rows found,
+expected and lost: counts of what each test observed, tests/figures.py) to
+bench/guarantees.json (SPARQ_GUARANTEES_JSON); pass/fail and seconds per test come from
+pytest's JUnit XML. Only figures recorded since the last regeneration started are shown; a
+row whose tests did not run then says "not run in the last regeneration" (with the date of
+the figure it last had), never an old number as if it were new.
 """
 
 from __future__ import annotations
@@ -49,10 +51,15 @@ def parse_junit(xml: Path) -> dict[str, dict]:
     return results
 
 
-def save_results(results: dict[str, dict], full: bool, wall: float, exit_code: int) -> None:
+STAMP = "%Y-%m-%dT%H:%M:%SZ"  # as tests/figures.py writes recorded_at
+NOT_RUN = "not run in the last regeneration"
+
+
+def save_results(results: dict[str, dict], full: bool, wall: float, exit_code: int, started_at: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    RESULTS.write_text(json.dumps({"run_at": stamp, "full": full, "wall_seconds": round(wall, 1),
-                                   "exit_code": exit_code, "tests": results}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({"run_at": stamp, "started_at": started_at, "full": full,
+                                   "wall_seconds": round(wall, 1), "exit_code": exit_code, "tests": results},
+                                  indent=2) + "\n")
 
 
 def run_tests(full: bool) -> None:
@@ -61,10 +68,23 @@ def run_tests(full: bool) -> None:
         env["CI"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
+        started_at = time.strftime(STAMP, time.gmtime())
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
                                f"--junitxml={xml}", *TESTS], cwd=REPO, env=env)
-        save_results(parse_junit(xml), full, time.perf_counter() - started, proc.returncode)
+        save_results(parse_junit(xml), full, time.perf_counter() - started, proc.returncode, started_at)
+
+
+def regeneration_start(meta: dict) -> str:
+    """When the last regeneration started (STAMP format); "" for results written before
+    started_at was kept (then only the test results below tell what ran)."""
+    return meta.get("started_at", "")
+
+
+def split_fresh(figures: dict, since: str) -> tuple[dict, dict]:
+    """(figures recorded since `since`, the older ones): only the first are this run's counts."""
+    fresh = {k: v for k, v in figures.items() if v.get("recorded_at", "") >= since}
+    return fresh, {k: v for k, v in figures.items() if k not in fresh}
 
 
 def _result(results: dict, *names: str) -> str:
@@ -80,18 +100,44 @@ def _result(results: dict, *names: str) -> str:
     return f"{'FAILED' if bad else 'passed'} ({len(ran)} case{'s' * (len(ran) > 1)}, {secs:.0f} s)"
 
 
-def render(figures: dict, results: dict, meta: dict) -> str:
-    def f(key: str) -> dict:
-        return figures.get(key, {})
+def _lost(ds: list[dict]) -> str:
+    """Rows lost of rows expected, summed over figures, as counted by the tests."""
+    counted = [d for d in ds if "rows_expected" in d]
+    if not counted:
+        return "rows lost: not counted"
+    return (f"rows lost {sum(d['rows_lost'] for d in counted)} of {sum(d['rows_expected'] for d in counted)} "
+            "expected")
 
-    def crash(key: str) -> str:
+
+def _not_run(figures: dict, keys: list[str]) -> str:
+    dates = sorted(d["recorded_at"][:10] for k, d in figures.items()
+                   if k.startswith(tuple(keys)) and "recorded_at" in d)
+    return NOT_RUN + (f" (last figure {dates[-1]})" if dates else "")
+
+
+def _ran_result(result: str) -> bool:
+    """Whether a `_result` text says the tests ran (passed or failed), not skipped or absent."""
+    return result.startswith(("passed", "FAILED"))
+
+
+def _ran(results: dict, *names: str) -> bool:
+    return _ran_result(_result(results, *names))
+
+
+def render(figures: dict, results: dict, meta: dict) -> str:
+    fresh, _ = split_fresh(figures, regeneration_start(meta))
+
+    def f(key: str) -> dict:
+        return fresh.get(key, {})
+
+    def crash(key: str, test: str) -> str:
         d = f(key)
-        if not d:
-            return "no figure yet"
+        if not d or not _ran(results, test):
+            return _not_run(figures, [key])
         return (f"{d['trials']} trials, {d['faults_injected']} SIGKILLs, {d['candidate_rows']} rows checked, "
                 f"{d['temp_files_seen_after_kills']} temp files and {d['uncommitted_shards_seen_after_kills']} "
-                f"uncommitted shards found after kills (all ignored, none left), rows lost {d['rows_lost']}, "
-                f"duplicated {d['rows_duplicated']} ({d['recorded_at'][:10]})")
+                f"uncommitted shards found after kills (all ignored, none left), {_lost([d])}, "
+                f"duplicated {d.get('rows_duplicated', '?')}")
 
     eng = [f(f"engine.{m}") for m in ENGINE_MODES]
     eng_faults = sum(d.get("faults_injected", 0) for d in eng)
@@ -109,12 +155,14 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          "archive = its re-derivation from the shards, metrics steps 0..N once, counters = shard totals",
          "test_crash.py::test_random_kills_short (5 trials), ::test_random_kills_full (20, `ci`)",
          _result(results, "test_crash::test_random_kills"),
-         f"short: {crash('crash.random_short')}; full: {crash('crash.random_full')}"),
+         f"short: {crash('crash.random_short', 'test_crash::test_random_kills_short')}; "
+         f"full: {crash('crash.random_full', 'test_crash::test_random_kills_full')}"),
         ("... and at each named point of a step (mutate, solve, embed, shard temp/renamed, metrics, between the "
          "archive renames, checkpoint temp, after commit, mid-recovery)",
          "test_crash.py::test_targeted_kills_short, ::test_targeted_kills_full (`ci`), hook SPARQ_CRASH_AT",
          _result(results, "test_crash::test_targeted_kills"),
-         f"short: {crash('crash.targeted_short')}; full: {crash('crash.targeted_full')}"),
+         f"short: {crash('crash.targeted_short', 'test_crash::test_targeted_kills_short')}; "
+         f"full: {crash('crash.targeted_full', 'test_crash::test_targeted_kills_full')}"),
         ("No temporary file is mistaken for data: readers never list `.tmp-` names; a resume removes temporary "
          "files and uncommitted shards, a dead writer's temp file never outlives the next resume",
          "test_crash.py (Ledger.after_kill, check_run), test_storage.py::test_recover_*",
@@ -134,16 +182,15 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          "::test_generate_cli_exits_with_one_line_on_engine_fault",
          _result(results, "test_faults::test_engine_fault_fails", "test_faults::test_generate_cli"),
          f"{sum(d.get('faults_injected', 0) for d in step)} failed steps, files changed "
-         f"{sum(d.get('files_changed', 0) for d in step)}, rows lost 0"),
+         f"{sum(d.get('files_changed', 0) for d in step)}, {_lost(step)}"),
         ("Run directory read-only: one line naming the file, last committed step intact, resumes when writable",
          "test_faults.py::test_read_only_run_directory", _result(results, "test_faults::test_read_only"),
-         f"{ro.get('mode', 'no figure yet')}; faults {ro.get('faults_injected', 0)}, "
-         f"rows lost {ro.get('rows_lost', '-')}"),
+         f"{ro.get('mode')}; faults {ro.get('faults_injected', 0)}, {_lost([ro])}"),
         ("Disk full: one line naming the file, temp file removed, last committed step intact, resumes after space "
          "is freed (failing at the first shard, and after the shards at the archive snapshot)",
          "test_faults.py::test_disk_full[0], [49152]", _result(results, "test_faults::test_disk_full"),
-         f"{full0.get('mode', 'no figure yet')}; faults "
-         f"{full0.get('faults_injected', 0) + full48.get('faults_injected', 0)}, rows lost 0"),
+         f"{full0.get('mode') or full48.get('mode')}; faults "
+         f"{full0.get('faults_injected', 0) + full48.get('faults_injected', 0)}, {_lost([full0, full48])}"),
         ("A second `sparq generate` on a run directory in use is refused by the lock, naming the holder's pid",
          "test_faults.py::test_second_writer_is_refused_with_the_holders_pid, "
          "test_storage.py::test_second_writer_is_refused_with_pid",
@@ -198,6 +245,12 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         "| promise | checked by | result | figure (last run) |",
         "|---|---|---|---|",
     ]
+    # The figures each row is made of (None: the row's text carries no count, or marks its own).
+    keys = [None, None, None, ["engine."], ["engine_step."], ["storage.read_only"], ["storage.disk_full_"],
+            ["storage.second_writer"], ["fuzz"], ["fuzz"], ["fuzz"], ["fuzz"],
+            ["security.static_scan", "security.payloads"], ["security.storage_formats"], ["security.api_key"], None]
+    rows = [(p, t, r, fig if k is None or (_ran_result(r) and any(n.startswith(tuple(k)) for n in fresh))
+             else _not_run(figures, k)) for (p, t, r, fig), k in zip(rows, keys, strict=True)]
     lines += [f"| {p} | {t} | {r} | {fig} |" for p, t, r, fig in rows]
     lines += [
         "",
@@ -230,7 +283,7 @@ def main() -> int:
         results = {**old.get("tests", {}), **new}
         failed = any(r["status"] in ("FAILED", "ERROR") for r in results.values())
         wall = old.get("wall_seconds", 0) + sum(r["seconds"] for r in new.values())
-        save_results(results, old.get("full", False), wall, int(failed))
+        save_results(results, old.get("full", False), wall, int(failed), regeneration_start(old))
     elif not args.render:
         run_tests(args.full)
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}

@@ -19,7 +19,10 @@ Why the set looks like this:
 Every problem comes from the templates below; nothing is copied from an existing dataset.
 The output is deterministic: running the script twice gives byte-identical files.
 
-Usage: python data/make_seeds.py [--seed 2506] [--out-dir data] [--n-seeds 360] [--n-eval 120]
+The files are package data of `pipeline` (pipeline/data/), so that an installed package
+finds them without this checkout.
+
+Usage: python data/make_seeds.py [--seed 2506] [--out-dir pipeline/data] [--n-seeds 360] [--n-eval 120]
 """
 
 from __future__ import annotations
@@ -1846,7 +1849,7 @@ def print_summary(seeds: list[dict], heldout: list[dict], out_dir: Path) -> None
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base RNG seed")
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent,
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "pipeline" / "data",
                         help="folder that receives seeds/, eval/ and README.md")
     parser.add_argument("--n-seeds", type=int, default=DEFAULT_N_SEEDS,
                         help="number of seed problems (spread evenly over the skills)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from filters.base import FilterCount
+from filters.base import REASONS, FilterCount
 from filters.shards import Skipped
 
 _BAR = 40
@@ -23,7 +23,7 @@ _CELL_ROWS = 20
 class DecontamHit:
     problem: str
     matched: str
-    reason: str
+    detail: str  # the filter's detail: "leaks BENCH item ID: n-gram overlap ..., cosine ..."
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class CardData:
     candidates: int  # candidate rows read
     funnel: Sequence[FilterCount]  # candidate-level filters, in order
     pair_funnel: Sequence[FilterCount]  # selection over pairs: caps, budget
+    reasons: Sequence[tuple[str, str, int]]  # (filter, reason, rejected rows) of every rejection
     data_rows: int
     rejected_rows: int
     sources: dict[str, int]
@@ -86,6 +87,20 @@ def _cells(cells: dict[str, int], centroid_sets: int) -> list[str]:
     return out
 
 
+def _reasons(d: CardData) -> list[str]:
+    """Rejected rows per reason, in funnel order (filters as applied, then the selection)."""
+    if not d.reasons:
+        return ["No rows were rejected."]
+    order = {f.name: i for i, f in enumerate(d.funnel)} | {"selection": len(d.funnel)}
+    codes = list(REASONS)
+    rows = sorted(d.reasons, key=lambda t: (order.get(t[0], len(order)), codes.index(t[1]) if t[1] in codes
+                                            else len(codes), t[1]))
+    out = ["Every rejected row (and every pair the selection cut) has one reason, in the `filter_reason` "
+           "column of `rejected/`; `filter_detail` holds the values.", "",
+           "| filter | reason | rows | meaning |", "|---|---|---|---|"]
+    return out + [f"| {f} | `{r}` | {n} | {_md(REASONS.get(r, ''))} |" for f, r, n in rows]
+
+
 def render_card(d: CardData) -> str:
     lines = [
         "---",
@@ -129,6 +144,7 @@ def render_card(d: CardData) -> str:
               "(a problem offers one pair per correct student attempt and/or its generator solution):", "",
               "| step | in | rejected | kept |", "|---|---|---|---|"]
     lines += [f"| {f.name} | {f.seen} | {f.rejected} | {f.kept} |" for f in d.pair_funnel]
+    lines += ["", "## Rejections by reason", ""] + _reasons(d)
     lines += ["", "Output rows by source: " + (", ".join(f"{k} {v}" for k, v in sorted(d.sources.items())) or
                                                "none") + "."]
     lines += ["", "## Skipped input", ""]
@@ -154,7 +170,7 @@ def render_card(d: CardData) -> str:
         total = sum(d.hits_by_benchmark.values())
         lines += ["", f"Hits ({min(total, _HIT_ROWS)} of {total} shown; all are in `rejected/` with "
                   "filter `decontamination`):", "", "| problem | benchmark item | scores |", "|---|---|---|"]
-        lines += [f"| {_md(h.problem)} | {_md(h.matched)} | {_md(h.reason.split(': ', 1)[-1])} |"
+        lines += [f"| {_md(h.problem)} | {_md(h.matched)} | {_md(h.detail.split(': ', 1)[-1])} |"
                   for h in d.hits[:_HIT_ROWS]]
     elif d.benchmarks:
         lines += ["", "No hits."]

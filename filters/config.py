@@ -1,21 +1,24 @@
 """The `[export]` configuration: frozen dataclasses loaded from TOML.
 
-Kept apart from pipeline/config.py (the generation config): an export reads finished runs
-and has its own knobs. The packaged defaults (filters/export.toml) load first; a user file
-overrides any subset of keys. Unknown keys, wrong types and out-of-range values fail with
-an `ExportConfigError` whose one-line message names the key.
+Kept apart from pipeline/config.py's generation config: an export reads finished runs and
+has its own knobs. It is read by pipeline/config.py's loader, so the rules are the same:
+the packaged defaults (filters/export.toml) load first, a user file overrides any subset
+of keys, and unknown keys, wrong types, non-finite numbers and out-of-range values fail
+with an `ExportConfigError` whose one-line message names the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import typing
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from filters.errors import ExportConfigError
+from pipeline.config import build, check, load_layered, merge, read_toml, to_dict
 from pipeline.records import Status
 
 DEFAULT_EXPORT_CONFIG = Path(__file__).parent / "export.toml"
@@ -26,9 +29,7 @@ SCHEDULERS = ("processes", "threads", "sync")
 HELDOUT_NAME = "heldout"  # the bundled eval split, always a decontamination benchmark
 
 
-def _check(cond: bool, key: str, expected: str, value: object) -> None:
-    if not cond:
-        raise ExportConfigError(f"config key '{key}': expected {expected}, got {value!r}")
+_check = functools.partial(check, error=ExportConfigError)
 
 
 @dataclass(frozen=True)
@@ -149,99 +150,24 @@ class ExportConfig:
         return cfg
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+@dataclass(frozen=True)
+class ExportFile:
+    """An export config file: one `[export]` table."""
 
-
-def _convert(value: object, tp: Any, key: str, source: str) -> object:
-    """Check one TOML value against a field type and return it converted."""
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, source)
-    if typing.get_origin(tp) is tuple:
-        (item_tp, _) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ExportConfigError(f"config key '{key}' in {source}: expected a list, got {value!r}")
-        return tuple(_convert(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value))
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, int | float) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }[tp]
-    if not ok:
-        raise ExportConfigError(f"config key '{key}' in {source}: expected {_TYPE_NAMES[tp]}, "
-                                f"got {type(value).__name__} {value!r}")
-    return float(value) if tp is float else value  # type: ignore[arg-type]
-
-
-def _build(cls: type, data: object, prefix: str, source: str) -> Any:
-    if not isinstance(data, dict):
-        raise ExportConfigError(f"config key '{prefix}' in {source}: expected a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ExportConfigError(f"unknown config key '{prefix}.{unknown[0]}' in {source}; "
-                                f"expected one of: {', '.join(names)}")
-    kwargs = {n: _convert(data[n], hints[n], f"{prefix}.{n}", source) for n in names if n in data}
-    obj = cls(**kwargs)
-    try:
-        obj.validate(prefix)
-    except ExportConfigError as exc:
-        raise ExportConfigError(f"{exc} (in {source})") from None
-    return obj
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value  # lists (sources, benchmarks) replace, they do not append
-    return out
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ExportConfigError(f"config file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ExportConfigError(f"config file {path} is not valid TOML: {exc}") from None
-
-
-def _export_table(data: dict[str, Any], source: str) -> dict[str, Any]:
-    unknown = sorted(set(data) - {"export"})
-    if unknown:
-        raise ExportConfigError(f"unknown config key '{unknown[0]}' in {source}; an export config holds "
-                                "only an [export] table")
-    return data.get("export", {})
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 def export_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExportConfig:
     """Build from a dict shaped like the `[export]` table, over the packaged defaults."""
-    base = _export_table(_read_toml(DEFAULT_EXPORT_CONFIG), str(DEFAULT_EXPORT_CONFIG))
-    return _build(ExportConfig, _merge(base, data), "export", source)
+    defaults = read_toml(DEFAULT_EXPORT_CONFIG, ExportConfigError)
+    return build(ExportFile, merge(defaults, {"export": data}), "", source, ExportConfigError).export
 
 
 def load_export_config(path: Path | str | None = None) -> ExportConfig:
     """The packaged defaults, overridden by the `[export]` keys of `path` (if given)."""
-    if path is None:
-        defaults = _export_table(_read_toml(DEFAULT_EXPORT_CONFIG), str(DEFAULT_EXPORT_CONFIG))
-        return _build(ExportConfig, defaults, "export", str(DEFAULT_EXPORT_CONFIG))
-    return export_config_from_dict(_export_table(_read_toml(Path(path)), str(path)), str(path))
+    return load_layered(ExportFile, DEFAULT_EXPORT_CONFIG, path, ExportConfigError).export
 
 
 def export_config_toml(cfg: ExportConfig) -> str:
     """TOML text of a resolved export config (for the dataset card)."""
-    import tomli_w
-
-    def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, tuple):
-            return [conv(x) for x in v]
-        return v
-
-    return tomli_w.dumps({"export": conv(cfg)})
+    return tomli_w.dumps({"export": to_dict(cfg)})

@@ -99,8 +99,7 @@ class DecontamIndex:
 def decontam_filter(index: DecontamIndex) -> Filter:
     def run(batch: Batch) -> Verdicts:
         n = len(batch)
-        reasons = np.full(n, None, dtype=object)
-        matched = np.full(n, None, dtype=object)
+        out = Verdicts.of(n)
         if batch.embeddings is None:
             raise RuntimeError("decontamination needs the stored embeddings")
         texts = batch.frame["problem"].tolist()
@@ -118,10 +117,11 @@ def decontam_filter(index: DecontamIndex) -> Filter:
                 else:
                     continue
                 it = index.items[item]
-                reasons[s + j] = (f"leaks {it.benchmark} item {it.item_id}: n-gram overlap {share:.2f}, cosine "
-                                  f"{c:.3f} (thresholds {index.ngram_threshold}, {index.cosine_threshold})")
-                matched[s + j] = f"{it.benchmark}:{it.item_id}: {it.text}"
-        return Verdicts(reasons, matched)
+                out.reject(s + j, "benchmark_leak",
+                           f"leaks {it.benchmark} item {it.item_id}: n-gram overlap {share:.2f}, cosine "
+                           f"{c:.3f} (thresholds {index.ngram_threshold}, {index.cosine_threshold})",
+                           f"{it.benchmark}:{it.item_id}: {it.text}")
+        return out
 
     return Filter("decontamination", run)
 

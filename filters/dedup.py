@@ -21,14 +21,13 @@ def exact_dedup_filter() -> Filter:
         pid = f["problem_id"].to_numpy(dtype=object)[order]
         ids = f["id"].to_numpy(dtype=object)[order]
         first: dict[str, int] = {}
-        reasons = np.full(len(f), None, dtype=object)
-        matched = np.full(len(f), None, dtype=object)
+        out = Verdicts.of(len(f))
         for pos, (p, row) in enumerate(zip(pid, order, strict=True)):
             keeper = first.setdefault(p, pos)
             if keeper != pos:
-                reasons[row] = f"same normalised problem as {ids[keeper]} (problem_id {p})"
-                matched[row] = ids[keeper]
-        return Verdicts(reasons, matched)
+                out.reject(row, "exact_duplicate", f"same normalised problem as {ids[keeper]} (problem_id {p})",
+                           ids[keeper])
+        return out
 
     return Filter("exact_dedup", run)
 
@@ -56,13 +55,12 @@ def near_dup_filter(threshold: float, *, exact_below: int, nlist: int, nprobe: i
             if removed_by[i] >= 0 or removed_by[j] >= 0:
                 continue
             removed_by[j], cos[j] = i, sim[k]
-        reasons = np.full(n, None, dtype=object)
-        matched = np.full(n, None, dtype=object)
+        out = Verdicts.of(n)
         gone = np.flatnonzero(removed_by >= 0)
         keepers = batch.frame["id"].iloc[removed_by[gone]].tolist()  # only the ids named, not all
         for j, kept_id in zip(gone, keepers, strict=True):
-            reasons[j] = f"near duplicate of {kept_id} (cosine {cos[j]:.3f} >= {threshold})"
-            matched[j] = kept_id
-        return Verdicts(reasons, matched)
+            out.reject(j, "near_duplicate", f"near duplicate of {kept_id} (cosine {cos[j]:.3f} >= {threshold})",
+                       kept_id)
+        return out
 
     return Filter("near_dup", run)

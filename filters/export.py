@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from filters.base import Batch, Filter, FilterCount, Marks, funnel, run_filters
+from filters.base import Batch, Filter, FilterCount, Marks, funnel, reason_counts, run_filters
 from filters.benchmarks import BenchmarkSet, load_benchmarks
 from filters.card import CardData, DecontamHit, render_card
 from filters.compute import compute_context, map_partitions_list, map_shards
@@ -191,22 +191,34 @@ def _decisions(red: _Reduced) -> pd.DataFrame:
                          "id": surv["id"].iloc[rej].astype(text).array, "pair_no": -1,
                          "filter": pd.array(gmarks.filter[rej], dtype=text),
                          "filter_reason": pd.array(gmarks.reason[rej], dtype=text),
+                         "filter_detail": pd.array(gmarks.detail[rej], dtype=text),
                          "matched": pd.array(gmarks.matched[rej], dtype=text)})
     p = sel.problem
     pairs = pd.DataFrame({"run": remaining["run"].to_numpy()[p], "step": remaining["step"].to_numpy()[p],
                           "id": remaining["id"].iloc[p].astype(text).array, "pair_no": sel.pair_no,
                           "filter": pd.array(np.where(sel.selected, None, "selection"), dtype=text),
                           "filter_reason": pd.array(sel.reason, dtype=text),
+                          "filter_detail": pd.array(sel.detail, dtype=text),
                           "matched": pd.array([None] * len(p), dtype=text)})
     return pd.concat([cand, pairs], ignore_index=True)
 
 
+# The selection funnel's steps in the card, by the reason that cuts a pair there.
+_PAIR_STEPS = {"per_problem_cap": "per-problem cap", "per_cell_cap": "per-cell cap", "over_budget": "budget"}
+
+
 def _pair_funnel(sel: Selection) -> list[FilterCount]:
-    reasons = pd.Series(sel.reason, dtype=object).dropna()
-    by = {"per-problem cap": 0, "per-cell cap": 0, "budget": 0}
-    for r in reasons:
-        by["budget" if r.startswith("over budget") else r.split(" (")[0]] += 1
+    reasons = pd.Series(sel.reason, dtype=object).dropna().value_counts()
+    by = {step: int(reasons.get(code, 0)) for code, step in _PAIR_STEPS.items()}
     return funnel(list(by), by, len(sel.problem))
+
+
+def _reason_counts(red: _Reduced) -> list[tuple[str, str, int]]:
+    """(filter, reason, rows) of every rejection: row filters, global filters, selection."""
+    counts = dict(red.row_reasons)
+    counts.update(red.gmarks.reason_counts())
+    counts.update(reason_counts(np.where(red.sel.selected, None, "selection").astype(object), red.sel.reason))
+    return [(f, r, n) for (f, r), n in counts.items()]
 
 
 def _hits(out: Path) -> tuple[dict[str, int], list[DecontamHit]]:
@@ -214,16 +226,16 @@ def _hits(out: Path) -> tuple[dict[str, int], list[DecontamHit]]:
     if not files:
         return {}, []
     ds = pads.dataset([str(f) for f in files], format="parquet")
-    t = ds.to_table(columns=["problem", "matched", "filter_reason"],
+    t = ds.to_table(columns=["problem", "matched", "filter_detail"],
                     filter=pc.field("filter") == "decontamination")
     by: dict[str, int] = {}
     hits = []
-    for problem, matched, reason in zip(*(t[c].to_pylist() for c in ("problem", "matched", "filter_reason")),
+    for problem, matched, detail in zip(*(t[c].to_pylist() for c in ("problem", "matched", "filter_detail")),
                                         strict=True):
         name = matched.split(":", 1)[0]
         by[name] = by.get(name, 0) + 1
         if len(hits) < 50:
-            hits.append(DecontamHit(problem or "", matched, reason))
+            hits.append(DecontamHit(problem or "", matched, detail))
     return by, hits
 
 
@@ -233,6 +245,7 @@ class _Reduced:
 
     candidates: int  # rows scanned
     row_funnel: list[FilterCount]
+    row_reasons: dict[tuple[str, str], int]  # rejections of the row filters per (filter, reason)
     surv: pd.DataFrame  # rows the row filters kept
     gmarks: Marks  # the global filters' marks over `surv`
     remaining: pd.DataFrame  # rows the global filters kept
@@ -258,6 +271,7 @@ class _Rows:
 
     candidates: int  # rows scanned
     row_funnel: list[FilterCount]
+    row_reasons: dict[tuple[str, str], int]  # rejections per (filter, reason)
     surv: pd.DataFrame  # rows every row filter kept
     emb: np.ndarray | None  # their float16 embeddings, in order
 
@@ -283,8 +297,9 @@ def _scan(shards: list[ShardSpec], plan: ScanPlan, ctx: dict, expected: dict[str
     alive = keys["filter"].isna().to_numpy()
     rejected = keys.loc[~alive].groupby("filter")["count"].sum().to_dict()
     row_funnel = funnel(plan.filter_names(), rejected, int(keys["count"].sum()))
-    surv = keys.loc[alive].drop(columns=["filter", "count"]).reset_index(drop=True)
-    return read, _Rows(int(keys["count"].sum()), row_funnel, surv, emb)
+    reasons = {k: int(v) for k, v in keys.loc[~alive].groupby(["filter", "reason"])["count"].sum().items()}
+    surv = keys.loc[alive].drop(columns=["filter", "reason", "count"]).reset_index(drop=True)
+    return read, _Rows(int(keys["count"].sum()), row_funnel, reasons, surv, emb)
 
 
 def _reduce(rows: _Rows, cfg: ExportConfig, runs: Sequence[RunInfo], log: Log) -> _Reduced:
@@ -307,7 +322,7 @@ def _reduce(rows: _Rows, cfg: ExportConfig, runs: Sequence[RunInfo], log: Log) -
     sel = select_pairs(remaining["cell_key"].to_numpy(), remaining["quality"].to_numpy(), n_pairs,
                        strategy=cfg.selection, budget=cfg.budget, max_per_cell=cfg.max_per_cell,
                        max_per_problem=cfg.max_per_problem, seed=cfg.seed)
-    return _Reduced(rows.candidates, rows.row_funnel, surv, gmarks, remaining, sel, n_sets)
+    return _Reduced(rows.candidates, rows.row_funnel, rows.row_reasons, surv, gmarks, remaining, sel, n_sets)
 
 
 def _card_data(red: _Reduced, cfg: ExportConfig, disc: Discovery, shards: list[ShardSpec], skipped: list[Skipped],
@@ -322,6 +337,7 @@ def _card_data(red: _Reduced, cfg: ExportConfig, disc: Discovery, shards: list[S
     return CardData(
         runs=[(r.path, r.committed_step, sum(s.run_index == r.index for s in shards)) for r in disc.runs],
         candidates=red.candidates, funnel=[*red.row_funnel, *red.gmarks.counts], pair_funnel=_pair_funnel(sel),
+        reasons=_reason_counts(red),
         data_rows=data_rows, rejected_rows=rejected_rows, sources={str(k): int(v) for k, v in sources.items()},
         cells=cells, centroid_sets=red.centroid_sets, solve_rates=chosen["solve_rate"].to_numpy(dtype=float),
         benchmarks=[(s.name, s.source, len(s.items), s.empty_rows) for s in bench_sets],

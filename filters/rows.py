@@ -18,7 +18,7 @@ def status_filter(statuses: Sequence[str]) -> Filter:
             return True
         # The generator's own reason (parse failure, duplicate of ...) says more than the status.
         why = f": {row['reason']}" if row["reason"] else ""
-        return False, f"status {row['status']!r}{why}"
+        return False, "status_excluded", f"status {row['status']!r}{why}"
 
     return predicate_filter("status", ("status", "reason"), keep)
 
@@ -28,14 +28,14 @@ def difficulty_filter(lo: float, hi: float) -> Filter:
 
     def run(batch: Batch) -> Verdicts:
         sr = batch.frame["solve_rate"].to_numpy(dtype=float, na_value=np.nan)
-        out = np.full(len(sr), None, dtype=object)
+        out = Verdicts.of(len(sr))
         for i in np.flatnonzero(np.isnan(sr)):
-            out[i] = "no solve rate (never attempted)"
+            out.reject(i, "no_solve_rate", "no solve rate (never attempted)")
         for i in np.flatnonzero(sr < lo):
-            out[i] = f"solve rate {sr[i]:.3f} < {lo}"
+            out.reject(i, "solve_rate_below_band", f"solve rate {sr[i]:.3f} < {lo}")
         for i in np.flatnonzero(sr > hi):
-            out[i] = f"solve rate {sr[i]:.3f} > {hi}"
-        return Verdicts(out)
+            out.reject(i, "solve_rate_above_band", f"solve rate {sr[i]:.3f} > {hi}")
+        return out
 
     return Filter("difficulty", run)
 
@@ -45,9 +45,9 @@ def _validity(row: Mapping[str, object]) -> PredicateResult:
     if agrees is True:
         return True
     if agrees is False:
-        return False, (f"reference answer disagrees with the solver majority {row['majority_answer']!r} "
-                       f"(share {row['majority_share']:.2f})")
-    return False, "no solver majority to check the reference answer against"
+        return False, "reference_disputed", (f"reference answer disagrees with the solver majority "
+                                             f"{row['majority_answer']!r} (share {row['majority_share']:.2f})")
+    return False, "no_solver_majority", "no solver majority to check the reference answer against"
 
 
 def validity_filter() -> Filter:
@@ -68,8 +68,8 @@ def pairs_filter(sources: Sequence[str]) -> Filter:
             n += batch.frame["has_generator"].to_numpy(dtype=bool)
         wanted = " or ".join(s for s, on in (("correct student attempt", student),
                                                ("generator solution", generator)) if on)
-        out = np.where(n > 0, None, f"no {wanted}").astype(object)
-        return Verdicts(out)
+        return Verdicts(np.where(n > 0, None, "no_sft_pair").astype(object),
+                        details=np.where(n > 0, None, f"no {wanted}").astype(object))
 
     return Filter("pairs", run)
 
@@ -79,6 +79,7 @@ def embedding_filter() -> Filter:
 
     def run(batch: Batch) -> Verdicts:
         has = batch.frame["has_embedding"].to_numpy(dtype=bool)
-        return Verdicts(np.where(has, None, "no stored embedding").astype(object))
+        return Verdicts(np.where(has, None, "no_embedding").astype(object),
+                        details=np.where(has, None, "no stored embedding").astype(object))
 
     return Filter("embedding", run)

@@ -37,7 +37,8 @@ KEYS_META = pd.DataFrame({
     "quality": pd.Series([], dtype="float64"), "solve_rate": pd.Series([], dtype="float64"),
     "n_student": pd.Series([], dtype="int64"), "has_generator": pd.Series([], dtype=bool),
     "filter": pd.Series([], dtype=object),
-    "count": pd.Series([], dtype="int64"),  # 1 for a kept row; the rejections, on a filter's row
+    "reason": pd.Series([], dtype=object),
+    "count": pd.Series([], dtype="int64"),  # 1 for a kept row; the rejections, on a (filter, reason) row
     "emb": pd.Series(pd.array([], dtype=pd.ArrowDtype(pa.binary()))),
 })
 
@@ -131,6 +132,7 @@ def _write_rejected(table: pa.Table, mask: np.ndarray, marks: Marks, out: Path) 
     extra = {
         "filter": pa.array(marks.filter[mask].tolist(), pa.string()),
         "filter_reason": pa.array(marks.reason[mask].tolist(), pa.string()),
+        "filter_detail": pa.array(marks.detail[mask].tolist(), pa.string()),
         "matched": pa.array(marks.matched[mask].tolist(), pa.string()),
         "source": pa.nulls(n, pa.string()), "attempt": pa.nulls(n, pa.int64()),
         "content": pa.nulls(n, pa.string()),
@@ -160,7 +162,7 @@ def scan_shard(spec: ShardSpec, plan: ScanPlan) -> pd.DataFrame:
     if rejected.any():
         _write_rejected(table, rejected, marks, Path(plan.out_dir) / "rejected" / f"rows-{spec.key}.parquet")
     # Rejected rows only need counting from here on (they are written above): one row per
-    # filter with its count, so the reduce step receives the kept rows only.
+    # (filter, reason) with its count, so the reduce step receives the kept rows only.
     kept = marks.kept
     keys = pd.DataFrame({
         "run": np.full(int(kept.sum()), spec.run_index, dtype=np.int64),
@@ -169,14 +171,17 @@ def scan_shard(spec: ShardSpec, plan: ScanPlan) -> pd.DataFrame:
         "cell": frame["cell"].to_numpy(dtype=np.int64)[kept], "quality": frame["quality"].to_numpy(dtype=float)[kept],
         "solve_rate": frame["solve_rate"].to_numpy(dtype=float)[kept],
         "n_student": frame["n_student"].to_numpy(dtype=np.int64)[kept],
-        "has_generator": frame["has_generator"].to_numpy(dtype=bool)[kept], "filter": None, "count": 1,
+        "has_generator": frame["has_generator"].to_numpy(dtype=bool)[kept], "filter": None, "reason": None,
+        "count": 1,
     })
     emb_kept = emb[kept] if plan.need_embeddings else np.zeros((int(kept.sum()), 0), dtype=np.float32)
     keys["emb"] = pd.Series(pd.arrays.ArrowExtensionArray(_fp16_bytes(emb_kept, has_emb[kept] & plan.need_embeddings)))
-    counts = pd.Series(marks.filter[~kept], dtype=object).value_counts()
+    counts = marks.reason_counts()
     tally = pd.DataFrame({"run": spec.run_index, "step": spec.step, "slot": -1, "id": None, "problem_id": None,
                           "cell": -1, "quality": 0.0, "solve_rate": np.nan, "n_student": 0, "has_generator": False,
-                          "filter": counts.index.astype(object), "count": counts.to_numpy(dtype=np.int64)})
+                          "filter": pd.Series([f for f, _ in counts], dtype=object),
+                          "reason": pd.Series([r for _, r in counts], dtype=object),
+                          "count": pd.Series(list(counts.values()), dtype=np.int64)})
     tally["emb"] = pd.Series(pd.array([None] * len(tally), dtype=pd.ArrowDtype(pa.binary())))
     return pd.concat([keys.astype(KEYS_META.dtypes.to_dict()), tally.astype(KEYS_META.dtypes.to_dict())],
                      ignore_index=True)

@@ -2,7 +2,11 @@
 
 - data: one SFT pair per row in TRL's conversational format (`messages`) plus metadata;
 - rejected: every rejected candidate (or pair) with every candidate column except the
-  embedding, the filter that rejected it, why, and what it matched.
+  embedding, the filter that rejected it, why (a short code from filters.base.REASONS, and
+  the detail with its values), and what it matched.
+
+Format 2 added `filter_detail`; in format 1 `filter_reason` held the text that is now the
+detail.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import pyarrow as pa
 
 from pipeline.records import CANDIDATES_SCHEMA
 
-EXPORT_FORMAT_VERSION = "1"
+EXPORT_FORMAT_VERSION = "2"
 
 MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
 
@@ -38,7 +42,8 @@ REJECTED_SCHEMA = pa.schema(
     [pa.field(f.name, f.type) for f in _CANDIDATE_FIELDS]  # nullable: one schema for every filter's rows
     + [
         pa.field("filter", pa.string()),
-        pa.field("filter_reason", pa.string()),
+        pa.field("filter_reason", pa.string()),  # a code of filters.base.REASONS, e.g. solve_rate_above_band
+        pa.field("filter_detail", pa.string()),  # the human text, e.g. "solve rate 0.950 > 0.9"
         pa.field("matched", pa.string()),  # the kept copy's id, or the benchmark item leaked
         pa.field("source", pa.string()),  # for rejected pairs (selection): as in DATA_SCHEMA
         pa.field("attempt", pa.int64()),

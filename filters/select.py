@@ -24,7 +24,8 @@ class Selection:
     problem: np.ndarray  # index of the problem (candidate) of each pair
     pair_no: np.ndarray  # the pair's number within its problem
     selected: np.ndarray  # bool
-    reason: np.ndarray  # object: None where selected
+    reason: np.ndarray  # object: None where selected, else a REASONS code
+    detail: np.ndarray  # object: None where selected, else the reason with its value
 
     @property
     def count(self) -> int:
@@ -53,8 +54,10 @@ def select_pairs(cells: np.ndarray, quality: np.ndarray, n_pairs: np.ndarray, *,
     starts = np.r_[0, np.cumsum(n_pairs)[:-1]] if len(n_pairs) else np.zeros(0, dtype=np.int64)
     pair_no = np.arange(len(problem)) - np.repeat(starts, n_pairs)
     reason = np.full(len(problem), None, dtype=object)
+    detail = np.full(len(problem), None, dtype=object)
     if max_per_problem:
-        reason[pair_no >= max_per_problem] = f"per-problem cap ({max_per_problem})"
+        reason[pair_no >= max_per_problem] = "per_problem_cap"
+        detail[pair_no >= max_per_problem] = f"per-problem cap ({max_per_problem})"
     live = np.flatnonzero(reason == None)  # noqa: E711 (element-wise on an object array)
 
     rng = np.random.default_rng(seed)
@@ -73,11 +76,13 @@ def select_pairs(cells: np.ndarray, quality: np.ndarray, n_pairs: np.ndarray, *,
     live = live[order]
     if max_per_cell:
         over = _rank_within(cells[problem[live]], np.arange(len(live))) >= max_per_cell
-        reason[live[over]] = f"per-cell cap ({max_per_cell})"
+        reason[live[over]] = "per_cell_cap"
+        detail[live[over]] = f"per-cell cap ({max_per_cell})"
         live = live[~over]
     if budget and len(live) > budget:
-        reason[live[budget:]] = f"over budget ({budget})"
+        reason[live[budget:]] = "over_budget"
+        detail[live[budget:]] = f"over budget ({budget})"
         live = live[:budget]
     selected = np.zeros(len(problem), dtype=bool)
     selected[live] = True
-    return Selection(problem, pair_no, selected, reason)
+    return Selection(problem, pair_no, selected, reason, detail)

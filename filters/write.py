@@ -27,7 +27,7 @@ WRITE_META = pd.DataFrame({"key": pd.Series([], dtype=object), "data_rows": pd.S
                            "rejected_rows": pd.Series([], dtype="int64")})
 
 # Decisions for one shard: one row per rejected candidate (pair_no -1) or per pair.
-DECISION_COLUMNS = ("id", "pair_no", "filter", "filter_reason", "matched")
+DECISION_COLUMNS = ("id", "pair_no", "filter", "filter_reason", "filter_detail", "matched")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def _data_row(c: dict, pair: Pair) -> dict:
 
 def _rejected_row(c: dict, d: dict, pair: Pair | None) -> dict:
     row = {k: c[k] for k in CANDIDATE_COLUMNS}
-    row.update(filter=d["filter"], filter_reason=d["filter_reason"], matched=d["matched"],
+    row.update(filter=d["filter"], filter_reason=d["filter_reason"], filter_detail=d["filter_detail"],
+               matched=d["matched"],
                source=pair.source if pair else None, attempt=pair.attempt if pair else None,
                content=pair.content if pair else None)
     return row

@@ -1,14 +1,14 @@
 """The fine-tuning / evaluation configuration: frozen dataclasses loaded from TOML.
 
 `finetune/finetune.toml` holds the defaults; a user file overrides any subset of its keys.
-Unknown keys, wrong types and out-of-range values fail at load time with a one-line
-`ConfigError` naming the key. Parsing reuses pipeline.config's builder so that the messages
-read exactly like the generation config's.
+Unknown keys, wrong types, non-finite numbers and out-of-range values fail at load time
+with a one-line `FinetuneConfigError` (a ConfigError) naming the key. It is read by
+pipeline/config.py's loader, so the rules and messages are the generation config's.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import tomli_w
 
 from finetune.errors import FinetuneConfigError
-from pipeline.config import EngineConfig, _build, _check_keys, _merge, _read_toml
+from pipeline.config import EngineConfig, check, load_layered, replace_section, to_dict
 
 DEFAULT_FINETUNE_CONFIG = Path(__file__).parent / "finetune.toml"
 METHODS = ("lora", "full")
@@ -25,9 +25,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_MODES = ("auto", "fewshot", "chat")
 
 
-def _check(cond: bool, key: str, expected: str, value: object) -> None:
-    if not cond:
-        raise FinetuneConfigError(f"config key '{key}': expected {expected}, got {value!r}")
+_check = functools.partial(check, error=FinetuneConfigError)
 
 
 @dataclass(frozen=True)
@@ -135,35 +133,12 @@ class FinetuneConfig:
 
     def replace(self, section: str, **changes: Any) -> FinetuneConfig:
         """A copy with some keys of one section changed, validated like a loaded file."""
-        data = to_dict(self)
-        data[section].update(changes)
-        return _build(FinetuneConfig, data, "", "override")
+        return replace_section(self, section, changes, FinetuneConfigError)
 
 
 def load_finetune_config(path: str | Path | None = None) -> FinetuneConfig:
     """The packaged defaults, overridden by the keys of `path` (if given)."""
-    data = _read_toml(DEFAULT_FINETUNE_CONFIG)
-    source = str(DEFAULT_FINETUNE_CONFIG)
-    if path is not None:
-        user = _read_toml(Path(path))
-        _check_keys(user, FinetuneConfig, "", str(path))  # errors name the user's file
-        data = _merge(data, user)
-        source = str(path)
-    return _build(FinetuneConfig, data, "", source)
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain TOML-able dict (tuples become lists) of a config dataclass, recursively."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            out[f.name] = to_dict(value)
-        elif isinstance(value, tuple):
-            out[f.name] = list(value)
-        else:
-            out[f.name] = value
-    return out
+    return load_layered(FinetuneConfig, DEFAULT_FINETUNE_CONFIG, path, FinetuneConfigError)
 
 
 def dump_finetune_config(config: FinetuneConfig) -> str:

@@ -58,13 +58,15 @@ def load_sft_dataset(dataset_dir: str | Path) -> Any:
         if "messages" not in schema.names:
             raise FinetuneInputError(f"dataset file {f}: no 'messages' column (available: "
                                      f"{', '.join(schema.names) or 'none'}); expected the output of sparq export")
-        tables.append(pq.read_table(f, columns=["messages"]))
+        table = pq.read_table(f, columns=["messages"])
+        # A bad row is named by its file and its row number there, counted from 1 (as seeds are).
+        for n, messages in enumerate(table.column("messages").to_pylist(), 1):
+            _check_messages(messages, f"dataset file {f}: row {n}")
+        tables.append(table)
     table = pa.concat_tables(tables)
     if table.num_rows == 0:
         raise FinetuneInputError(f"dataset {dataset_dir}: no rows")
     rows = table.to_pylist()
-    for i, row in enumerate(rows):
-        _check_messages(row["messages"], f"dataset {dataset_dir}: row {i}")
     import datasets
 
     return datasets.Dataset.from_list(rows)

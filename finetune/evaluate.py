@@ -33,42 +33,26 @@ CI_METHOD = "95% percentile bootstrap over problems"
 class EvalProblem:
     problem: str
     answer: str
-    index: int  # row number in the source
+    index: int  # position among the source's rows, from 0
 
 
 def load_eval_problems(cfg: EvalSection) -> list[EvalProblem]:
     """Problems and reference answers of `cfg.source`; one-line FinetuneInputError on bad input."""
-    from pipeline.seeds import SeedError, _read_hf, _read_jsonl, _read_parquet, _require_columns, resolve_source
+    from pipeline.seeds import SeedError, read_rows
 
-    source = resolve_source(cfg.source)
-    columns = [cfg.problem, cfg.answer]
-    try:  # the seed readers give the same column-mapping errors as `sparq seeds`
-        if source.startswith("hf:"):
-            rows = _read_hf(source[3:], cfg.split, columns, "")
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise FinetuneInputError(f"eval source {cfg.source}: file not found")
-            if path.suffix == ".jsonl":
-                rows = _read_jsonl(path)
-                if rows:
-                    _require_columns(list(rows[0].keys()), columns, source)
-            elif path.suffix == ".parquet":
-                rows = _read_parquet(path, columns, "")
-            else:
-                raise FinetuneInputError(f"eval source {cfg.source}: expected a .jsonl or .parquet file, "
-                                         "bundled-eval or hf:NAME")
+    try:  # the seed reader gives the same column-mapping errors as `sparq seeds`
+        rows = read_rows(cfg.source, [cfg.problem, cfg.answer], split=cfg.split)
     except SeedError as exc:
-        raise FinetuneInputError(str(exc).replace("seed source", "eval source", 1)) from None
+        raise FinetuneInputError(f"eval source {exc.source}: {exc.detail}") from None
     problems = []
-    for i, row in enumerate(rows):
+    for i, (where, row) in enumerate(rows):
         problem, answer = row.get(cfg.problem), row.get(cfg.answer)
         if isinstance(answer, int | float) and not isinstance(answer, bool):
             answer = str(answer)
         if not isinstance(problem, str) or not problem.strip():
-            raise FinetuneInputError(f"eval source {cfg.source}: row {i} has no problem in column {cfg.problem!r}")
+            raise FinetuneInputError(f"eval source {cfg.source}: {where} has no problem in column {cfg.problem!r}")
         if not isinstance(answer, str) or not answer.strip():
-            raise FinetuneInputError(f"eval source {cfg.source}: row {i} has no answer in column {cfg.answer!r} "
+            raise FinetuneInputError(f"eval source {cfg.source}: {where} has no answer in column {cfg.answer!r} "
                                      "(evaluation needs reference answers)")
         problems.append(EvalProblem(problem.strip(), answer.strip(), i))
         if cfg.limit and len(problems) >= cfg.limit:

@@ -127,9 +127,9 @@ def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archiv
     """The archive as a pure function of the committed candidates (see module doc).
 
     `base` gives the kind and parameters: CVT centroids, or an archive (its elites are
-    ignored: `empty()` keeps the centroids, the novelty radius, the skill vocabulary).
+    ignored: `new_empty()` keeps the centroids, the novelty radius, the skill vocabulary).
     """
-    archive = CVTArchive(centroids=base) if isinstance(base, np.ndarray) else base.empty()
+    archive = CVTArchive(centroids=base) if isinstance(base, np.ndarray) else base.new_empty()
     table = candidates.sort_by([("step", "ascending"), ("slot", "ascending")])
     mask = pc.or_(pc.equal(table["status"], Status.SEED),
                   pc.and_(pc.equal(table["status"], Status.OK), pc.greater(table["quality"], 0.0)))

@@ -6,6 +6,11 @@ fail at load time with a `ConfigError` whose one-line message names the key.
 
 Secrets never live in a config: the `openai` engine names the environment variable that
 holds its key (`api_key_env`), so the resolved config written to a run is safe to share.
+
+The loader itself (`read_toml`, `check_keys`, `merge`, `build`, `load_layered`,
+`replace_section`, `to_dict`) is public and the only one in the project: the export config
+(filters/config.py) and the fine-tuning config (finetune/config.py) go through it with their
+own ConfigError subclass, so every config follows the same rules and reads the same messages.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ class ConfigError(ValueError):
     """A config problem; the message names the key and what was expected."""
 
 
-def _check(cond: bool, key: str, expected: str, value: object) -> None:
+def check(cond: bool, key: str, expected: str, value: object, error: type[ConfigError] = ConfigError) -> None:
+    """Raise `error` naming `key` unless `cond` holds; for the `validate` methods of config classes."""
     if not cond:
-        raise ConfigError(f"config key '{key}': expected {expected}, got {value!r}")
+        raise error(f"config key '{key}': expected {expected}, got {value!r}")
 
 
 SELECTIONS = ("archive", "static_uniform", "static_diverse", "dynamic_uniform", "dynamic_diverse")
@@ -57,16 +63,16 @@ class RunConfig:
     commit_seconds: float = 120.0  # stream: commit what has finished after this long anyway
 
     def validate(self, p: str) -> None:
-        _check(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
-        _check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
-        _check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
-        _check(self.selection in SELECTIONS, f"{p}.selection", f"one of {SELECTIONS}", self.selection)
-        _check(self.working_set >= 1, f"{p}.working_set", "an integer >= 1", self.working_set)
-        _check(self.niche_size >= 1, f"{p}.niche_size", "an integer >= 1", self.niche_size)
-        _check(self.mode in RUN_MODES, f"{p}.mode", f"one of {RUN_MODES}", self.mode)
-        _check(self.in_flight >= 0, f"{p}.in_flight", "an integer >= 0 (0 = from the engine)", self.in_flight)
-        _check(self.commit_every >= 0, f"{p}.commit_every", "an integer >= 0 (0 = batch_size)", self.commit_every)
-        _check(self.commit_seconds > 0, f"{p}.commit_seconds", "a number of seconds > 0", self.commit_seconds)
+        check(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
+        check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
+        check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
+        check(self.selection in SELECTIONS, f"{p}.selection", f"one of {SELECTIONS}", self.selection)
+        check(self.working_set >= 1, f"{p}.working_set", "an integer >= 1", self.working_set)
+        check(self.niche_size >= 1, f"{p}.niche_size", "an integer >= 1", self.niche_size)
+        check(self.mode in RUN_MODES, f"{p}.mode", f"one of {RUN_MODES}", self.mode)
+        check(self.in_flight >= 0, f"{p}.in_flight", "an integer >= 0 (0 = from the engine)", self.in_flight)
+        check(self.commit_every >= 0, f"{p}.commit_every", "an integer >= 0 (0 = batch_size)", self.commit_every)
+        check(self.commit_seconds > 0, f"{p}.commit_seconds", "a number of seconds > 0", self.commit_seconds)
 
     def streams(self, engine_kind: str) -> bool:
         """Whether this campaign runs as a stream on an engine of `engine_kind`."""
@@ -75,7 +81,7 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    # "bundled" = data/seeds/seeds.jsonl of this repository; otherwise a local .jsonl or
+    # "bundled" = pipeline/data/seeds/seeds.jsonl (package data); otherwise a local .jsonl or
     # .parquet path, or "hf:NAME" for a `datasets` dataset (loaded with `split`).
     source: str = "bundled"
     split: str = "train"
@@ -84,12 +90,16 @@ class SeedsConfig:
     answer: str = "answer"
     skill: str = "skill"  # optional column with a skill label, used when the source has it
     limit: int = 0  # 0 = all
+    # The longest problem, solution or answer accepted, in characters: a seed is put into
+    # few-shot and mutation prompts, and one of megabytes would fill every context it is in.
+    max_chars: int = 20_000
 
     def validate(self, p: str) -> None:
-        _check(bool(self.source), f"{p}.source", "a non-empty source", self.source)
+        check(bool(self.source), f"{p}.source", "a non-empty source", self.source)
         for name in ("problem", "solution", "answer"):
-            _check(bool(getattr(self, name)), f"{p}.{name}", "a column name", getattr(self, name))
-        _check(self.limit >= 0, f"{p}.limit", "an integer >= 0", self.limit)
+            check(bool(getattr(self, name)), f"{p}.{name}", "a column name", getattr(self, name))
+        check(self.limit >= 0, f"{p}.limit", "an integer >= 0", self.limit)
+        check(self.max_chars >= 1, f"{p}.max_chars", "an integer >= 1", self.max_chars)
 
 
 ENGINE_KINDS = ("transformers", "vllm", "openai", "scripted")
@@ -127,23 +137,23 @@ class EngineConfig:
     script: str = ""
 
     def validate(self, p: str) -> None:
-        _check(self.kind in ENGINE_KINDS, f"{p}.kind", f"one of {ENGINE_KINDS}", self.kind)
-        _check(bool(self.model), f"{p}.model", "a model path or name", self.model)
-        _check(self.dtype == "auto" or self.dtype in DTYPES, f"{p}.dtype", f"'auto' or one of {DTYPES}", self.dtype)
-        _check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
-        _check(self.concurrency >= 1, f"{p}.concurrency", "an integer >= 1", self.concurrency)
-        _check(self.timeout_s > 0, f"{p}.timeout_s", "a number > 0", self.timeout_s)
-        _check(self.retries >= 0, f"{p}.retries", "an integer >= 0", self.retries)
-        _check(self.backoff_s >= 0, f"{p}.backoff_s", "a number >= 0", self.backoff_s)
-        _check(self.cooldown_s >= 0, f"{p}.cooldown_s", "a number >= 0", self.cooldown_s)
-        _check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
+        check(self.kind in ENGINE_KINDS, f"{p}.kind", f"one of {ENGINE_KINDS}", self.kind)
+        check(bool(self.model), f"{p}.model", "a model path or name", self.model)
+        check(self.dtype == "auto" or self.dtype in DTYPES, f"{p}.dtype", f"'auto' or one of {DTYPES}", self.dtype)
+        check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
+        check(self.concurrency >= 1, f"{p}.concurrency", "an integer >= 1", self.concurrency)
+        check(self.timeout_s > 0, f"{p}.timeout_s", "a number > 0", self.timeout_s)
+        check(self.retries >= 0, f"{p}.retries", "an integer >= 0", self.retries)
+        check(self.backoff_s >= 0, f"{p}.backoff_s", "a number >= 0", self.backoff_s)
+        check(self.cooldown_s >= 0, f"{p}.cooldown_s", "a number >= 0", self.cooldown_s)
+        check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
                "a number in (0, 1]", self.gpu_memory_utilization)
-        _check(self.max_model_len >= 1, f"{p}.max_model_len", "an integer >= 1", self.max_model_len)
+        check(self.max_model_len >= 1, f"{p}.max_model_len", "an integer >= 1", self.max_model_len)
         if self.kind == "openai":
-            _check(len(self.base_urls) >= 1, f"{p}.base_urls", "at least one URL for the openai engine",
+            check(len(self.base_urls) >= 1, f"{p}.base_urls", "at least one URL for the openai engine",
                    list(self.base_urls))
         if self.kind == "scripted":
-            _check(bool(self.script), f"{p}.script", "a script file for the scripted engine", self.script)
+            check(bool(self.script), f"{p}.script", "a script file for the scripted engine", self.script)
 
 
 @dataclass(frozen=True)
@@ -154,9 +164,9 @@ class GeneratorConfig:
     max_tokens: int = 120
 
     def validate(self, p: str) -> None:
-        _check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
-        _check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
-        _check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
+        check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
+        check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
+        check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -175,16 +185,16 @@ class SolverConfig:
     verify_timeout_s: float = 10.0
 
     def validate(self, p: str) -> None:
-        _check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
-        _check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
-        _check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
-        _check(1 <= self.k <= 1024, f"{p}.k", "an integer in [1, 1024]", self.k)
-        _check(self.round_size >= 1, f"{p}.round_size", "an integer >= 1", self.round_size)
-        _check(0 < self.delta < 0.5, f"{p}.delta", "a number in (0, 0.5)", self.delta)
-        _check(self.prior_a > 0, f"{p}.prior_a", "a number > 0", self.prior_a)
-        _check(self.prior_b > 0, f"{p}.prior_b", "a number > 0", self.prior_b)
-        _check(self.min_attempts >= 1, f"{p}.min_attempts", "an integer >= 1", self.min_attempts)
-        _check(self.verify_timeout_s > 0, f"{p}.verify_timeout_s", "a number > 0",
+        check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
+        check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
+        check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
+        check(1 <= self.k <= 1024, f"{p}.k", "an integer in [1, 1024]", self.k)
+        check(self.round_size >= 1, f"{p}.round_size", "an integer >= 1", self.round_size)
+        check(0 < self.delta < 0.5, f"{p}.delta", "a number in (0, 0.5)", self.delta)
+        check(self.prior_a > 0, f"{p}.prior_a", "a number > 0", self.prior_a)
+        check(self.prior_b > 0, f"{p}.prior_b", "a number > 0", self.prior_b)
+        check(self.min_attempts >= 1, f"{p}.min_attempts", "an integer >= 1", self.min_attempts)
+        check(self.verify_timeout_s > 0, f"{p}.verify_timeout_s", "a number > 0",
                self.verify_timeout_s)
 
 
@@ -198,10 +208,10 @@ class QualityConfig:
     hi: float = 0.9
 
     def validate(self, p: str) -> None:
-        _check(self.function in QUALITY_FUNCTIONS, f"{p}.function", f"one of {QUALITY_FUNCTIONS}",
+        check(self.function in QUALITY_FUNCTIONS, f"{p}.function", f"one of {QUALITY_FUNCTIONS}",
                self.function)
-        _check(0 <= self.lo <= 1, f"{p}.lo", "a number in [0, 1]", self.lo)
-        _check(0 <= self.hi <= 1, f"{p}.hi", "a number in [0, 1]", self.hi)
+        check(0 <= self.lo <= 1, f"{p}.lo", "a number in [0, 1]", self.lo)
+        check(0 <= self.hi <= 1, f"{p}.hi", "a number in [0, 1]", self.hi)
         if self.lo > self.hi:
             raise ConfigError(f"config keys '{p}.lo' and '{p}.hi': expected lo <= hi, got lo={self.lo!r}, "
                               f"hi={self.hi!r}")
@@ -227,15 +237,15 @@ class ArchiveConfig:
     label_max_tokens: int = 16
 
     def validate(self, p: str) -> None:
-        _check(self.kind in ARCHIVE_KINDS, f"{p}.kind", f"one of {ARCHIVE_KINDS}", self.kind)
-        _check(self.cells >= 1, f"{p}.cells", "an integer >= 1", self.cells)
-        _check(bool(self.embedder), f"{p}.embedder", "a model name or path", self.embedder)
-        _check(self.kmeans_iters >= 1, f"{p}.kmeans_iters", "an integer >= 1", self.kmeans_iters)
-        _check(0 < self.radius <= 2, f"{p}.radius", "a number in (0, 2]", self.radius)
-        _check(self.skills >= 1, f"{p}.skills", "an integer >= 1", self.skills)
-        _check(1 <= self.max_skills <= 5, f"{p}.max_skills", "an integer in [1, 5]", self.max_skills)
-        _check(bool(self.label_prompt), f"{p}.label_prompt", "a prompt name or path", self.label_prompt)
-        _check(self.label_max_tokens >= 1, f"{p}.label_max_tokens", "an integer >= 1", self.label_max_tokens)
+        check(self.kind in ARCHIVE_KINDS, f"{p}.kind", f"one of {ARCHIVE_KINDS}", self.kind)
+        check(self.cells >= 1, f"{p}.cells", "an integer >= 1", self.cells)
+        check(bool(self.embedder), f"{p}.embedder", "a model name or path", self.embedder)
+        check(self.kmeans_iters >= 1, f"{p}.kmeans_iters", "an integer >= 1", self.kmeans_iters)
+        check(0 < self.radius <= 2, f"{p}.radius", "a number in (0, 2]", self.radius)
+        check(self.skills >= 1, f"{p}.skills", "an integer >= 1", self.skills)
+        check(1 <= self.max_skills <= 5, f"{p}.max_skills", "an integer in [1, 5]", self.max_skills)
+        check(bool(self.label_prompt), f"{p}.label_prompt", "a prompt name or path", self.label_prompt)
+        check(self.label_max_tokens >= 1, f"{p}.label_max_tokens", "an integer >= 1", self.label_max_tokens)
 
 
 OPERATOR_ROLES = ("mutate", "harder", "easier", "niche", "crossover")
@@ -262,14 +272,14 @@ class OperatorsConfig:
     def validate(self, p: str) -> None:
         for role in OPERATOR_ROLES:
             w = getattr(self, role)
-            _check(math.isfinite(w) and w >= 0, f"{p}.{role}", "a finite weight >= 0", w)
-        _check(sum(getattr(self, r) for r in OPERATOR_ROLES) > 0, f"{p}.mutate",
+            check(math.isfinite(w) and w >= 0, f"{p}.{role}", "a finite weight >= 0", w)
+        check(sum(getattr(self, r) for r in OPERATOR_ROLES) > 0, f"{p}.mutate",
                "at least one operator weight > 0", self.mutate)
         for role in OPERATOR_ROLES[1:]:
-            _check(bool(getattr(self, f"{role}_prompt")), f"{p}.{role}_prompt", "a prompt name or path",
+            check(bool(getattr(self, f"{role}_prompt")), f"{p}.{role}_prompt", "a prompt name or path",
                    getattr(self, f"{role}_prompt"))
-        _check(self.bandit in BANDITS, f"{p}.bandit", f"one of {BANDITS}", self.bandit)
-        _check(self.ucb_c >= 0, f"{p}.ucb_c", "a number >= 0", self.ucb_c)
+        check(self.bandit in BANDITS, f"{p}.bandit", f"one of {BANDITS}", self.bandit)
+        check(self.ucb_c >= 0, f"{p}.ucb_c", "a number >= 0", self.ucb_c)
 
 
 @dataclass(frozen=True)
@@ -280,7 +290,7 @@ class ValidityConfig:
     exclude_parents: bool = False  # keep disputed candidates out of parent selection
 
     def validate(self, p: str) -> None:
-        _check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)
+        check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)
 
 
 @dataclass(frozen=True)
@@ -295,11 +305,11 @@ class DaskConfig:
     chunk_size: int = 8  # prompts (or problems to verify) per task
 
     def validate(self, p: str) -> None:
-        _check(self.n_workers >= 1, f"{p}.n_workers", "an integer >= 1", self.n_workers)
-        _check(self.threads_per_worker >= 1, f"{p}.threads_per_worker", "an integer >= 1",
+        check(self.n_workers >= 1, f"{p}.n_workers", "an integer >= 1", self.n_workers)
+        check(self.threads_per_worker >= 1, f"{p}.threads_per_worker", "an integer >= 1",
                self.threads_per_worker)
-        _check(self.chunk_size >= 1, f"{p}.chunk_size", "an integer >= 1", self.chunk_size)
-        _check(not self.address or "://" in self.address, f"{p}.address",
+        check(self.chunk_size >= 1, f"{p}.chunk_size", "an integer >= 1", self.chunk_size)
+        check(not self.address or "://" in self.address, f"{p}.address",
                "a scheduler address such as tcp://host:8786, or empty for a LocalCluster", self.address)
 
 
@@ -318,135 +328,161 @@ class Config:
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like a loaded file)."""
-        data = to_dict(self)
-        data[section].update(changes)
-        return from_dict(data, source="override")
-
-
-def _type_ok(value: object, tp: object) -> tuple[bool, object]:
-    """Check a TOML value against a field type; return (ok, converted value)."""
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        # inf and nan (valid TOML) and ints past float range are no setting: an infinite
-        # backoff or timeout would hang a run.
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        try:
-            ok = ok and math.isfinite(float(value))
-        except OverflowError:
-            ok = False
-        return ok, float(value) if ok else value
-    if tp is str:
-        return isinstance(value, str), value
-    if typing.get_origin(tp) is tuple:
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        return ok, tuple(value) if ok else value
-    raise TypeError(f"unsupported config field type {tp!r}")
+        return replace_section(self, section, changes)
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+def _describe(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    if typing.get_origin(tp) is tuple:
+        item = _describe(typing.get_args(tp)[0])
+        return "a list of " + {"a table": "tables", "a string": "strings"}.get(item, item)
+    return _TYPE_NAMES[tp]
+
+
+def _convert(value: object, tp: Any, key: str, source: str, error: type[ConfigError]) -> object:
+    """One TOML value checked against a field type and returned converted (lists -> tuples)."""
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key, source, error)
+    if typing.get_origin(tp) is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(value, list | tuple):
+            raise error(f"config key '{key}' in {source}: expected {_describe(tp)}, "
+                        f"got {type(value).__name__} {value!r}")
+        return tuple(_convert(v, item_tp, f"{key}[{i}]", source, error) for i, v in enumerate(value))
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        # inf and nan (valid TOML) and ints past float range are no setting: an infinite
+        # backoff or timeout would hang a run.
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(float(value))  # type: ignore[arg-type]
+        except OverflowError:
+            ok = False
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"unsupported config field type {tp!r}")
+    if not ok:
+        raise error(f"config key '{key}' in {source}: expected {_describe(tp)}, got {type(value).__name__} {value!r}")
+    return float(value) if tp is float else value  # type: ignore[arg-type]
+
+
+def build(cls: type, data: object, prefix: str, source: str, error: type[ConfigError] = ConfigError) -> Any:
+    """A frozen config dataclass `cls` from a TOML table, checked key by key.
+
+    Unknown keys, wrong types (bool, int, finite float, str, lists of those or of tables,
+    nested tables) and the class's own `validate(prefix)` fail with `error` (a ConfigError)
+    whose one-line message names the key and `source`. Every config of the project (this
+    module's, filters/config.py's, finetune/config.py's) is read through here.
+    """
     if not isinstance(data, dict):
-        raise ConfigError(f"config key '{prefix}' in {source}: expected a table, got {data!r}")
+        raise error(f"config key '{prefix}' in {source}: expected a table, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
         # repr: a key may hold a newline or other control characters, and the error stays one line.
-        raise ConfigError(f"unknown config key {key!r} in {source}; expected one of: {', '.join(names)}")
-    kwargs: dict[str, Any] = {}
-    for name in names:
-        if name not in data:
-            continue
-        key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], key, source)
-            continue
-        ok, value = _type_ok(data[name], tp)
-        if not ok:
-            expected = _TYPE_NAMES.get(tp, "a list of strings")  # type: ignore[arg-type]
-            raise ConfigError(f"config key '{key}' in {source}: expected {expected}, "
-                              f"got {type(data[name]).__name__} {data[name]!r}")
-        kwargs[name] = value
+        raise error(f"unknown config key {key!r} in {source}; expected one of: {', '.join(names)}")
+    kwargs = {name: _convert(data[name], hints[name], f"{prefix}.{name}" if prefix else name, source, error)
+              for name in names if name in data}
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         try:
             obj.validate(prefix)
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (in {source})") from None
+            raise type(exc)(f"{exc} (in {source})") from None
     return obj
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with the keys of `over`; tables merge key by key, lists replace (they never append)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path | str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """The TOML file at `path` as a dict; a missing, non-UTF-8 or invalid file is one `error` line."""
+    path = Path(path)
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise error(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise error(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text: {exc}") from None
+        raise error(f"config file {path} is not UTF-8 text: {exc}") from None
 
 
-def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
-    return _build(Config, data, "", source)
-
-
-def load_config(path: Path | str | None = None) -> Config:
-    """The packaged default, overridden by the keys of `path` (if given)."""
-    data = _read_toml(DEFAULT_CONFIG)
-    _build(Config, data, "", str(DEFAULT_CONFIG))  # the default itself must be valid
-    source = str(DEFAULT_CONFIG)
-    if path is not None:
-        user = _read_toml(Path(path))
-        # Validate the user's keys on their own first so an error names their file.
-        _check_keys(user, Config, "", str(path))
-        data = _merge(data, user)
-        source = str(path)
-    return from_dict(data, source=source)
-
-
-def _check_keys(data: dict[str, Any], cls: type, prefix: str, source: str) -> None:
+def check_keys(data: dict[str, Any], cls: type, prefix: str, source: str,
+               error: type[ConfigError] = ConfigError) -> None:
+    """Unknown keys and non-table sections of a user file, before it is merged over a default,
+    so that the error names the user's file."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
         if key not in names:
-            raise ConfigError(f"unknown config key {full!r} in {source}; expected one of: "
-                              f"{', '.join(names)}")
+            raise error(f"unknown config key {full!r} in {source}; expected one of: {', '.join(names)}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{full}' in {source}: expected a table, got {value!r}")
-            _check_keys(value, hints[key], full, source)
+                raise error(f"config key '{full}' in {source}: expected a table, got {value!r}")
+            check_keys(value, hints[key], full, source, error)
 
 
-def to_dict(config: Config) -> dict[str, Any]:
+def load_layered(cls: type, default: Path, path: Path | str | None = None,
+                 error: type[ConfigError] = ConfigError) -> Any:
+    """`cls` from the packaged `default` file, overridden by the keys of `path` (if given)."""
+    data = read_toml(default, error)
+    obj = build(cls, data, "", str(default), error)  # the default itself must be valid
+    if path is None:
+        return obj
+    user = read_toml(path, error)
+    check_keys(user, cls, "", str(path), error)
+    return build(cls, merge(data, user), "", str(path), error)
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    return build(Config, data, "", source)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """The packaged default, overridden by the keys of `path` (if given)."""
+    return load_layered(Config, DEFAULT_CONFIG, path)
+
+
+def replace_section(config: Any, section: str, changes: dict[str, Any], error: type[ConfigError] = ConfigError) -> Any:
+    """A copy of a config dataclass with some keys of one section changed, built and checked
+    like a loaded file (the source in messages is "override")."""
+    data = to_dict(config)
+    data[section].update(changes)
+    return build(type(config), data, "", "override", error)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain TOML-able dict of a config dataclass, recursively (tuples become lists)."""
+
     def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, tuple):
-            return list(v)
+            return [conv(x) for x in v]
         return v
 
-    return {
-        f.name: {k: conv(v) for k, v in dataclasses.asdict(getattr(config, f.name)).items()}
-        for f in dataclasses.fields(config)
-    }
+    return conv(config)
 
 
 def dump_config(config: Config) -> str:
@@ -456,6 +492,6 @@ def dump_config(config: Config) -> str:
 
 __all__ = [
     "ArchiveConfig", "Config", "ConfigError", "EngineConfig", "GeneratorConfig", "OperatorsConfig",
-    "QualityConfig", "RunConfig", "SeedsConfig", "SolverConfig", "ValidityConfig", "dump_config", "from_dict",
-    "load_config", "to_dict",
+    "QualityConfig", "RunConfig", "SeedsConfig", "SolverConfig", "ValidityConfig", "build", "check", "check_keys",
+    "dump_config", "from_dict", "load_config", "load_layered", "merge", "read_toml", "replace_section", "to_dict",
 ]

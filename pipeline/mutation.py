@@ -40,7 +40,7 @@ class ParseFailure:
     reason: str
 
 
-def _tagged(text: str, name: str) -> str | None:
+def tagged(text: str, name: str) -> str | None:
     """What re.search(r"<name>(.*?)</name>", re.S | re.I) captures, in linear time.
 
     The lazy regex rescans to the end from every opening tag: quadratic on output full of
@@ -71,7 +71,7 @@ def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailu
     if not answer_part.strip():
         return ParseFailure("reasoning never finished (<think> without </think>: cut off by max_tokens?)")
     text = answer_part
-    tagged_problem, tagged_solution = _tagged(text, "problem"), _tagged(text, "solution")
+    tagged_problem, tagged_solution = tagged(text, "problem"), tagged(text, "solution")
     if tagged_problem is not None and tagged_solution is not None:
         problem, solution = tagged_problem, tagged_solution
     else:

@@ -62,7 +62,7 @@ cells = 64
 
 
 def sparq_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
+    return [sys.executable, "-m", "flows.cli", *args]
 
 
 @pytest.fixture

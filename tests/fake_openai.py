@@ -36,6 +36,8 @@ class FakeOpenAI:
         self.fail_first = fail_first
         self.fault, self.faults, self.delay_s = fault, faults, delay_s
         self.requests: list[dict] = []
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most at once: what a concurrency limit allowed, without timing it
         self.lock = threading.Lock()
         self.stopping = threading.Event()  # releases hanging handlers at shutdown
         outer = self
@@ -45,6 +47,16 @@ class FakeOpenAI:
                 pass
 
             def do_POST(self):  # noqa: N802 - http.server naming
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
+
+            def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.requests.append({"path": self.path, "body": body, "t": time.monotonic(),

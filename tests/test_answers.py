@@ -260,6 +260,14 @@ def test_parallel_timeouts_share_the_wait():
     assert elapsed < 1.6 * 5.0
 
 
+def _until(cond, what: str, timeout: float = 30.0) -> None:
+    """Wait for an event (polling `cond`), not for a guessed time; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
 def test_worker_death_is_retried_then_given_up(answer_judge):
     restarts = answer_judge.restarts
     results: list[list[Verdict]] = []
@@ -269,7 +277,8 @@ def test_worker_death_is_retried_then_given_up(answer_judge):
         )
     )
     thread.start()
-    time.sleep(0.5)
+    # The item is in the pool (submitted, not finished: it runs for timeout_s) before the kill.
+    _until(lambda: answer_judge._executor._pending_work_items, "the item to reach the pool")
     # Simulate the OOM killer: _processes is the executor's only handle on them.
     for process in list(answer_judge._executor._processes.values()):
         process.kill()
@@ -287,7 +296,7 @@ def test_idle_worker_death_is_recovered(answer_judge):
         process.kill()
     for process in processes:
         process.join(timeout=10)
-    time.sleep(0.2)  # let the executor notice and mark itself broken
+    _until(lambda: answer_judge._executor._broken, "the executor to notice and mark itself broken")
     assert answer_judge.judge_many([("2", ["The answer is 2."])])[0].correct == (True,)
     assert answer_judge.restarts == restarts + 1
 

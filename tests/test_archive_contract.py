@@ -95,7 +95,9 @@ def test_empty_archive(kind: Kind):
     assert table.num_rows == 0 and {"cell", "id", "quality", "step"} <= set(table.column_names)
     with pytest.raises(ValueError, match="empty archive"):
         archive.sample_elites(1, np.random.default_rng(0))
-    assert archive.empty() == archive
+    assert archive.new_empty() == archive
+    with pytest.warns(DeprecationWarning, match="new_empty"):  # the old name, kept for a while
+        assert archive.empty() == archive
     status, cells = archive.add([], kind.descriptors(np.random.default_rng(0), 0), [])
     assert status.shape == (0,) and cells.shape == (0,)
 
@@ -265,7 +267,7 @@ def test_empty_copy_rederives_the_same_archive(kind: Kind):
     for lo in range(0, 300, 37):
         hi = min(300, lo + 37)
         archive.add(ids[lo:hi], kind.take(desc, lo, hi), qual[lo:hi], steps=steps[lo:hi])
-    fresh = archive.empty()
+    fresh = archive.new_empty()
     assert len(fresh) == 0 and fresh.cells == archive.cells
     fresh.add(ids, desc, qual, steps=steps)
     assert fresh == archive

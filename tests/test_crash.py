@@ -41,6 +41,7 @@ from pipeline.campaign import rederive_archive
 from pipeline.records import candidate_id
 from pipeline.storage import RunDir
 from tests.conftest import REPO, scripted_config, sparq_cmd
+from tests.figures import row_figures
 
 BATCH = 4
 K = 4
@@ -253,7 +254,7 @@ def random_kills(tmp_path: Path, trials: int, figures, name: str, mode: str = "s
                    committed_steps=ledger.committed, candidate_rows=rows,
                    temp_files_seen_after_kills=ledger.temp_files_seen,
                    uncommitted_shards_seen_after_kills=ledger.uncommitted_seen,
-                   rows_lost=0, rows_duplicated=0, seconds=round(time.perf_counter() - started, 1))
+                   **row_figures(run_dir, seeds=SEEDS, batch=BATCH), seconds=round(time.perf_counter() - started, 1))
 
 
 # Each point is a (phase, step) where the process kills itself; the chain resumes after each.
@@ -286,8 +287,8 @@ def targeted_kills(tmp_path: Path, points: list[str], figures, name: str, mode: 
     rows = _finish(config, run_dir, ledger)
     figures.record(name, trials=len(points), faults_injected=ledger.kills, points=points,
                    candidate_rows=rows, temp_files_seen_after_kills=ledger.temp_files_seen,
-                   uncommitted_shards_seen_after_kills=ledger.uncommitted_seen, rows_lost=0,
-                   rows_duplicated=0, seconds=round(time.perf_counter() - started, 1))
+                   uncommitted_shards_seen_after_kills=ledger.uncommitted_seen,
+                   **row_figures(run_dir, seeds=SEEDS, batch=BATCH), seconds=round(time.perf_counter() - started, 1))
 
 
 def _name(base: str, mode: str) -> str:

@@ -87,7 +87,7 @@ def test_default_engine_says_how_to_switch_when_vllm_cannot_start(monkeypatch, t
     """No silent fallback: `sparq generate` on the default (vllm) engine, with vLLM broken,
     stops with one line that says why and names the key that switches engines."""
     import pipeline.engines.vllm_install as vllm_install
-    from pipeline.cli import EXIT_ENGINE, main
+    from flows.cli import EXIT_ENGINE, main
 
     monkeypatch.setattr(vllm_install, "problems", lambda: ["the `vllm` module is not installed (test)"])
     cfg = tmp_path / "c.toml"

@@ -24,7 +24,7 @@ from pipeline.storage import RunDir, RunError
 from tests.conftest import REPO, sparq_cmd, write_config, write_script
 from tests.export_helpers import DIM, cand, fake_embed, write_run
 
-HELDOUT_0 = "Compute 6 * 9."  # the first item of data/eval/heldout.jsonl
+HELDOUT_0 = "Compute 6 * 9."  # the first item of pipeline/data/eval/heldout.jsonl
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 
@@ -82,15 +82,19 @@ def test_every_filter_counted_and_every_row_kept(tmp_path: Path):
         assert row["solve_rate"] == SURVIVORS[row["messages"][0]["content"]] and row["run"] in ("a", "b")
     by_filter = {}
     for r in rejected.to_pylist():
-        assert r["filter"] and r["filter_reason"], r
+        assert r["filter"] and r["filter_reason"] and r["filter_detail"], r
         by_filter.setdefault(r["filter"], []).append(r)
     assert {k: len(v) for k, v in by_filter.items()} == {
         "status": 3, "difficulty": 1, "validity": 1, "decontamination": 1, "exact_dedup": 1, "near_dup": 1,
         "selection": 1 + 2 + 3 - 3}  # correct attempts beyond the first: sr .25/.5/.75 of k=4 -> 1+2+3 pairs
     leak = by_filter["decontamination"][0]
-    assert leak["matched"] == f"heldout:arithmetic-0001: {HELDOUT_0}" and "n-gram overlap 1.00" in leak["filter_reason"]
+    assert leak["matched"] == f"heldout:arithmetic-0001: {HELDOUT_0}" and leak["filter_reason"] == "benchmark_leak"
+    assert "n-gram overlap 1.00" in leak["filter_detail"]
     assert by_filter["exact_dedup"][0]["matched"] == candidate_id("a", 1, 0)  # the better copy, kept
-    assert "near duplicate of" in by_filter["near_dup"][0]["filter_reason"]
+    assert "near duplicate of" in by_filter["near_dup"][0]["filter_detail"]
+    reasons = {(r["filter"], r["filter_reason"]) for r in rejected.to_pylist()}
+    assert reasons >= {("difficulty", "solve_rate_above_band"), ("exact_dedup", "exact_duplicate"),
+                       ("selection", "per_problem_cap")}
     assert all(r["content"] and r["attempt"] is not None for r in by_filter["selection"])
     # Nothing dropped: every candidate row is in the data or rejected at candidate level.
     ids = {r["id"] for run in runs for r in RunDir(run).read_candidates().to_pylist()}
@@ -98,6 +102,10 @@ def test_every_filter_counted_and_every_row_kept(tmp_path: Path):
     assert res.data_rows == 3 and res.rejected_rows == rejected.num_rows
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| decontamination | 6 | 1 | 5 |" in card and "| near_dup | 4 | 1 | 3 |" in card
+    # Rejections per reason add up to every rejected row.
+    per_reason = [line.split(" | ") for line in card.splitlines() if line.startswith("| ") and " | `" in line]
+    assert sum(int(cols[2]) for cols in per_reason) == rejected.num_rows
+    assert "| near_dup | `near_duplicate` | 1 |" in card
     assert HELDOUT_0 in card and "Compute 71 * 3." in card
     assert "[0.2, 0.3)" in card and "3 cells hold output rows" not in card  # cells 0 and 3: two cells
     assert "2 cells hold output rows" in card
@@ -116,8 +124,9 @@ def test_selection_budget_caps_and_generator_source(tmp_path: Path):
            if s == "generator"]
     assert gen == ["Work it out. The answer is 7."] * 2
     rejected = _table(tmp_path / "out", "rejected")
-    reasons = [r for r in rejected["filter_reason"].to_pylist() if r.startswith(("over budget", "per-problem"))]
-    assert "over budget (4)" in reasons and "per-problem cap (2)" in reasons
+    details = [r for r in rejected["filter_detail"].to_pylist() if r.startswith(("over budget", "per-problem"))]
+    assert "over budget (4)" in details and "per-problem cap (2)" in details
+    assert {"over_budget", "per_problem_cap"} <= set(rejected["filter_reason"].to_pylist())
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| budget |" in card and "generator 2, student 2" in card
 

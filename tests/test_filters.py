@@ -35,11 +35,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def test_runner_applies_in_order_and_keeps_reasons():
     frame = pd.DataFrame({"x": [1, 2, 3, 4, 5, 6]})
-    odd = predicate_filter("odd", ["x"], lambda r: True if r["x"] % 2 else (False, f"{r['x']} is even"))
-    small = Filter("small", lambda b: Verdicts(np.where(b.frame["x"].to_numpy() < 4, None, "too big").astype(object)))
+    odd = predicate_filter("odd", ["x"], lambda r: True if r["x"] % 2 else (False, "even", f"{r['x']} is even"))
+    small = Filter("small", lambda b: Verdicts(np.where(b.frame["x"].to_numpy() < 4, None, "too_big").astype(object)))
     marks = run_filters(Batch(frame), [odd, small])
     assert marks.filter.tolist() == [None, "odd", None, "odd", "small", "odd"]
-    assert marks.reason.tolist() == [None, "2 is even", None, "4 is even", "too big", "6 is even"]
+    assert marks.reason.tolist() == [None, "even", None, "even", "too_big", "even"]
+    assert marks.detail.tolist() == [None, "2 is even", None, "4 is even", None, "6 is even"]
+    assert marks.reason_counts() == {("odd", "even"): 3, ("small", "too_big"): 1}
     assert [(c.name, c.seen, c.rejected, c.kept) for c in marks.counts] == [("odd", 6, 3, 3), ("small", 3, 1, 2)]
     # A later filter sees only what the earlier ones kept: 'small' never saw 4 or 6.
     assert [(c.name, c.seen, c.rejected) for c in funnel(["odd", "small"], {"odd": 3, "small": 1}, 6)] == \
@@ -50,6 +52,10 @@ def test_predicate_must_return_true_or_reason():
     bad = predicate_filter("bad", ["x"], lambda r: False)
     with pytest.raises(TypeError, match="bad"):
         run_filters(Batch(pd.DataFrame({"x": [1]})), [bad])
+    # A reason with a value in it would count as a reason of its own in the card.
+    wordy = predicate_filter("wordy", ["x"], lambda r: (False, f"x is {r['x']}"))
+    with pytest.raises(RuntimeError, match="snake_case code"):
+        run_filters(Batch(pd.DataFrame({"x": [1]})), [wordy])
 
 
 def _rows(**cols) -> Batch:
@@ -58,20 +64,26 @@ def _rows(**cols) -> Batch:
 
 def test_status_difficulty_validity_pairs():
     b = _rows(status=["ok", "seed", "unparseable"], reason=[None, None, "no solution found"])
-    assert status_filter(["ok"])(b).reasons.tolist() == [None, "status 'seed'",
-                                                         "status 'unparseable': no solution found"]
+    v = status_filter(["ok"])(b)
+    assert v.reasons.tolist() == [None, "status_excluded", "status_excluded"]
+    assert v.details.tolist() == [None, "status 'seed'", "status 'unparseable': no solution found"]
     b = _rows(solve_rate=[0.1, 0.9, 0.05, 1.0, None])
-    r = difficulty_filter(0.1, 0.9)(b).reasons.tolist()
-    assert r[:2] == [None, None]  # the band is inclusive
-    assert "< 0.1" in r[2] and "> 0.9" in r[3] and "no solve rate" in r[4]
+    v = difficulty_filter(0.1, 0.9)(b)
+    assert v.reasons.tolist() == [None, None,  # the band is inclusive
+                                  "solve_rate_below_band", "solve_rate_above_band", "no_solve_rate"]
+    r = v.details.tolist()
+    assert "0.050 < 0.1" in r[2] and "1.000 > 0.9" in r[3] and "no solve rate" in r[4]
     b = _rows(reference_agrees=[True, False, None], majority_answer=["7", "3", None],
               majority_share=[0.5, 0.75, None])
-    r = validity_filter()(b).reasons.tolist()
-    assert r[0] is None and "disagrees" in r[1] and "'3'" in r[1] and "no solver majority" in r[2]
+    v = validity_filter()(b)
+    assert v.reasons.tolist() == [None, "reference_disputed", "no_solver_majority"]
+    r = v.details.tolist()
+    assert "disagrees" in r[1] and "'3'" in r[1] and "no solver majority" in r[2]
     b = _rows(n_student=[0, 2, 0], has_generator=[True, False, False])
-    assert pairs_filter(["student"])(b).reasons.tolist() == ["no correct student attempt", None,
-                                                            "no correct student attempt"]
-    assert pairs_filter(["student", "generator"])(b).reasons.tolist() == [
+    v = pairs_filter(["student"])(b)
+    assert v.reasons.tolist() == ["no_sft_pair", None, "no_sft_pair"]
+    assert v.details.tolist() == ["no correct student attempt", None, "no correct student attempt"]
+    assert pairs_filter(["student", "generator"])(b).details.tolist() == [
         None, None, "no correct student attempt or generator solution"]
 
 
@@ -82,6 +94,7 @@ def test_exact_dedup_keeps_the_best_copy():
     b = _rows(id=["a", "b", "c", "d"], problem_id=["p", "p", "q", "p"], priority=[2, 0, 1, 3])
     v = exact_dedup_filter()(b)
     assert v.reasons[1] is None and v.reasons[2] is None  # b is the best copy of p
+    assert v.reasons[0] == v.reasons[3] == "exact_duplicate"
     assert v.matched.tolist() == ["b", None, None, "b"]
 
 
@@ -93,7 +106,7 @@ def test_near_dup_greedy_keeps_higher_quality():
     b = Batch(pd.DataFrame({"id": ["a", "b", "c", "z"], "priority": [0, 1, 2, 3]}), emb)
     v = near_dup_filter(0.97, exact_below=100, nlist=0, nprobe=1, seed=0)(b)
     assert v.reasons[0] is None and v.reasons[2] is None and v.reasons[3] is None
-    assert v.matched[1] == "a" and "cosine 0.98" in v.reasons[1]
+    assert v.matched[1] == "a" and v.reasons[1] == "near_duplicate" and "cosine 0.98" in v.details[1]
     # With c the best, c removes b, and a survives.
     b2 = Batch(pd.DataFrame({"id": ["a", "b", "c", "z"], "priority": [2, 1, 0, 3]}), emb)
     v2 = near_dup_filter(0.97, exact_below=100, nlist=0, nprobe=1, seed=0)(b2)
@@ -147,8 +160,8 @@ def test_decontam_catches_copies_numbers_changed_and_reordered():
     ])
     assert [r is not None for r in v.reasons] == [True, True, True, True, False, False]
     assert v.matched[0] == f"bench:0: {HELD[0]}" and v.matched[3].startswith("bench:1:")
-    assert "n-gram overlap 1.00" in v.reasons[1]
-    assert "n-gram overlap 0.00" in v.reasons[2]  # reordered: n-grams break, the embedding does not
+    assert v.reasons[1] == "benchmark_leak" and "n-gram overlap 1.00" in v.details[1]
+    assert "n-gram overlap 0.00" in v.details[2]  # reordered: n-grams break, the embedding does not
 
 
 def test_decontam_with_the_real_embedder_on_the_heldout_split():
@@ -195,12 +208,13 @@ def _select(strategy: str, **kw):
 
 def test_selection_caps_and_budget():
     s = _select("quality", max_per_problem=1)
-    assert s.count == 6 and set(s.reason[~s.selected]) == {"per-problem cap (1)"}
+    assert s.count == 6 and set(s.reason[~s.selected]) == {"per_problem_cap"}
+    assert set(s.detail[~s.selected]) == {"per-problem cap (1)"}
     s = _select("quality", max_per_problem=1, max_per_cell=1)
     assert sorted(s.problem[s.selected].tolist()) == [0, 3, 5]  # the best of each cell
     s = _select("quality", max_per_problem=1, budget=2)
     assert sorted(s.problem[s.selected].tolist()) == [0, 3]
-    assert (s.reason == "over budget (2)").sum() == 4
+    assert (s.reason == "over_budget").sum() == (s.detail == "over budget (2)").sum() == 4
     s = _select("random", budget=4)
     assert s.count == 4 and s.selected.tolist() == _select("random", budget=4).selected.tolist()
 

@@ -176,11 +176,11 @@ def test_tag_search_matches_the_lazy_regex(raw: str):
     # parse_mutation finds <problem>...</problem> in linear time; it must agree with the
     # regex it replaces (re.search(r"<problem>(.*?)</problem>", re.S | re.I)).
     _count("parse_mutation.tags")
-    from pipeline.mutation import _tagged
+    from pipeline.mutation import tagged
 
     for name in ("problem", "solution"):
         m = re.search(rf"<{name}>(.*?)</{name}>", raw, re.S | re.I)
-        assert _tagged(raw, name) == (m.group(1) if m else None)
+        assert tagged(raw, name) == (m.group(1) if m else None)
 
 
 @pytest.mark.parametrize("raw", [

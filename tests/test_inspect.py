@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.inspection import (
     InspectError,
     derive_elites,

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -202,9 +203,23 @@ def test_schedule_without_server_or_with_bad_cron_fails_in_one_line(tmp_path: Pa
     assert res.returncode == 2 and "--cron" in res.stderr
 
 
-def test_extend_and_fresh_runs_in_process(tmp_path: Path):
+class _Clock(datetime):
+    """A clock one second further at each reading: fresh run directories are named by the
+    second, so two runs need two seconds, not a second of real waiting."""
+
+    reading = datetime(2026, 1, 1, 3, 0, 0, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz=None):
+        cls.reading += timedelta(seconds=1)
+        return cls.reading
+
+
+def test_extend_and_fresh_runs_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """What each scheduled run does, without a server: extend one campaign, or start anew."""
     from flows.schedule import campaign_target, extend_campaign
+
+    monkeypatch.setattr("flows.schedule.datetime", _Clock)
 
     config = str(scripted_config(tmp_path, steps=5, batch=2, k=2))
     run_dir = tmp_path / "campaign"
@@ -215,7 +230,6 @@ def test_extend_and_fresh_runs_in_process(tmp_path: Path):
 
     fresh = tmp_path / "fresh"
     extend_campaign(run_dir=str(fresh), config_path=config, steps_per_run=1, fresh=True)
-    time.sleep(1.1)  # the subdirectories are named by the second
     extend_campaign(run_dir=str(fresh), config_path=config, steps_per_run=1, fresh=True)
     subdirs = sorted(p for p in fresh.iterdir() if p.is_dir())
     assert len(subdirs) == 2 and all(p.name.startswith("run-") for p in subdirs)

@@ -126,9 +126,10 @@ def test_generated_payloads_are_stored_never_run(tmp_path: Path, figures):
     assert any(r["status"] == "ok" and r["k"] == 3 for r in gen), "payload problems were never solved/judged"
     attempts = RunDir(tmp_path / "run").read_attempts()
     assert attempts.num_rows > 0
-    assert [m for m in markers if m.exists()] == []
+    executed = [m for m in markers if m.exists()]  # a payload that ran would have written its marker
+    assert executed == []
     figures.record("security.payloads", payloads=len(PAYLOADS), candidates=len(gen),
-                   attempts_judged=attempts.num_rows, executed=0)
+                   attempts_judged=attempts.num_rows, executed=len(executed))
 
 
 def _check_file(path: Path) -> str:
@@ -159,7 +160,7 @@ def test_run_storage_has_no_pickle(tmp_path: Path, figures):
     run_generation(cfg, tmp_path / "run", show_bar=False, progress=lambda m: None)
     kinds = [_check_file(p) for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()]
     assert {"parquet", "npy", "json", "toml"} <= set(kinds)
-    figures.record("security.storage_formats", files_checked=len(kinds), pickles=0)
+    figures.record("security.storage_formats", files_checked=len(kinds), pickles=kinds.count("pickle"))
 
 
 MUTATION = (" A farmer has 12 cows and buys 5 more. How many cows does he have?\n"
@@ -191,7 +192,8 @@ def test_api_key_never_leaves_the_environment(tmp_path: Path, figures):
         assert secret not in proc.stdout and secret not in proc.stderr
     assert leaks == []
     assert "SPARQ_TEST_SECRET" in (tmp_path / "run" / "config.toml").read_text()  # the name, not the value
-    figures.record("security.api_key", files_checked=len(files), outputs_checked=4, leaks=0)
+    outputs = [out for proc in (ok, bad) for out in (proc.stdout, proc.stderr)]
+    figures.record("security.api_key", files_checked=len(files), outputs_checked=len(outputs), leaks=len(leaks))
 
 
 def test_servers_bind_localhost():

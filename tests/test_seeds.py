@@ -48,7 +48,7 @@ def test_parquet_missing_column(tmp_path: Path):
         (b'{"problem": "a", "solution": "b", "answer": "1"}\n{broken\n', "line 2"),
         (b'{"problem": "a\xff", "solution": "b", "answer": "1"}\n', "UTF-8"),
         (b'[1, 2]\n', "not a JSON object"),
-        (b'{"problem": "", "solution": "b", "answer": "1"}\n', "row 0"),
+        (b'\n{"problem": "", "solution": "b", "answer": "1"}\n', "line 2 column"),
         (b"", "no rows"),
     ],
 )
@@ -77,3 +77,27 @@ def test_cli_seeds_summary_and_error(tmp_path: Path):
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "'answer'" in lines[0]
+
+
+def test_overlong_field_is_refused_with_the_row_and_the_limit(tmp_path: Path):
+    ok = {"problem": "What is 1 + 1?", "solution": "2", "answer": "2"}
+    p = _jsonl(tmp_path / "s.jsonl", [ok, ok | {"problem": "x" * 2_600_000}])
+    with pytest.raises(SeedError) as info:
+        load_seeds(SeedsConfig(source=str(p)))
+    msg = str(info.value)
+    assert "line 2 column 'problem'" in msg and "2,600,000 characters" in msg and "20,000" in msg
+    assert "\n" not in msg
+    # The limit is a config key; a row at the limit passes.
+    assert len(load_seeds(SeedsConfig(source=str(p), max_chars=2_600_000))) == 2
+    q = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"problem": ["a?", "b?"], "solution": ["s", "s"], "answer": ["1", "1" * 30]}), q)
+    with pytest.raises(SeedError, match=r"row 2 column 'answer' is 30 characters long, over the limit of 10 "):
+        load_seeds(SeedsConfig(source=str(q), max_chars=10))
+
+
+def test_cli_seeds_names_the_overlong_row(tmp_path: Path):
+    p = _jsonl(tmp_path / "s.jsonl", [{"problem": "What is 1 + 1?", "solution": "x" * 50, "answer": "2"}])
+    bad = subprocess.run(sparq_cmd("seeds", str(p), "--max-chars", "40"), cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 1 column 'solution' is 50 characters long" in lines[0] and "40" in lines[0]

@@ -1,4 +1,5 @@
-"""Checks on the bundled seed set and held-out split that data/make_seeds.py writes.
+"""Checks on the bundled seed set and held-out split that data/make_seeds.py writes
+(into pipeline/data/, package data of `pipeline`).
 
 The committed files are what a run starts from by default, so they are tested as committed:
 their shape, their answer format, the seed/held-out disjointness, and that the generator
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data"
-SCRIPT = DATA / "make_seeds.py"
+DATA = ROOT / "pipeline" / "data"
+SCRIPT = ROOT / "data" / "make_seeds.py"
 SEEDS = Path("seeds") / "seeds.jsonl"
 HELDOUT = Path("eval") / "heldout.jsonl"
 README = Path("README.md")

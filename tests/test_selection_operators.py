@@ -141,7 +141,7 @@ def test_novelty_target_shows_a_neighbouring_elite():
     archive.add(["a", "b"], np.array([[1.0, 0, 0], [0, 1.0, 0]]), [0.1, 0.2])
     t = NicheView(archive).target(0, np.random.default_rng(0))
     assert (t.label, t.example_id) == ("niche:1", "b")
-    assert NicheView(archive.empty()).target(None, np.random.default_rng(0)).example_id is None
+    assert NicheView(archive.new_empty()).target(None, np.random.default_rng(0)).example_id is None
 
 
 def test_skill_neighbours_and_targets():

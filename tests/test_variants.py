@@ -17,9 +17,9 @@ from pipeline.campaign import Campaign, rederive_archive
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.generate import run_generation
 from pipeline.records import OPERATORS_SCHEMA
+from pipeline.seeds import BUNDLED_SEEDS
 from pipeline.selection import SELECTIONS
 from pipeline.storage import RunDir
-from tests.conftest import REPO
 
 QUIET = {"show_bar": False, "progress": lambda m: None}
 
@@ -38,7 +38,7 @@ LABELS = [" arithmetic", " money, percentages", " nonsense-skill", " ratios, fra
 
 
 def small_seeds(path: Path, per_skill: int = 3) -> Path:
-    rows = [json.loads(line) for line in (REPO / "data/seeds/seeds.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()]
     picked, seen = [], {}
     for r in rows:
         if seen.get(r["skill"], 0) < per_skill:
@@ -151,7 +151,7 @@ def test_novelty_resume_rebuilds_a_stale_snapshot(tmp_path: Path):
     # A snapshot from step 1 with a checkpoint at step 2: resume must re-derive it.
     camp = Campaign.open(run.path, resume=True, progress=lambda m: None)
     ck = run.checkpoint_path.read_text()
-    stale = camp.archive.empty()
+    stale = camp.archive.new_empty()
     cands = run.read_candidates(upto=1)
     stale = rederive_archive(stale, cands)
     camp.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from finetune.config import FinetuneConfig, load_finetune_config
 from finetune.errors import FinetuneConfigError, FinetuneInputError
-from pipeline.config import _build, _read_toml
+from pipeline.config import build, read_toml
 
 Log = Callable[[str], None]
 
@@ -56,10 +56,10 @@ class PipelineFile:
 
 
 def load_pipeline_config(path: str | Path) -> PipelineSection:
-    data = _read_toml(Path(path))
+    data = read_toml(path, FinetuneConfigError)
     if "pipeline" not in data:
         raise FinetuneConfigError(f"config file {path}: no [pipeline] table")
-    return _build(PipelineFile, data, "", str(path)).pipeline
+    return build(PipelineFile, data, "", str(path), FinetuneConfigError).pipeline
 
 
 def evaluate_pair(base: str, model_dir: str, cfg: FinetuneConfig, *, evaluate_base: bool = True,

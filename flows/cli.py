@@ -52,8 +52,9 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     from pipeline.config import SeedsConfig
     from pipeline.seeds import load_seeds, summarize
 
+    limits = {} if args.max_chars is None else {"max_chars": args.max_chars}
     cfg = SeedsConfig(source=args.source, split=args.split, problem=args.problem,
-                      solution=args.solution, answer=args.answer, skill=args.skill)
+                      solution=args.solution, answer=args.answer, skill=args.skill, **limits)
     seeds = load_seeds(cfg)
     info = summarize(seeds)
     if args.json:
@@ -203,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from finetune.evaluate import format_table
-    from finetune.pipeline import load_pipeline_config, run_pipeline
+    from flows.pipeline import load_pipeline_config, run_pipeline
 
     out = run_pipeline(load_pipeline_config(args.config), log=_stderr_log)
     print(format_table([{**r, "model": label} for label, r in out["results"].items()]))
@@ -273,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--solution", default="solution", help="column holding the solution")
     s.add_argument("--answer", default="answer", help="column holding the final answer")
     s.add_argument("--skill", default="", help="optional column holding a skill label")
+    s.add_argument("--max-chars", type=_positive, metavar="N",
+                   help="longest problem, solution or answer accepted, in characters (default: seeds.max_chars's)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=cmd_seeds)
 
