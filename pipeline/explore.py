@@ -279,10 +279,9 @@ def write_explorer(run_dirs: Sequence[Path | str], out: Path | str | None = None
     """Read every run (InspectError names a bad one) and write the page to `out`."""
     if not run_dirs:
         raise ValueError("run_dirs must name at least one run directory")
-    runs = []
-    for d in run_dirs:
-        log(f"reading {d}")
-        runs.append(load_run(d))
+    # Every run is read before anything is printed: a bad one fails with its one-line error.
+    runs = [load_run(d) for d in run_dirs]
+    log(f"read {len(runs)} run(s), {sum(r.candidates.num_rows for r in runs)} candidates; building the page")
     data = explore_data(runs)
     page = render_page(data).encode("utf-8")
     path = Path(out) if out is not None else default_out(run_dirs)

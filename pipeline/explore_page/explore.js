@@ -422,7 +422,7 @@
         "Cells only one run fills (final archives; click one to open that run's elite):" }));
       for (const j of cmp.group) {
         const cells = cmp.only[String(j)] || [];
-        const list = el("div", { class: "only", "data-run": D.runs[j].run_id });
+        const list = el("div", { class: "only", "data-run": String(j) });
         cells.forEach((cell) => list.append(el("a", { class: "jump", text: String(cell), onclick: () => { setRun(j); clickCell(cell); } }), " "));
         parts.push(el("p", null, el("b", { text: `${D.runs[j].run_id}: ${cells.length} cell(s) ` }), list));
       }
