@@ -383,3 +383,50 @@ def test_two_runs_side_by_side(browser, run_dir: Path, short_run: Path, tmp_path
         assert o.errors == [] and o.requests == [o.url] and set(o.seen) == {o.url}
     finally:
         o.close()
+
+
+# -- the generate flow's artifacts ---------------------------------------------------------------------
+def test_publish_report_writes_and_links_the_explorer(run_dir: Path, tmp_path: Path, monkeypatch):
+    # The artifact calls are recorded instead of sent (tests/test_report.py runs the flow
+    # against a real Prefect server); the page is the one `sparq explore RUN` writes.
+    import logging
+
+    import prefect.artifacts
+
+    from flows.artifacts import publish_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    sent: dict[str, dict] = {}
+    for name in ("create_markdown_artifact", "create_table_artifact"):
+        monkeypatch.setattr(prefect.artifacts, name, lambda name=name, **kw: sent.setdefault(kw["key"], kw))
+    assert publish_report(str(copy), "sparq-run", logging.getLogger("test"))
+    page = copy / "report" / EXPLORE_FILE
+    assert page.is_file() and _data(page)["runs"][0]["run_id"] == load_run(copy).run_id
+    md = sent["sparq-run-figures"]["markdown"]
+    assert f"[open explore.html]({page.resolve().as_uri()}) `{page.resolve()}`" in md
+
+
+def test_publish_report_survives_an_explorer_that_cannot_be_written(run_dir: Path, tmp_path: Path, monkeypatch,
+                                                                      caplog):
+    import logging
+
+    import prefect.artifacts
+
+    import flows.artifacts
+    from pipeline.storage import RunError
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    sent: dict[str, dict] = {}
+    for name in ("create_markdown_artifact", "create_table_artifact"):
+        monkeypatch.setattr(prefect.artifacts, name, lambda name=name, **kw: sent.setdefault(kw["key"], kw))
+
+    def broken(*args, **kwargs):
+        raise RunError("cannot write explore.html: disk full")
+
+    monkeypatch.setattr(flows.artifacts, "write_explorer", broken)
+    with caplog.at_level(logging.WARNING):
+        assert flows.artifacts.publish_report(str(copy), "sparq-run", logging.getLogger("test"))
+    assert "run explorer not written: cannot write explore.html: disk full" in caplog.text
+    assert "explore.html" not in sent["sparq-run-figures"]["markdown"]
