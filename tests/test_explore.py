@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,13 +157,28 @@ def _browser_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser():
+def _require_browser() -> None:
+    """Skip without a browser; in CI (CI set) fail instead, so a broken install is seen."""
     problem = _browser_problem()
     if problem and os.environ.get("CI"):
         pytest.fail(f"the explorer's browser tests must run in CI, but: {problem}")
     if problem:
         pytest.skip(problem)
+
+
+def test_missing_browser_skips_locally_and_fails_in_ci(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium"):
+        _require_browser()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI, but: needs .*no-chromium"):
+        _require_browser()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
