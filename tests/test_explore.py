@@ -258,9 +258,9 @@ def test_clicking_a_cell_shows_its_elite(opened: Opened, run_dir: Path):
     p = opened.page
     cell = p.locator(f"rect.cell[data-cell='{elite['cell']}']")
     assert cell.get_attribute("data-state") == "generated"
-    cell.hover()
+    cell.hover(force=True)
     assert p.locator("#tip").is_visible() and f"cell {elite['cell']}: quality" in p.inner_text("#tip")
-    cell.click()
+    cell.click(force=True)
     assert p.get_attribute("#panel", "data-id") == elite["id"]
     panel = p.locator("#panel")
     assert panel.locator(".problem").inner_text() == elite["problem"]
@@ -279,7 +279,7 @@ def test_clicking_a_cell_shows_its_elite(opened: Opened, run_dir: Path):
     seeds = {e["cell"] for e in run.elites if e["status"] == Status.SEED}
     assert {int(x) for x in p.eval_on_selector_all("rect.cell[data-state='seed']",
                                                     "els => els.map(e => e.dataset.cell)")} == seeds
-    p.locator("rect.cell[data-state='empty']").first.click()
+    p.locator("rect.cell[data-state='empty']").first.click(force=True)
     assert "is empty after step" in panel.inner_text()
 
 
@@ -324,7 +324,7 @@ def test_lineage_of_a_deep_elite_reaches_its_seed(opened: Opened, run_dir: Path)
     while chain[-1]["parent_id"]:
         chain.append(by_id[chain[-1]["parent_id"]])
     p = opened.page
-    p.locator(f"rect.cell[data-cell='{deep['cell']}']").click()
+    p.locator(f"rect.cell[data-cell='{deep['cell']}']").click(force=True)
     nodes = p.locator("#lineage > ol.lineage > li")
     assert nodes.count() == deep["depth"] + 1 == len(chain)
     ids = [p.locator("#lineage > ol.lineage > li").nth(k).locator(".meta a.jump").first.inner_text()

@@ -69,27 +69,53 @@
 
   // -- archive map -------------------------------------------------------------------------
   const W = 640, H = 460, PAD = 14;
-  let rects = [], cellSize = 8;
+  let rects = [], centres = [], cellSize = 8, hovered = -1;
   function buildMap() {
     const xs = R.xy.map((p) => p[0]), ys = R.xy.map((p) => p[1]);
     const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
     const sx = (W - 2 * PAD) / (x1 - x0 || 1), sy = (H - 2 * PAD) / (y1 - y0 || 1);
-    cellSize = Math.max(4, Math.min(16, 0.6 * Math.sqrt((W * H) / Math.max(1, R.cells))));
+    cellSize = Math.max(4, Math.min(12, 0.45 * Math.sqrt((W * H) / Math.max(1, R.cells))));
     const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "archive map" });
-    rects = R.xy.map((p, c) => {
-      const x = PAD + (p[0] - x0) * sx, y = H - PAD - (p[1] - y0) * sy;
+    centres = R.xy.map((p) => [PAD + (p[0] - x0) * sx, H - PAD - (p[1] - y0) * sy]);
+    rects = centres.map(([x, y], c) => {
       const r = sv("rect", { class: "cell", x: (x - cellSize / 2).toFixed(1), y: (y - cellSize / 2).toFixed(1),
         width: cellSize.toFixed(1), height: cellSize.toFixed(1), "data-cell": c });
       svg.append(r);
       return r;
     });
-    svg.addEventListener("mouseover", (e) => { const c = e.target.dataset && e.target.dataset.cell; if (c !== undefined) tip(e, +c); });
-    svg.addEventListener("mousemove", (e) => moveTip(e));
-    svg.addEventListener("mouseout", () => { $("tip").hidden = true; });
-    svg.addEventListener("click", (e) => { const c = e.target.dataset && e.target.dataset.cell; if (c !== undefined) clickCell(+c); });
+    // Cells can overlap in the projection: the pointer picks the cell whose centre is nearest
+    // (within a cell's size), not the shape drawn on top, so every cell can be reached.
+    svg.addEventListener("mousemove", (e) => hover(e, cellAt(svg, e)));
+    svg.addEventListener("mouseleave", (e) => hover(e, -1));
+    svg.addEventListener("click", (e) => { const c = cellAt(svg, e); if (c >= 0) clickCell(c); });
     $("map").replaceChildren(svg);
     $("projection").textContent = `Cell positions: ${R.projection}. Nearby cells hold problems the embedder ` +
       "sees as similar.";
+  }
+
+  function cellAt(svg, e) {
+    const m = svg.getScreenCTM();
+    if (!m) return -1;
+    const pt = new DOMPoint(e.clientX, e.clientY).matrixTransform(m.inverse());
+    let best = -1, bd = cellSize * cellSize;
+    centres.forEach(([x, y], c) => {
+      const d = (x - pt.x) ** 2 + (y - pt.y) ** 2;
+      if (d <= bd) { bd = d; best = c; }
+    });
+    return best;
+  }
+  function hover(e, c) {
+    if (c !== hovered) {
+      if (hovered >= 0) rects[hovered].classList.remove("hover");
+      if (c >= 0) rects[c].classList.add("hover");
+      hovered = c;
+    }
+    const t = $("tip");
+    if (c < 0) { t.hidden = true; return; }
+    t.textContent = cellText(c);
+    t.hidden = false;
+    t.style.left = Math.min(window.innerWidth - 390, e.clientX + 14) + "px";
+    t.style.top = (e.clientY + 14) + "px";
   }
 
   function compareSets() {
@@ -127,6 +153,9 @@
       r.dataset.state = state;
       r.classList.toggle("sel", sel >= 0 && occ[c] === sel);
     });
+    // Drawn last = on top: generated elites over seeds over empty cells.
+    const svg = rects.length ? rects[0].parentNode : null;
+    for (const state of ["empty", "seed", "generated"]) rects.forEach((r) => { if (r.dataset.state === state) svg.append(r); });
     $("occupied").textContent = `${n} of ${R.cells} cells occupied`;
     $("occupied").dataset.count = n;
     $("step-label").textContent = String(step);
@@ -155,13 +184,6 @@
       `cell ${c}: quality ${fmt(R.c.q[i])}, solve rate ${fmt(R.c.sr[i], 2)}, step ${R.c.step[i]}, depth ${R.c.depth[i]}`;
     const p = R.c.problem[i] || "";
     return head + "\n" + (p.length > 240 ? p.slice(0, 239) + "\u2026" : p);
-  }
-  function tip(e, c) { const t = $("tip"); t.textContent = cellText(c); t.hidden = false; moveTip(e); }
-  function moveTip(e) {
-    const t = $("tip");
-    if (t.hidden) return;
-    t.style.left = Math.min(window.innerWidth - 390, e.clientX + 14) + "px";
-    t.style.top = (e.clientY + 14) + "px";
   }
   function clickCell(c) {
     const i = occ[c];
