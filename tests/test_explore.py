@@ -446,3 +446,22 @@ def test_publish_report_survives_an_explorer_that_cannot_be_written(run_dir: Pat
         assert flows.artifacts.publish_report(str(copy), "sparq-run", logging.getLogger("test"))
     assert "run explorer not written: cannot write explore.html: disk full" in caplog.text
     assert "explore.html" not in sent["sparq-run-figures"]["markdown"]
+
+
+# -- archives without centroids -------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["novelty", "skillset"])
+def test_archive_kinds_without_centroids_get_a_grid(tmp_path: Path, kind: str):
+    from pipeline.generate import run_generation
+    from tests.test_variants import QUIET, make_config
+
+    run_generation(make_config(tmp_path, archive={"kind": kind, "cells": 32, "radius": 0.3}), tmp_path / "run",
+                   **QUIET)
+    run = load_run(tmp_path / "run")
+    data = run_data(run)
+    assert data["centroid_key"] is None and "laid out on a grid" in data["projection"]
+    cells = [c for c in data["c"]["cell"] if c >= 0]
+    assert len(data["xy"]) >= max(cells) + 1 and len({tuple(p) for p in data["xy"]}) == len(data["xy"])
+    final = occupancy_after(data["events"], run.step)
+    assert {c: data["c"]["id"][i] for c, i in final.items()} == {e["cell"]: e["id"] for e in run.elites}
+    # a second run of another kind is never compared cell by cell
+    assert explore_data([run, run])["compare"]["group"] == []

@@ -452,8 +452,12 @@
       parts.push(el("p", { class: "muted", text: "No two runs share their centroids, so cells are not compared one by one." }));
     }
     for (const j of cmp.not_comparable) {
-      parts.push(el("p", { class: "muted", text: `${D.runs[j].run_id} has other centroids than ${D.runs[0].run_id}: the same ` +
-        "cell number names a different region of embedding space, so its cells are not compared; its curves above are." }));
+      const r = D.runs[j];
+      parts.push(el("p", { class: "muted", text: r.centroid_key === null ?
+        `${r.run_id} has a ${r.archive_kind} archive, without centroids: its cell numbers are niches of its own, so its ` +
+        "cells are not compared with another run's; its curves above are." :
+        `${r.run_id} has other centroids than ${D.runs[0].run_id}: the same cell number names a different region of ` +
+        "embedding space, so its cells are not compared; its curves above are." }));
     }
     box.replaceChildren(...parts);
   }
