@@ -465,3 +465,18 @@ def test_archive_kinds_without_centroids_get_a_grid(tmp_path: Path, kind: str):
     assert {c: data["c"]["id"][i] for c, i in final.items()} == {e["cell"]: e["id"] for e in run.elites}
     # a second run of another kind is never compared cell by cell
     assert explore_data([run, run])["compare"]["group"] == []
+
+
+def test_page_of_a_run_with_only_seeds(browser, tmp_path: Path):
+    run_dir = make_run(tmp_path, steps=0)
+    o = Opened(browser, write_explorer([run_dir]).path)
+    try:
+        seeds = len(load_run(run_dir).elites)
+        assert o.count() == seeds and o.page.locator("rect.cell[data-state='generated']").count() == 0
+        assert o.rows() == 10
+        o.page.click("#cands tbody tr:first-child")
+        o.page.wait_for_selector("#panel :text('no attempts')")
+        assert o.page.locator("#lineage > ol.lineage > li.seed").count() == 1
+        assert o.errors == [] and o.requests == [o.url]
+    finally:
+        o.close()
