@@ -84,7 +84,7 @@ def cell_positions(run: RunTables, candidates_cells: list[int | None]) -> tuple[
         how = (f"PCA of the {run.centroids.shape[0]} centroids ({run.centroids.shape[1]}-d); the axes explain "
                f"{100 * explained[0]:.0f}% and {100 * explained[1]:.0f}% of their variance")
         return [[_round(a), _round(b)] for a, b in xy.tolist()], how
-    n = run.cells or (max([c for c in candidates_cells if c is not None and c >= 0], default=-1) + 1)
+    n = max(run.cells or 0, max([c for c in candidates_cells if c is not None and c >= 0], default=-1) + 1)
     side = max(1, math.ceil(math.sqrt(n)))
     how = f"{run.archive_kind} archive: no centroids, cells laid out on a grid by cell number"
     return [[float(i % side), float(-(i // side))] for i in range(n)], how
@@ -279,12 +279,12 @@ def write_explorer(run_dirs: Sequence[Path | str], out: Path | str | None = None
     """Read every run (InspectError names a bad one) and write the page to `out`."""
     if not run_dirs:
         raise ValueError("run_dirs must name at least one run directory")
-    # Every run is read before anything is printed: a bad one fails with its one-line error.
+    # Every file is read before anything is printed: a bad one fails with its one-line error.
     runs = [load_run(d) for d in run_dirs]
-    log(f"read {len(runs)} run(s), {sum(r.candidates.num_rows for r in runs)} candidates; building the page")
     data = explore_data(runs)
-    page = render_page(data).encode("utf-8")
     path = Path(out) if out is not None else default_out(run_dirs)
+    log(f"read {len(runs)} run(s), {sum(r.candidates.num_rows for r in runs)} candidates; writing {path}")
+    page = render_page(data).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, page)
     return Explorer(path=path, bytes=len(page), runs=len(runs),

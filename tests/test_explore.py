@@ -146,6 +146,17 @@ def test_cli_explore_bad_input_is_one_line(run_dir: Path, tmp_path: Path, capsys
     assert not (tmp_path / "x.html").exists()
 
 
+def test_cli_explore_names_a_damaged_attempts_shard(run_dir: Path, tmp_path: Path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shard = copy / "attempts" / "step-000002.parquet"
+    shard.write_bytes(b"PAR1 not really parquet")
+    assert main(["explore", str(copy), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"sparq: error: attempts shard {shard} is unreadable"), err
+    assert not (tmp_path / "x.html").exists()
+
+
 # -- the page in a real browser ----------------------------------------------------------------------
 def _browser_problem() -> str | None:
     if not CHROMIUM.exists():
