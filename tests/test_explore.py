@@ -491,3 +491,29 @@ def test_page_of_a_run_with_only_seeds(browser, tmp_path: Path):
         assert o.errors == [] and o.requests == [o.url]
     finally:
         o.close()
+
+
+def test_the_committed_page_of_a_real_embedded_model_run(browser, repo: Path):
+    # docs/explore/explore.html: a 5-step run of the embedded model on vLLM (the README links
+    # it). Its deepest elite opens from the map and its lineage reaches a seed.
+    path = repo / "docs" / "explore" / "explore.html"
+    run = _data(path)["runs"][0]
+    c = run["c"]
+    gen = [i for i in range(len(c["id"])) if c["step"][i] > 0 and c["q"][i] > 0 and c["cell"][i] >= 0
+           and occupancy_after(run["events"], run["steps"]).get(c["cell"][i]) == i]
+    deep = max(gen, key=lambda i: (c["depth"][i], c["q"][i]))
+    assert c["depth"][deep] >= 2
+    o = Opened(browser, path)
+    try:
+        p = o.page
+        p.locator(f"rect.cell[data-cell='{c['cell'][deep]}']").click(force=True)
+        assert p.get_attribute("#panel", "data-id") == c["id"][deep]
+        p.wait_for_selector("#panel ol.attempts li")
+        assert p.locator("#panel ol.attempts li").count() == c["k"][deep]
+        nodes = p.locator("#lineage > ol.lineage > li")
+        assert nodes.count() == c["depth"][deep] + 1 and nodes.last.get_attribute("class") == "seed"
+        p.eval_on_selector("#step", "s => { s.value = '0'; s.dispatchEvent(new Event('input')); }")
+        assert o.count() == len(occupancy_after(run["events"], 0)) < len(occupancy_after(run["events"], run["steps"]))
+        assert o.errors == [] and o.requests == [o.url] and set(o.seen) == {o.url}
+    finally:
+        o.close()
