@@ -72,7 +72,8 @@
   let rects = [], centres = [], cellSize = 8, hovered = -1;
   function buildMap() {
     const xs = R.xy.map((p) => p[0]), ys = R.xy.map((p) => p[1]);
-    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const lo = (v) => v.reduce((a, x) => Math.min(a, x), Infinity), hi = (v) => v.reduce((a, x) => Math.max(a, x), -Infinity);
+    const x0 = lo(xs), x1 = hi(xs), y0 = lo(ys), y1 = hi(ys);
     const sx = (W - 2 * PAD) / (x1 - x0 || 1), sy = (H - 2 * PAD) / (y1 - y0 || 1);
     cellSize = Math.max(4, Math.min(12, 0.45 * Math.sqrt((W * H) / Math.max(1, R.cells))));
     const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "archive map" });
@@ -408,7 +409,8 @@
   function chart(key, title) {
     const w = 520, h = 230, L = 46, B = 28, T = 22, Rr = 10;
     const runs = D.runs.map((r, j) => ({ r, j, xs: r.metrics.step, ys: r.metrics[key] }));
-    const xmax = Math.max(1, ...runs.flatMap((s) => s.xs)), ymax = Math.max(1e-9, ...runs.flatMap((s) => s.ys));
+    const xmax = runs.flatMap((s) => s.xs).reduce((a, x) => Math.max(a, x), 1);
+    const ymax = runs.flatMap((s) => s.ys).reduce((a, y) => Math.max(a, y), 1e-9);
     const X = (x) => L + (x / xmax) * (w - L - Rr), Y = (y) => h - B - (y / ymax) * (h - B - T);
     const svg = sv("svg", { viewBox: `0 0 ${w} ${h}`, "data-metric": key });
     const text = (x, y, s, anchor) => { const t = sv("text", { x, y, "font-size": 11, fill: "#5a6270", "text-anchor": anchor || "start" }); t.textContent = s; svg.append(t); };
@@ -468,7 +470,7 @@
     step = R.steps;
     occ = occupancy(R, step);
     finalOcc = occ;
-    qmax = Math.max(1e-9, ...R.c.q);
+    qmax = R.c.q.reduce((a, q) => (q > a ? q : a), 1e-9);  // no spread: runs can have 100k+ rows
     $("run").value = String(j);
     $("step").max = R.steps;
     $("step").value = step;
