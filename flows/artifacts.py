@@ -6,6 +6,11 @@ markdown as `data:image/png` URIs: Prefect 3.8's UIs render them (the V2 UI's ma
 renderer lets `data:image/` sources through; checked with a screenshot of both UIs), so the
 figures show without the server reaching the run directory. Each figure's PNG path is
 listed under it too, for readers of the raw markdown.
+
+The explorer (`sparq explore`, one interactive self-contained page) is written beside the
+report as RUN/report/explore.html and linked from the figures artifact: a file:// link
+(a browser opens it from the machine that holds the run directory; the Prefect UI, served
+over http, may refuse to follow it, so the path is printed beside it to copy).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.explore import write_explorer
 from pipeline.inspection_text import occupancy
 from pipeline.report import FIGURES, Report, build_report, data_uri
 from pipeline.storage import RunError
@@ -56,12 +62,16 @@ def elite_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def figures_markdown(report: Report) -> str:
+def figures_markdown(report: Report, explorer: Path | None = None) -> str:
     s = report.summary
     lines = [f"# Run report: {s['run_id']}", "",
              f"{s['steps']} steps, {s['candidates']} candidates, {s['accepted']} archived, "
              f"{occupancy(s)} (coverage {s['coverage']:.3f}), QD score {s['qd_score']:.3f}.",
              "", f"Full report: `{report.html_path}`", ""]
+    if explorer is not None:
+        path = Path(explorer).resolve()
+        lines += [f"Explorer (archive map with its timeline, every elite with its attempts and lineage, all "
+                  f"candidates): [open explore.html]({path.as_uri()}) `{path}`", ""]
     for spec in FIGURES:
         if spec.name not in report.figures:
             continue
@@ -71,7 +81,8 @@ def figures_markdown(report: Report) -> str:
 
 
 def publish_report(run_dir: str, key: str, logger: logging.Logger | logging.LoggerAdapter, top: int = 10) -> bool:
-    """Write RUN/report/ and publish it as artifacts `KEY-overview`, `KEY-top-elites`, `KEY-figures`.
+    """Write RUN/report/ (with the explorer) and publish it as artifacts `KEY-overview`,
+    `KEY-top-elites`, `KEY-figures` (which links the explorer).
 
     A report that cannot be made is logged as a warning and False returned: the steps are
     committed by then, and `sparq report RUN` can make it later.
@@ -87,7 +98,12 @@ def publish_report(run_dir: str, key: str, logger: logging.Logger | logging.Logg
                           description=f"run overview of {run_dir}")
     create_table_artifact(key=check_key(f"{key}-top-elites"), table=elite_rows(report.summary),
                           description=f"top {len(report.summary['top_elites'])} generated elites of {run_dir}")
-    create_markdown_artifact(key=check_key(f"{key}-figures"), markdown=figures_markdown(report),
+    explorer = None
+    try:
+        explorer = write_explorer([run_dir]).path  # RUN/report/explore.html
+    except (RunError, OSError, ValueError) as exc:
+        logger.warning(f"run explorer not written: {exc}")
+    create_markdown_artifact(key=check_key(f"{key}-figures"), markdown=figures_markdown(report, explorer),
                              description=f"figures of {run_dir} ({Path(report.html_path)})")
-    logger.info(f"run report: {report.html_path}")
+    logger.info(f"run report: {report.html_path}" + (f", explorer: {explorer}" if explorer else ""))
     return True

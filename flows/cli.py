@@ -111,6 +111,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from pipeline.explore import write_explorer
+
+    res = write_explorer(args.run_dirs, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(f"explorer: {res.path} ({res.bytes / 1e6:.1f} MB; {res.candidates} candidates, seeds included, "
+          f"from {res.runs} run(s))")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from filters.config import load_export_config
     from filters.errors import ExportInputError
@@ -301,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
     r.add_argument("--top", type=_positive, default=10, metavar="N", help="how many top elites (default 10)")
     r.set_defaults(func=cmd_report)
+
+    xp = sub.add_parser("explore", help="write one interactive HTML page to explore runs",
+                        description="Write one self-contained HTML page (no network, works from file://) with "
+                                    "the archive map and its timeline, every elite with its attempts and lineage, "
+                                    "a searchable table of all candidates and, for several runs, their comparison.")
+    xp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    xp.add_argument("--out", metavar="FILE",
+                    help="the page (default: RUN_DIR/report/explore.html for one run, ./explore.html for several)")
+    xp.set_defaults(func=cmd_explore)
 
     x = sub.add_parser("export", help="turn run directories into a fine-tuning dataset",
                        description="Filter (status, difficulty band, validity, dedup, near-duplicates, "

@@ -258,3 +258,5 @@ def test_flow_publishes_the_report(tmp_path: Path):
     figures = artifacts[f"{key}-figures"].data
     assert figures.count("](data:image/png;base64,") == len(FIGURES)
     assert (run_dir / "report" / "index.html").is_file()
+    explorer = (run_dir / "report" / "explore.html").resolve()  # written by the flow, linked from the figures
+    assert explorer.is_file() and f"[open explore.html]({explorer.as_uri()})" in figures
