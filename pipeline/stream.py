@@ -42,9 +42,12 @@ from pipeline.engines.base import BatchSubmitter, Completion, Submitter, submitt
 from pipeline.records import Status, StepMetrics
 from pipeline.storage import crash_point
 
-# Candidates in flight per request the engine can serve at once: queued work covers the
-# gap between a request finishing and its follow-up (verify, the next round) arriving.
-WINDOW_MARGIN = 1.5
+# Candidates in flight per request of k samples that would fill the engine's batch. More
+# than 1: a request's samples end at different times, so for most of its life a solve
+# request holds fewer running sequences than its k (with heavy-tailed lengths, a few);
+# and queued work covers the gap between a request finishing and its follow-up (verify,
+# the next round) arriving. bench/streaming.py measures what a window keeps busy.
+WINDOW_MARGIN = 3
 RETRIES = 2  # a failed request is sent again this many times before the run stops
 
 OnCommit = Callable[[StepMetrics], None]

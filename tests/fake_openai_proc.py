@@ -23,10 +23,10 @@ prompt, anything else a mutation prompt.
 
 `--max-seqs N` (> 0) turns each listener into a model of a continuously batching server
 such as vLLM: every decode tick produces one token for each running sequence, up to N
-sequences (a request of `n` samples is n sequences; more wait in a queue, admitted first
-come first served as sequences finish). A tick takes `--tick-ms` plus `--tick-ms-per-seq`
-per running sequence, plus `--prefill-ms-per-token` per prompt token (4 characters) of the
-requests admitted at that tick. Each sequence's length is lognormal: median
+sequences (a request of `n` samples is n sequences, scheduled one by one as vLLM does;
+more wait in a queue, admitted first come first served as sequences finish). A tick takes
+`--tick-ms` plus `--tick-ms-per-seq` per running sequence, plus `--prefill-ms-per-token`
+per prompt token (4 characters) of the requests admitted at that tick. Each sequence's length is lognormal: median
 `--median-tokens`, sigma `--sigma` (p99/p50 = exp(2.33 sigma)), capped at max_tokens, drawn
 from a hash of the body and the sample index. A request is answered when its last sequence
 ends. `--ticks FILE` writes one JSON line per listener per second of ticks: decode tokens
@@ -51,6 +51,7 @@ import os
 import re
 import sys
 import time
+from collections import deque
 
 PROBLEM = re.compile(r"What is (\d+) plus (\d+)\?")
 NAMES = ("Ava", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "June", "Kai", "Lena")
@@ -146,7 +147,7 @@ class Batcher:
 
     def __init__(self, args: argparse.Namespace, listener: int, ticks_log) -> None:
         self.a, self.listener, self.ticks_log = args, listener, ticks_log
-        self.waiting: list[tuple[int, int, list[int], asyncio.Future]] = []  # (prompt tokens, n, lengths, done)
+        self.waiting: deque[tuple[int, int, int]] = deque()  # one per sequence: (prefill tokens, length, request)
         self.ends: list[tuple[int, int]] = []  # heap of (tick a sequence ends, request number)
         self.left: dict[int, tuple[int, asyncio.Future]] = {}  # request -> (sequences running, done)
         self.running = 0
@@ -161,7 +162,12 @@ class Batcher:
 
     async def run(self, prompt_tokens: int, lengths: list[int]) -> None:
         done: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.waiting.append((prompt_tokens, len(lengths), lengths, done))
+        self.seq += 1
+        self.left[self.seq] = (len(lengths), done)
+        # One entry per sequence (vLLM schedules the samples of a request as separate
+        # sequences); the first carries the prompt's prefill, which the others share.
+        for i, length in enumerate(lengths):
+            self.waiting.append((prompt_tokens if i == 0 else 0, length, self.seq))
         self.wake.set()
         await done
 
@@ -172,13 +178,10 @@ class Batcher:
                 self.wake.clear()
                 await self.wake.wait()
             prefill = 0
-            while self.waiting and self.running + self.waiting[0][1] <= a.max_seqs:
-                tokens, n, lengths, done = self.waiting.pop(0)
-                self.seq += 1
-                self.left[self.seq] = (n, done)
-                for length in lengths:  # the first token comes with this tick
-                    heapq.heappush(self.ends, (self.tick + length, self.seq))
-                self.running += n
+            while self.waiting and self.running < a.max_seqs:
+                tokens, length, req = self.waiting.popleft()
+                heapq.heappush(self.ends, (self.tick + length, req))  # its first token comes this tick
+                self.running += 1
                 prefill += tokens
             ms = a.tick_ms + a.tick_ms_per_seq * self.running + a.prefill_ms_per_token * prefill
             started = time.time()
@@ -205,7 +208,7 @@ class Batcher:
         self.ticks_log.write(json.dumps({"l": self.listener, "t0": self.window["t0"], "t1": now,
                                          "tokens": self.window["tokens"], "busy": round(self.window["busy"], 4),
                                          "peak_rate": self.peak_rate(), "running": self.running,
-                                         "waiting": sum(w[1] for w in self.waiting)}) + "\n")
+                                         "waiting": len(self.waiting), "requests": len(self.left)}) + "\n")
         self.ticks_log.flush()
         self.window = {"tokens": 0, "busy": 0.0, "t0": now}
 
