@@ -61,6 +61,8 @@ lint: install
 # on each other whenever the other core is busy (bench/benchlib.py: set_threads);
 # BENCH_THREADS=0 keeps torch's, faiss's and vLLM's defaults.
 # bench/ablation.py (the fine-tuning data ablation, about an hour) is not part of it.
+# streaming.py: steps mode against streaming on fake servers (uniform, unequal, continuously
+# batching) and on in-process vLLM, each pair in one run.
 # explore_load.py times `sparq explore` on a synthetic 25,000-candidate run in headless Chromium.
 BENCH_THREADS ?= 1
 bench: model
@@ -70,6 +72,7 @@ bench: model
 	$(BIN)/python bench/overhead.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/engines.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/utilisation.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/streaming.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/explore_load.py
 
 clean:

@@ -152,17 +152,29 @@ def render(figures: dict, results: dict, meta: dict) -> str:
 
     rows = [
         ("Committed data survives a SIGKILL at any moment: every committed candidate present exactly once, "
-         "archive = its re-derivation from the shards, metrics steps 0..N once, counters = shard totals",
+         "archive = its re-derivation from the shards, metrics steps 0..N once, counters = shard totals, lineage "
+         "closed (steps mode; the stream is the third row)",
          "test_crash.py::test_random_kills_short (5 trials), ::test_random_kills_full (20, `ci`)",
-         _result(results, "test_crash::test_random_kills"),
-         f"short: {crash('crash.random_short', 'test_crash::test_random_kills_short')}; "
-         f"full: {crash('crash.random_full', 'test_crash::test_random_kills_full')}"),
+         _result(results, "test_crash::test_random_kills_short[steps]", "test_crash::test_random_kills_full[steps]"),
+         f"short: {crash('crash.random_short', 'test_crash::test_random_kills_short[steps]')}; "
+         f"full: {crash('crash.random_full', 'test_crash::test_random_kills_full[steps]')}"),
         ("... and at each named point of a step (mutate, solve, embed, shard temp/renamed, metrics, between the "
          "archive renames, checkpoint temp, after commit, mid-recovery)",
          "test_crash.py::test_targeted_kills_short, ::test_targeted_kills_full (`ci`), hook SPARQ_CRASH_AT",
-         _result(results, "test_crash::test_targeted_kills"),
-         f"short: {crash('crash.targeted_short', 'test_crash::test_targeted_kills_short')}; "
-         f"full: {crash('crash.targeted_full', 'test_crash::test_targeted_kills_full')}"),
+         _result(results, "test_crash::test_targeted_kills_short[steps]",
+                 "test_crash::test_targeted_kills_full[steps]"),
+         f"short: {crash('crash.targeted_short', 'test_crash::test_targeted_kills_short[steps]')}; "
+         f"full: {crash('crash.targeted_full', 'test_crash::test_targeted_kills_full[steps]')}"),
+        ("The same in streaming mode (run.mode = \"stream\"): killed with candidates in flight at every stage "
+         "and mid-commit, 0 committed rows lost or duplicated, archive = re-derivation, lineage closed (every "
+         "parent a committed row of an earlier step)",
+         "test_crash.py::test_random_kills_*[stream], ::test_targeted_kills_*[stream] (full variants `ci`)",
+         _result(results, *(f"test_crash::test_{k}_kills_{v}[stream]" for k in ("random", "targeted")
+                            for v in ("short", "full"))),
+         f"random short: {crash('crash.random_short_stream', 'test_crash::test_random_kills_short[stream]')}; "
+         f"targeted short: {crash('crash.targeted_short_stream', 'test_crash::test_targeted_kills_short[stream]')}; "
+         f"random full: {crash('crash.random_full_stream', 'test_crash::test_random_kills_full[stream]')}; "
+         f"targeted full: {crash('crash.targeted_full_stream', 'test_crash::test_targeted_kills_full[stream]')}"),
         ("No temporary file is mistaken for data: readers never list `.tmp-` names; a resume removes temporary "
          "files and uncommitted shards, a dead writer's temp file never outlives the next resume",
          "test_crash.py (Ledger.after_kill, check_run), test_storage.py::test_recover_*",

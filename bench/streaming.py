@@ -130,10 +130,37 @@ def window(times: list[float], warmup: int, commits: int) -> tuple[float, float]
     return times[warmup], times[warmup + commits]
 
 
-def fake_scenario(name: str, args, server_args: list[str], listeners: int, slots: int, overrides: dict) -> list[str]:
+def tail(args, mode: str, config_path: Path, engine=None) -> int:
+    """Untimed commits at the end: in steps mode one; streaming, the commits that the last
+    window fills while the stream drains (window / commit size, plus one)."""
+    if mode == "steps":
+        return 1
+    from pipeline.engines.base import submitter
+    from pipeline.stream import commit_size, stream_window
+
+    cfg = load_config(config_path)
+
+    class Probe:  # what stream_window reads of a campaign
+        config = cfg
+
+    if engine is None:
+        from pipeline.engines import make_engine
+
+        engine = make_engine(cfg.engine, seed=0)  # the openai engine: no connection until a call
+    window = stream_window(Probe, submitter(engine, fallback_capacity=cfg.run.batch_size))
+    return max(args.tail, -(-window // commit_size(Probe)) + 1)
+
+
+def fake_scenario(name: str, args, server_args: list[str], listeners: int, slots: int, overrides: dict,
+                  wide: int = 0) -> list[str]:
+    """Each mode in turn on fresh fake servers; `wide` > 0 adds steps mode with that batch size."""
     lines = []
     figures = {}
-    for mode in args.modes:
+    runs = [(m, m, overrides) for m in args.modes]
+    if wide and "steps" in args.modes:
+        wider = {**overrides, "run": {**overrides["run"], "batch_size": wide}}
+        runs.insert(1, (f"steps at batch {wide}", "steps", wider))
+    for label, mode, overrides in runs:
         workdir = Path(tempfile.mkdtemp(prefix=f"sparq-streaming-{name}-"))
         servers = FakeServers(workdir, listeners, server_args)
         try:
@@ -143,20 +170,18 @@ def fake_scenario(name: str, args, server_args: list[str], listeners: int, slots
                 "seeds": {"limit": args.seeds}, "archive": {"cells": args.seeds},
                 "engine": {"kind": "openai", "model": "fake", "base_urls": servers.urls, "timeout_s": 900.0,
                            **overrides.get("engine", {})}})
-            # Untimed at the end: the commits the stream's last window fills while it drains.
-            tail = max(args.tail, -(-overrides["run"].get("in_flight", 0) // overrides["run"]["batch_size"]) + 1)
-            times = run_campaign(config, workdir / "run", mode, args.warmup + args.commits + tail)
+            times = run_campaign(config, workdir / "run", mode, args.warmup + args.commits + tail(args, mode, config))
             a, b = window(times, args.warmup, args.commits)
             if name == "batching":
                 tokens, peak = servers.tokens(a, b)
                 share = tokens / (listeners * peak * (b - a))
                 running, waiting = servers.occupancy(a, b)
-                print(f"  {mode}: per server, {running:.1f} sequences running and {waiting:.1f} waiting on "
+                print(f"  {label}: per server, {running:.1f} sequences running and {waiting:.1f} waiting on "
                       "average (sampled once a second)", flush=True)
             else:
                 share = servers.busy(a, b) / (slots * (b - a))
-            figures[mode] = share
-            print(f"{name} {mode}: {share:.3f} over {b - a:.1f} s ({args.commits} commits)", flush=True)
+            figures[label] = share
+            print(f"{name} {label}: {share:.3f} over {b - a:.1f} s ({args.commits} commits)", flush=True)
         finally:
             servers.stop()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -193,7 +218,8 @@ def batching(args) -> list[str]:
         # since a solve request spends most of its time waiting for its longest samples,
         # with few of its 16 sequences still running (measured: ~3.5 on average).
         "run": {"batch_size": batch, "in_flight": 8 * batch}, "engine": {"concurrency": 4 * s},
-        "solver": {"k": 16, "adaptive": False, "max_tokens": 256}, "generator": {"max_tokens": 256}})
+        "solver": {"k": 16, "adaptive": False, "max_tokens": 256}, "generator": {"max_tokens": 256}},
+        wide=8 * batch)  # steps mode given as many candidates per step as the stream keeps in flight
     return [f"continuous batching (8 endpoints, {s} sequences per decode tick, tick {args.tick_ms:g} ms + "
             f"{args.tick_ms_per_seq:g} ms per sequence, lognormal lengths median 16 sigma 1.0 (p99/p50 10.2) "
             f"capped at 256, k = 16, {batch} candidates per commit): share of token capacity, "
@@ -246,8 +272,8 @@ def vllm(args) -> list[str]:
         config = write_config(workdir / "config.toml", {"run": {"seed": 0}})
         for mode in ("steps", "stream"):
             rec = Recorder(engine)
-            times = run_campaign(config, workdir / f"run-{mode}", mode, args.warmup + args.vllm_commits + args.tail,
-                                 engine=rec)
+            commits = args.warmup + args.vllm_commits + tail(args, mode, config, engine=rec)
+            times = run_campaign(config, workdir / f"run-{mode}", mode, commits, engine=rec)
             a, b = window(times, args.warmup, args.vllm_commits)
             tokens = sum(t for at, t in rec.tokens if a < at <= b)
             out[mode] = (tokens / (b - a), rec.requests)
@@ -280,9 +306,9 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=4, help="timed commits per mode (fake servers)")
     ap.add_argument("--vllm-commits", type=int, default=3, help="timed commits per mode (vllm)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed commits first")
-    ap.add_argument("--tail", type=int, default=4,
-                    help="untimed commits last: the stream stops launching about window / commit size "
-                         "commits before its end and drains")
+    ap.add_argument("--tail", type=int, default=1,
+                    help="untimed commits last, at least (streaming: window / commit size + 1, since the stream "
+                         "stops launching that many commits before its end and drains)")
     ap.add_argument("--seeds", type=int, default=64, help="bundled seeds loaded (and archive cells)")
     ap.add_argument("--max-seqs", type=int, default=64, help="batching: sequences per decode tick")
     ap.add_argument("--tick-ms", type=float, default=30.0, help="batching: decode tick time")

@@ -198,7 +198,10 @@ def main() -> None:
     restore = clock.patch()
     try:
         config_path = write_config(workdir / "config.toml", {
-            "run": {"seed": args.seed, "batch_size": batch, "steps": args.warmup + args.flow_steps},
+            # Steps mode: this script splits each step into its phases (bench/streaming.py
+            # compares it with the streaming default).
+            "run": {"seed": args.seed, "batch_size": batch, "steps": args.warmup + args.flow_steps,
+                    "mode": "steps"},
             "seeds": {"limit": args.seeds},
             "archive": {"cells": args.seeds},
             "engine": {"kind": "openai", "model": "fake", "base_urls": servers.urls,

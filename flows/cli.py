@@ -213,7 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from finetune.evaluate import format_table
-    from flows.pipeline import load_pipeline_config, run_pipeline
+    from flows.stages import load_pipeline_config, run_pipeline
 
     out = run_pipeline(load_pipeline_config(args.config), log=_stderr_log)
     print(format_table([{**r, "model": label} for label, r in out["results"].items()]))

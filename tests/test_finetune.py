@@ -256,7 +256,7 @@ def test_evaluate_four_problems_n2(tmp_path: Path, capsys):
 
 
 def test_flow_module_imports_and_keys():
-    from flows.finetune import artifact_key, finetune_flow
+    from flows.tuning import artifact_key, finetune_flow
 
     assert artifact_key("/tmp/My Model_1") == "sparq-finetune-my-model-1"
     assert finetune_flow.name == "sparq-finetune"

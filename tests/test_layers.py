@@ -152,3 +152,12 @@ def test_the_checker_accepts_downward_relative_and_own_private_imports(tmp_path:
         "pipeline/b.py": "from . import config\nfrom .config import _private\nfrom pipeline.config import _own\n",
     })
     assert violations(root) == []
+
+
+def test_no_flow_file_shadows_a_package():
+    """Prefect loads a deployment's flow file as a script with flows/ first on sys.path, so a
+    flows/<package>.py would be imported in place of that package (flows/pipeline.py did
+    that to `pipeline`, and every scheduled run crashed)."""
+    packages = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    shadows = sorted(f.stem for f in (REPO / "flows").glob("*.py") if f.stem in packages)
+    assert shadows == []

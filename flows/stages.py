@@ -1,6 +1,6 @@
 """`sparq pipeline`: generate -> export -> finetune -> evaluate base and fine-tuned -> comparison.
 
-A thin sequence of the library calls (no Prefect here; flows/finetune.py is the Prefect flow
+A thin sequence of the library calls (no Prefect here; flows/tuning.py is the Prefect flow
 of the export -> compare part). One TOML file names the directories and the per-stage configs:
 
     [pipeline]
@@ -13,6 +13,9 @@ of the export -> compare part). One TOML file names the directories and the per-
     finetune_config = ""             # finetune.toml overrides ("" = defaults)
     steps = 0                        # generation steps; 0 = the generate config's run.steps
     evaluate_base = true
+
+(Named `stages`, not `pipeline`: Prefect loads a deployment's flow file as a script with
+flows/ on sys.path, where a flows/pipeline.py would shadow the `pipeline` package.)
 """
 
 from __future__ import annotations
