@@ -41,10 +41,9 @@ def check(cond: bool, key: str, expected: str, value: object, error: type[Config
 SELECTIONS = ("archive", "static_uniform", "static_diverse", "dynamic_uniform", "dynamic_diverse")
 # How a campaign runs (pipeline/stream.py): "stream" keeps the engine's batch full and
 # commits every `commit_every` finished candidates; "steps" runs each step's phases as
-# barriers (exact replays); "auto" streams on the engines with a continuous batch (vllm,
-# openai) and runs steps on the batch-wise ones (transformers, scripted).
+# barriers (exact replays); "auto" streams on openai endpoints and vLLM on a GPU (see
+# RunConfig.streams) and runs steps elsewhere.
 RUN_MODES = ("auto", "stream", "steps")
-STREAMING_ENGINES = ("vllm", "openai")
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,16 @@ class RunConfig:
         check(self.commit_every >= 0, f"{p}.commit_every", "an integer >= 0 (0 = batch_size)", self.commit_every)
         check(self.commit_seconds > 0, f"{p}.commit_seconds", "a number of seconds > 0", self.commit_seconds)
 
-    def streams(self, engine_kind: str) -> bool:
-        """Whether this campaign runs as a stream on an engine of `engine_kind`."""
-        return self.mode == "stream" or (self.mode == "auto" and engine_kind in STREAMING_ENGINES)
+    def streams(self, engine_kind: str, device: str = "cuda") -> bool:
+        """Whether this campaign runs as a stream on an engine of `engine_kind` on `device`.
+
+        auto: openai endpoints, and vLLM on a GPU. vLLM on CPU runs steps: measured on 2
+        cores (bench/streaming.py, README "Streaming"), the stream's larger batch decoded
+        fewer tokens per second than a step's, since a CPU is saturated long before
+        vLLM's 256 sequences."""
+        if self.mode != "auto":
+            return self.mode == "stream"
+        return engine_kind == "openai" or (engine_kind == "vllm" and device != "cpu")
 
 
 @dataclass(frozen=True)

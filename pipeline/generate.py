@@ -29,7 +29,7 @@ def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: i
 def streams(camp: Campaign, *, fanout: bool = False) -> bool:
     """Whether `drive` runs this campaign as a stream. Dask fan-out runs steps: its chunk
     tasks are submitted from the flow, per phase."""
-    return not fanout and camp.config.run.streams(camp.config.engine.kind)
+    return not fanout and camp.config.run.streams(camp.config.engine.kind, camp.config.engine.device)
 
 
 def drive(camp: Campaign, on_commit, *, phase: Phase | None = None, fanout: bool = False) -> str:

@@ -217,6 +217,20 @@ def test_campaign_step_on_the_shared_engine(engine, tmp_path: Path) -> None:
     print(f"\ncampaign step on the shared engine: {_check_step(run_dir, EMBEDDED_VLLM)}")
 
 
+def test_streamed_commits_on_the_shared_engine(engine, tmp_path: Path) -> None:
+    """The stream on real vLLM (its async engine's submit path): two commits of finished
+    candidates, the run's guarantees checked as for any run."""
+    from tests.test_stream import check_committed
+
+    config = load_config(_config(tmp_path / "config.toml"))
+    config = config.replace("run", steps=2, batch_size=6, mode="stream", in_flight=8).replace("solver", k=4)
+    summary = run_generation(config, tmp_path / "run", engine=engine, show_bar=False, progress=lambda m: None)
+    assert summary["mode"] == "stream" and summary["engine"] == EMBEDDED_VLLM
+    counts = check_committed(tmp_path / "run", 2)
+    assert counts["generated"] == 12
+    print(f"\nstreamed on the shared engine: {counts}")
+
+
 def test_chat_prompts_through_vllms_chat_path(engine) -> None:
     """mutate_chat and solve_chat, rendered and sent through `LLM.chat` with the packaged
     "plain" chat template (the base model has none). A 270M base model answers poorly;
