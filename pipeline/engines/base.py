@@ -8,6 +8,7 @@ the model's chat template). Engines are built once and reused across steps.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -80,6 +81,19 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
         if 0 <= i < cut:
             cut = i
     return text[:cut], cut < len(text)
+
+
+def record_on_completion(fut: Future, stats: EngineStats, lock: threading.Lock) -> Future:
+    """Count a submitted request in `stats` when it completes (not when cancelled or failed)."""
+    t0 = time.perf_counter()
+
+    def record(done: Future) -> None:
+        if not done.cancelled() and done.exception() is None:
+            with lock:
+                stats.record(1, [done.result()], time.perf_counter() - t0)
+
+    fut.add_done_callback(record)
+    return fut
 
 
 class Submitter(Protocol):

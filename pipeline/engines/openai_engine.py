@@ -44,7 +44,14 @@ from typing import Any
 import httpx
 
 from pipeline.config import EngineConfig
-from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, truncate_at_stop
+from pipeline.engines.base import (
+    Completion,
+    EngineError,
+    EngineStats,
+    Sampling,
+    record_on_completion,
+    truncate_at_stop,
+)
 from pipeline.prompts import Prompt
 
 log = logging.getLogger(__name__)
@@ -151,16 +158,8 @@ class OpenAIEngine:
     def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
         """One prompt's completions as a future, with the same endpoint slots, retries and
         failover as `complete` (the streaming campaign's path)."""
-        t0 = time.perf_counter()
         fut = asyncio.run_coroutine_threadsafe(self._one(prompt, sampling, 0), self._ensure_loop())
-
-        def record(done: Future) -> None:
-            if not done.cancelled() and done.exception() is None:
-                with self._lock:
-                    self.stats.record(1, [done.result()], time.perf_counter() - t0)
-
-        fut.add_done_callback(record)
-        return fut
+        return record_on_completion(fut, self.stats, self._lock)
 
     def capacity(self, n: int = 1) -> int:
         """Requests served at once, whatever their `n`: every endpoint's `engine.concurrency`

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 
 from pipeline.config import EngineConfig
-from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling
+from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, record_on_completion
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, embedded_vllm_model_dir
 from pipeline.prompts import Prompt, PromptError, load_chat_template
 
@@ -148,16 +148,7 @@ class VLLMEngine:
 
     def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
         """One prompt into vLLM's running batch; its `sampling.n` completions as a future."""
-        t0 = time.perf_counter()
-        fut = self._submit(prompt, sampling, 0)
-
-        def record(done: Future) -> None:
-            if not done.cancelled() and done.exception() is None:
-                with self._lock:
-                    self.stats.record(1, [done.result()], time.perf_counter() - t0)
-
-        fut.add_done_callback(record)
-        return fut
+        return record_on_completion(self._submit(prompt, sampling, 0), self.stats, self._lock)
 
     def capacity(self, n: int = 1) -> int:
         """Requests of `n` samples that fill vLLM's batch (`max_num_seqs` sequences)."""
