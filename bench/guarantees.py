@@ -258,7 +258,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         "|---|---|---|---|",
     ]
     # The figures each row is made of (None: the row's text carries no count, or marks its own).
-    keys = [None, None, None, ["engine."], ["engine_step."], ["storage.read_only"], ["storage.disk_full_"],
+    keys = [None, None, None, None, ["engine."], ["engine_step."], ["storage.read_only"], ["storage.disk_full_"],
             ["storage.second_writer"], ["fuzz"], ["fuzz"], ["fuzz"], ["fuzz"],
             ["security.static_scan", "security.payloads"], ["security.storage_formats"], ["security.api_key"], None]
     rows = [(p, t, r, fig if k is None or (_ran_result(r) and any(n.startswith(tuple(k)) for n in fresh))

@@ -285,7 +285,9 @@ def test_config_errors_name_the_key(case, tmp_path_factory):
     try:
         cfg = from_dict(data, source="fuzz.toml")
     except ConfigError as exc:
-        _one_line(exc, f"'{key}", "fuzz.toml")
+        # Keys are quoted with repr (a fuzzed key may hold a quote or a newline): "run.'" for
+        # the key ' of [run], 'run.x' otherwise.
+        _one_line(exc, repr(key)[:-1], "fuzz.toml")
         return
     # Accepted: it must be usable as it is, not fail later in the campaign.
     section, _, name = key.partition(".")
