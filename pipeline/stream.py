@@ -127,12 +127,12 @@ class Stream:
         commits can hold, and send their mutation requests."""
         camp = self.camp
         # The run's candidates so far (committed, finished, in flight) against what
-        # `target` commits of `every` hold; a run resumed with other settings still
-        # gets at least one commit's worth per missing commit.
+        # `target` commits of `every` hold; a run resumed with other settings (more
+        # candidates already than that) still fills each missing commit.
         made = int(camp.counters.get("candidates", 0)) + len(self.finished) + len(self.inflight)
         budget = target * self.every - made
-        if not self.inflight and not self.finished:
-            budget = max(budget, self.every)
+        if not self.inflight:  # never stall short of the next commit
+            budget = max(budget, self.every - len(self.finished))
         count = min(self.window - len(self.inflight), budget)
         if count <= 0:
             return

@@ -211,3 +211,18 @@ def test_engine_failure_stops_the_stream_with_nothing_half_written(tmp_path: Pat
     camp = Campaign.open(tmp_path / "run", resume=True, progress=lambda m: None)
     assert camp.step == step
     camp.close()
+
+
+def test_stream_resumes_a_steps_run_with_smaller_settings(tmp_path: Path):
+    """A run made in steps mode (24 candidates) resumed as a stream with commits of 5 and a
+    window of 2: its candidates already exceed steps x commit_every, yet each missing commit
+    is filled, never stalled."""
+    cfg = load_config(_stream_config(tmp_path, steps=2, batch=12)).replace("run", mode="steps")
+    run_generation(cfg, tmp_path / "run", show_bar=False, progress=lambda m: None)
+    (tmp_path / "run" / "config.toml").write_text((tmp_path / "run" / "config.toml").read_text().replace(
+        'mode = "steps"', 'mode = "stream"').replace("in_flight = 0", "in_flight = 2").replace(
+        "commit_every = 0", "commit_every = 5"))
+    summary = run_generation(cfg, tmp_path / "run", resume=True, steps=4, engine=OutOfOrderEngine(),
+                             show_bar=False, progress=lambda m: None)
+    assert summary["mode"] == "stream" and summary["steps"] == 4
+    check_committed(tmp_path / "run", 4)
