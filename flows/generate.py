@@ -11,7 +11,10 @@ Without PREFECT_API_URL, Prefect starts a temporary local server for the run.
 
 With the config's [dask] table enabled (or `run_generate(dask_address=...)`), the flow
 runs on prefect-dask's DaskTaskRunner and the engine calls and verification go out as
-chunk tasks to the cluster (flows/fanout.py); the rest of the step stays here.
+chunk tasks to the cluster (flows/fanout.py); the rest stays here. The same `run.mode`
+rules apply: in steps mode each phase's calls go out as chunk tasks, in streaming mode
+the stream's loop (in this flow's thread) sends its requests as chunk tasks whenever
+candidates free up.
 """
 
 from __future__ import annotations
@@ -108,14 +111,14 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
         update_progress_artifact(progress_id, progress=100.0 * (camp.step - first) / max(1, target - first))
 
     def phase(name: str, fn, step: int, arg):
-        # Steps mode: each phase is a retried task. Fanned out, the chunk tasks carry the
-        # retries instead.
+        # Steps mode only (a stream has no phases): each phase is a retried task. Fanned
+        # out, the phase runs here and its chunk tasks carry the retries instead.
         if fanout:
             return fn(step, arg)
         return (mutate_task if name == "mutate" else solve_task)(camp, step, arg)
 
     try:
-        mode = drive(camp, on_commit, phase=phase, fanout=fanout)
+        mode = drive(camp, on_commit, phase=phase)
         summary = camp.summary()
         summary["mode"] = mode
         summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -131,7 +134,11 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
         if fanout:
             from flows.fanout import close_workers
 
-            close_workers(logger)
+            logger.info(f"fan-out: {engine.tasks} engine chunk task(s), {judge.tasks} verify chunk task(s)")
+            try:
+                engine.close()  # a stopped stream's chunk tasks: none may start after the close below
+            finally:
+                close_workers(logger)
 
 
 def run_generate(run_dir: str, config_path: str | None = None, steps: int | None = None,

@@ -26,19 +26,20 @@ def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: i
     return camp
 
 
-def streams(camp: Campaign, *, fanout: bool = False) -> bool:
-    """Whether `drive` runs this campaign as a stream. Dask fan-out runs steps: its chunk
-    tasks are submitted from the flow, per phase."""
-    return not fanout and camp.config.run.streams(camp.config.engine.kind, camp.config.engine.device)
+def streams(camp: Campaign) -> bool:
+    """Whether `drive` runs this campaign as a stream: by `run.mode` and the campaign's
+    engine kind and device. With Dask fan-out that is the engine the workers build, and
+    the stream drives their chunk tasks (flows/fanout.py)."""
+    return camp.config.run.streams(camp.config.engine.kind, camp.config.engine.device)
 
 
-def drive(camp: Campaign, on_commit, *, phase: Phase | None = None, fanout: bool = False) -> str:
+def drive(camp: Campaign, on_commit, *, phase: Phase | None = None) -> str:
     """Run `camp` until `config.run.steps` steps are committed, calling `on_commit(metrics)`
     after each commit; returns the mode it ran in ("stream" or "steps")."""
     target = camp.config.run.steps
     if camp.step >= target:
         return "steps"
-    if streams(camp, fanout=fanout):
+    if streams(camp):
         from pipeline.stream import run_stream
 
         run_stream(camp, target, on_commit)

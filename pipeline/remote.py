@@ -5,6 +5,8 @@ once and keeps them for later tasks (loading a model per task would cost more th
 task). `chunks` splits a call the same way on every side, and `chunk_sampling` gives
 each chunk the seed offset it would have had in one call, so an engine that seeds by
 prompt index (openai: seed + index) samples the same as without fan-out.
+`complete_requests` runs a streamed burst instead: requests that each carry their own
+sampling (and seed).
 """
 
 from __future__ import annotations
@@ -84,6 +86,36 @@ def chunk_sampling(sampling: Sampling, start: int) -> Sampling:
 def complete_chunk(cfg: EngineConfig, seed: int, prompts: Sequence[Prompt],
                    sampling: Sampling) -> list[list[Completion]]:
     return worker_engine(cfg, seed).complete(list(prompts), sampling)
+
+
+def complete_requests(cfg: EngineConfig, seed: int,
+                      requests: Sequence[tuple[Prompt, Sampling]]) -> list[list[Completion]]:
+    """Each (prompt, sampling) request's completions, in order: one streamed burst.
+
+    The requests of a burst carry their own seeds, so they are not one `complete` call.
+    They run as the stream would run them in-process (pipeline/engines/base.py
+    `submitter`): an engine with its own asynchronous path takes them all at once (vLLM's
+    batch, the openai client's slots), each with its own seed; a batch-wise engine gets
+    one `complete` call per distinct sampling, as BatchSubmitter does.
+    """
+    engine = worker_engine(cfg, seed)
+    if callable(getattr(engine, "submit", None)):
+        futures = [engine.submit(prompt, sampling) for prompt, sampling in requests]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:  # one request failed: the task fails (and retries), stop the rest
+                f.cancel()
+            raise
+    out: list[list[Completion] | None] = [None] * len(requests)
+    groups: dict[Sampling, list[int]] = {}
+    for i, (_, sampling) in enumerate(requests):
+        groups.setdefault(sampling, []).append(i)
+    for sampling, idx in groups.items():
+        rows = engine.complete([requests[i][0] for i in idx], sampling)
+        for i, row in zip(idx, rows, strict=True):
+            out[i] = row
+    return out  # type: ignore[return-value]  # every index is in exactly one group
 
 
 def judge_chunk(timeout_s: float, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:

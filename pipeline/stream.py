@@ -110,6 +110,7 @@ class Stream:
             while camp.step < target:
                 last = camp.step + 1 == target
                 self._launch(target)
+                self._flush()
                 if self._should_commit(last):
                     self._commit()
                     continue
@@ -144,6 +145,13 @@ class Stream:
     def _send(self, work: _Work, prompt, sampling) -> None:
         work.request, work.sent = (prompt, sampling), time.perf_counter()
         self.inflight[self.sub.submit(prompt, sampling)] = work
+
+    def _flush(self) -> None:
+        """Send what a buffering submitter holds (Dask fan-out: a burst as few chunk tasks).
+        Called once the loop has sent what it can, before it commits or waits."""
+        flush = getattr(self.sub, "flush", None)
+        if flush is not None:
+            flush()
 
     def _deadline(self) -> float:
         return self._last_commit + self.camp.config.run.commit_seconds

@@ -98,7 +98,12 @@ def record_on_completion(fut: Future, stats: EngineStats, lock: threading.Lock) 
 
 class Submitter(Protocol):
     """Asynchronous submission: one prompt's completions as a future, so a caller can keep
-    an engine's batch full while earlier requests are still running."""
+    an engine's batch full while earlier requests are still running.
+
+    A submitter may also have `flush()`: it then may hold submitted requests back (to send
+    several as one unit of work, as Dask fan-out does) until `flush()` is called, and its
+    caller calls it before it waits on the futures (pipeline/stream.py does).
+    """
 
     def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
         ...
