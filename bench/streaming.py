@@ -28,7 +28,8 @@ engine with `engine.base_urls` = all its listeners):
 - vllm: the embedded model on in-process vLLM (the CPU build), the default config. The
   campaign's output tokens/s (completed requests' tokens over the timed commits) against
   vLLM's own throughput on the same requests (recorded prompts and sampling) submitted all
-  at once to the same engine.
+  at once to the same engine. `--vllm-plain-sampler` runs it without the project's CPU
+  top-p (pipeline/engines/vllm_sampling.py), as vLLM ships.
 """
 
 from __future__ import annotations
@@ -264,6 +265,14 @@ class Recorder:
 def vllm(args) -> list[str]:
     from pipeline.engines import make_engine
 
+    sampler = "the project's CPU top-p (pipeline/engines/vllm_sampling.py)"
+    if args.vllm_plain_sampler:
+        # vLLM loads only the general plugins named here: all but the project's sampler.
+        from importlib.metadata import entry_points
+
+        others = [e.name for e in entry_points(group="vllm.general_plugins") if e.name != "sparq_cpu_top_p"]
+        os.environ["VLLM_PLUGINS"] = ",".join(others)
+        sampler = "vLLM's own CPU top-p (a full sort of every row)"
     cfg = load_config(None)
     workdir = Path(tempfile.mkdtemp(prefix="sparq-streaming-vllm-"))
     engine = make_engine(cfg.engine, seed=0)
@@ -289,7 +298,8 @@ def vllm(args) -> list[str]:
         engine.close()
         shutil.rmtree(workdir, ignore_errors=True)
     steps_tps, stream_tps = out["steps"][0], out["stream"][0]
-    return [f"in-process vLLM (CPU build, embedded model, default config: 24 candidates per commit, k = 8): "
+    return [f"in-process vLLM (CPU build, embedded model, default config: 24 candidates per commit, k = 8; "
+            f"sampler: {sampler}): "
             f"output tokens/s of the campaign over {args.vllm_commits} timed commits, steps {steps_tps:.1f}, "
             f"stream {stream_tps:.1f}; vLLM on the stream's {len(requests)} requests submitted at once "
             f"{ceiling:.1f}; stream / all-at-once = {stream_tps / ceiling:.3f} (target >= 0.90), "
@@ -305,6 +315,8 @@ def main() -> None:
                     help="run only this scenario (repeatable; default: all)")
     ap.add_argument("--commits", type=int, default=4, help="timed commits per mode (fake servers)")
     ap.add_argument("--vllm-commits", type=int, default=3, help="timed commits per mode (vllm)")
+    ap.add_argument("--vllm-plain-sampler", action="store_true",
+                    help="vllm: without the project's CPU top-p plugin (vLLM sorts every row's vocabulary)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed commits first")
     ap.add_argument("--tail", type=int, default=1,
                     help="untimed commits last, at least (streaming: window / commit size + 1, since the stream "
