@@ -28,9 +28,9 @@ def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: i
 
 def streams(camp: Campaign) -> bool:
     """Whether `drive` runs this campaign as a stream: by `run.mode` and the campaign's
-    engine kind and device. With Dask fan-out that is the engine the workers build, and
+    engine kind. With Dask fan-out that is the engine the workers build, and
     the stream drives their chunk tasks (flows/fanout.py)."""
-    return camp.config.run.streams(camp.config.engine.kind, camp.config.engine.device)
+    return camp.config.run.streams(camp.config.engine.kind)
 
 
 def drive(camp: Campaign, on_commit, *, phase: Phase | None = None) -> str:

@@ -23,9 +23,12 @@ from tests.conftest import REPO, sparq_cmd
 
 pytestmark = pytest.mark.slow
 
+# A step (in streaming mode, the default on vLLM, a commit) holds batch_size candidates; no
+# time-based commit, so that holds however slowly the shared machine runs.
 SMALL = """
 [run]
 batch_size = 4
+commit_seconds = 3600
 [generator]
 max_tokens = 128
 [solver]
