@@ -282,7 +282,8 @@ timeout_s = 600.0""")
 @pytest.mark.ci
 def test_dask_fanout_builds_one_vllm_engine_per_worker(model_dir: Path, tmp_path: Path) -> None:
     """Two steps fanned out over a one-worker LocalCluster: the worker builds its vLLM
-    engine once and reuses it (closed at the end: 1 engine + 1 judge)."""
+    engine once and reuses it (closed at the end: 1 engine + 1 judge). The default mode
+    streams on vLLM, so the stream sends its requests to the worker as chunk tasks."""
     config = _config(tmp_path / "config.toml", extra="""[dask]
 enabled = true
 n_workers = 1
@@ -295,6 +296,7 @@ threads_per_worker = 1""")
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * STEP_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "closed 2 engine(s)/judge(s) on 1 Dask worker(s)" in proc.stderr
+    assert "streaming: up to" in proc.stderr and "engine chunk task(s)" in proc.stderr
     run = RunDir(run_dir)
     assert run.read_checkpoint().step == 2
     gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
