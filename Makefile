@@ -63,6 +63,8 @@ lint: install
 # bench/ablation.py (the fine-tuning data ablation, about an hour) is not part of it.
 # streaming.py: steps mode against streaming on fake servers (uniform, unequal, continuously
 # batching) and on in-process vLLM, each pair in one run.
+# vllm_sampler.py: vLLM's CPU top-p against the project's (pipeline/engines/vllm_sampling.py)
+# on one mixed batch of mutation and solve requests.
 # explore_load.py times `sparq explore` on a synthetic 25,000-candidate run in headless Chromium.
 BENCH_THREADS ?= 1
 bench: model
@@ -73,6 +75,7 @@ bench: model
 	$(BIN)/python bench/engines.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/utilisation.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/streaming.py --threads $(BENCH_THREADS)
+	$(BIN)/python bench/vllm_sampler.py --threads $(BENCH_THREADS)
 	$(BIN)/python bench/explore_load.py
 
 clean:

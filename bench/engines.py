@@ -7,7 +7,8 @@
 Each engine runs the same campaign (the same config, seed and seeds, a fresh run
 directory) in this process, one engine after the other: the engine is built first (its
 start is timed apart: vLLM's includes its compile and warm-up), then `--steps` steps run
-through `run_generation` on it. The figure is scored candidates per minute once the
+through `run_generation` on it, each in its default mode (`run.mode = "auto"`: vLLM
+streams, transformers runs steps). The figure is scored candidates per minute once the
 engine is up: candidates that were parsed and attempted k times, so got a solve rate
 (status ok), over the campaign's wall time. Generated tokens per second and every
 candidate per minute are printed beside it. Both engines load the same converted weights
