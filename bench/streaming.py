@@ -268,10 +268,9 @@ def vllm(args) -> list[str]:
     sampler = "the project's CPU top-p (pipeline/engines/vllm_sampling.py)"
     if args.vllm_plain_sampler:
         # vLLM loads only the general plugins named here: all but the project's sampler.
-        from importlib.metadata import entry_points
+        from pipeline.engines.vllm_sampling import plugins_without_cpu_top_p
 
-        others = [e.name for e in entry_points(group="vllm.general_plugins") if e.name != "sparq_cpu_top_p"]
-        os.environ["VLLM_PLUGINS"] = ",".join(others)
+        os.environ["VLLM_PLUGINS"] = plugins_without_cpu_top_p()
         sampler = "vLLM's own CPU top-p (a full sort of every row)"
     cfg = load_config(None)
     workdir = Path(tempfile.mkdtemp(prefix="sparq-streaming-vllm-"))

@@ -24,7 +24,6 @@ import os
 import shutil
 import tempfile
 import time
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from benchlib import add_threads_arg, append_results, set_threads
@@ -32,35 +31,36 @@ from benchlib import add_threads_arg, append_results, set_threads
 from pipeline.campaign import Campaign
 from pipeline.config import load_config
 from pipeline.engines import make_engine
-
-PLUGIN = "sparq_cpu_top_p"
+from pipeline.engines.vllm_sampling import plugins_without_cpu_top_p
 
 
 def requests(args) -> list:
     """(prompt, sampling) of `args.mutations` mutations and `args.solves` solve requests."""
-    cfg = load_config(None).replace("run", seed=0)
+    cfg = load_config(None)
     workdir = Path(tempfile.mkdtemp(prefix="sparq-sampler-"))
     try:
         camp = Campaign.open(workdir / "run", config=cfg, engine=None, progress=lambda _m: None)
-        camp.initialize()
-        parents = camp.select_parents(args.mutations + args.solves)
-        out = []
-        for i, parent in enumerate(parents[:args.mutations]):
-            prompt, sampling = camp.mutation_request(parent, camp.request_seed(i, 1))
-            out.append((prompt, dataclasses.replace(sampling, max_tokens=args.mutation_tokens)))
-        for i, parent in enumerate(parents[args.mutations:]):
-            out.append((camp.solve_prompt.render(problem=parent.problem),
-                        camp.solve_sampling(cfg.solver.k, camp.request_seed(i, 100))))
-        camp.close()
-        return out
+        try:
+            camp.initialize()
+            parents = camp.select_parents(args.mutations + args.solves)
+            out = []
+            for i, parent in enumerate(parents[:args.mutations]):
+                prompt, sampling = camp.mutation_request(parent, camp.request_seed(i, 1))
+                out.append((prompt, dataclasses.replace(sampling, max_tokens=args.mutation_tokens)))
+            for i, parent in enumerate(parents[args.mutations:]):
+                out.append((camp.solve_prompt.render(problem=parent.problem),
+                            camp.solve_sampling(cfg.solver.k, camp.request_seed(i, 100))))
+            return out
+        finally:
+            camp.close()  # the engine was never built: this closes the embedder's pool
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def throughput(reqs: list, plugin: bool) -> tuple[int, float]:
     """(output tokens, seconds) of `reqs` submitted at once to a fresh engine."""
-    others = [e.name for e in entry_points(group="vllm.general_plugins") if e.name != PLUGIN]
-    os.environ["VLLM_PLUGINS"] = ",".join(others + [PLUGIN] if plugin else others)
+    if not plugin:  # else every installed plugin loads, the project's among them
+        os.environ["VLLM_PLUGINS"] = plugins_without_cpu_top_p()
     engine = make_engine(load_config(None).engine, seed=0)
     try:
         engine.complete([reqs[0][0]], dataclasses.replace(reqs[0][1], max_tokens=4))  # warm up

@@ -75,10 +75,12 @@ def test_rows_without_top_p_or_top_k_are_untouched(reference):
 
 def test_registered_as_a_vllm_plugin_and_patches_the_cpu_sampler():
     found = {e.name: e.value for e in importlib.metadata.entry_points(group="vllm.general_plugins")}
-    assert found.get("sparq_cpu_top_p") == "pipeline.engines.vllm_sampling:register"
     from vllm.v1.sample.ops import topk_topp_sampler as sampler
 
-    from pipeline.engines.vllm_sampling import register
+    from pipeline.engines.vllm_sampling import PLUGIN_NAME, plugins_without_cpu_top_p, register
+
+    assert found.get(PLUGIN_NAME) == "pipeline.engines.vllm_sampling:register"
+    assert PLUGIN_NAME not in plugins_without_cpu_top_p().split(",")
 
     register()
     register()  # vLLM may load plugins more than once in a process

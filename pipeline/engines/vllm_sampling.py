@@ -33,6 +33,15 @@ BOUND = 512
 
 fallbacks = 0  # rows that needed the full sort in this process (tests read it)
 
+PLUGIN_NAME = "sparq_cpu_top_p"  # its entry point's name in pyproject.toml
+
+
+def plugins_without_cpu_top_p() -> str:
+    """A `VLLM_PLUGINS` value that loads every installed vLLM general plugin but this one."""
+    from importlib.metadata import entry_points
+
+    return ",".join(e.name for e in entry_points(group="vllm.general_plugins") if e.name != PLUGIN_NAME)
+
 
 def apply_top_k_top_p(logits, k, p, *, original=None):
     """Mask `logits` (B x V, in place) to each row's top-k, then top-p set, as vLLM does.
@@ -59,8 +68,8 @@ def apply_top_k_top_p(logits, k, p, *, original=None):
     sub_p = p.index_select(0, rows)
     bound = min(vocab, BOUND)
     vals = sub.topk(bound, dim=-1).values  # descending
-    position = torch.arange(bound, device=sub.device)
     if sub_k is not None:
+        position = torch.arange(bound, device=sub.device)
         # Top-k first: beyond each row's k nothing survives; a k past the bound is not covered.
         vals = vals.masked_fill(position.unsqueeze(0) >= sub_k.unsqueeze(1), float("-inf"))
         within_k = sub_k <= bound
