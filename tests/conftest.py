@@ -14,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for a temporary server; with both cores busy (two test processes,
+# Chromium, vLLM) a Dask run's server once took longer ("Timed out while attempting to
+# connect to ephemeral Prefect API server"), so the tests and their subprocesses wait 90.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 SCRIPT_MUTATE = [
     " A farmer has 12 cows and buys 5 more. How many cows does he have?\n"
