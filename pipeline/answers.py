@@ -35,10 +35,9 @@ from math_verify import parse, verify
 SCAN_CHARS = 4000
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# "The answer is X", "the final answer is X", "Final answer: X", "Answer: X".
-_ANSWER_PHRASE_RE = re.compile(
-    r"\b(?:final\s+)?answer\s*(?:is\b\s*:?|:)[ \t]*([^\n]*)", re.IGNORECASE
-)
+# "The answer is X", "the final answer is X", "Final answer: X", "Answer: X": the phrase;
+# its answer is what follows on the same line.
+_ANSWER_PHRASE_RE = re.compile(r"\b(?:final\s+)?answer\s*(?:is\b\s*:?|:)[ \t]*", re.IGNORECASE)
 # A period that ends a sentence: followed by whitespace or the end. Keeps
 # the decimal point in "2.5".
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
@@ -67,7 +66,8 @@ def extract_final(text: str) -> str | None:
 
     Reasoning in ``<think>...</think>`` is skipped (`strip_reasoning`). Prefers the last
     ``\\boxed{...}`` with balanced braces; otherwise the last "The answer is X" /
-    "the final answer is X" / "Answer: X" phrase.
+    "the final answer is X" / "Answer: X" phrase, also within one line ("the answer is 7.
+    Wait, recount: the answer is 12." gives 12); a phrase with nothing after it is skipped.
     """
     text = strip_reasoning(text) if text else text
     if not text:
@@ -77,7 +77,8 @@ def extract_final(text: str) -> str | None:
     if boxed is not None:
         return boxed
     for match in reversed(list(_ANSWER_PHRASE_RE.finditer(tail))):
-        answer = _clean_phrase_answer(match.group(1))
+        line_end = tail.find("\n", match.end())
+        answer = _clean_phrase_answer(tail[match.end(): len(tail) if line_end < 0 else line_end])
         if answer:
             return answer
     return None
@@ -196,6 +197,49 @@ def _as_math(ans: str) -> str:
 _PLAIN_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d{0,14})|-?(?:0|[1-9]\d{0,5})\.\d{1,6}")
 
 
+# A unit after a number: "12 eggs", "5 square meters", "12cm" (two letters or more when
+# stuck to the number; "12x" is algebra). Not a unit: the math words below.
+_UNIT_RE = re.compile(r"^\s*(?P<value>[-+]?\$?\s*(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?)"
+                      r"(?:\s+(?P<spaced>[A-Za-z][A-Za-z ]{0,40})|(?P<stuck>[A-Za-z]{2,40}))\s*\.?\s*$")
+_NOT_UNITS = frozenset({"pi", "i", "e", "sqrt", "x", "y", "z", "n", "k"})
+
+
+def split_unit(answer: str) -> tuple[str, str | None]:
+    """`answer` as (value, unit): "12 eggs" -> ("12", "egg"); "$4" -> ("4", "dollar").
+
+    The unit rule of the judge: a unit is a word (or words) after a number; it is compared
+    case-folded and singular ("eggs" = "egg"). A "$" before the number is the unit "dollar".
+    Answers that are no number with a unit come back unchanged with unit None.
+    """
+    m = _UNIT_RE.match(answer)
+    if m is None:
+        value = answer.strip()
+        if value.startswith("$") and _UNIT_RE.match(value[1:] + " dollar"):
+            return value[1:].strip(), "dollar"
+        return answer, None
+    unit = " ".join((m.group("spaced") or m.group("stuck")).lower().split())
+    if unit in _NOT_UNITS:
+        return answer, None
+    value = m.group("value").replace(" ", "")
+    if value.startswith("$"):
+        value = value[1:]
+    words = unit.split(" ")
+    last = words[-1]
+    if len(last) > 3 and last.endswith("s") and not last.endswith("ss"):
+        last = last[:-1]  # a plural: "eggs", "meters", "dollars"
+    return value, " ".join(words[:-1] + [last])
+
+
+def _units_apart(reference: str, predicted: str) -> tuple[str, str] | None:
+    """The two answers' values when their units allow a comparison (a bare number matches
+    the same number with any unit; two units must be the same unit), else None."""
+    ref_v, ref_u = split_unit(reference)
+    pred_v, pred_u = split_unit(predicted)
+    if ref_u is not None and pred_u is not None and ref_u != pred_u:
+        return None
+    return ref_v, pred_v
+
+
 def fast_equal(reference: str, predicted: str) -> bool | None:
     """``answers_equal`` where it is decided without math-verify, else None.
 
@@ -205,6 +249,14 @@ def fast_equal(reference: str, predicted: str) -> bool | None:
     wrong answers of a solver are such numbers, so most problems need no sympy at all.
     """
     ref_norm, pred_norm = normalize_answer(reference), normalize_answer(predicted)
+    if not ref_norm or not pred_norm:
+        return False
+    if ref_norm == pred_norm:
+        return True
+    values = _units_apart(reference, predicted)
+    if values is None:
+        return False
+    ref_norm, pred_norm = normalize_answer(values[0]), normalize_answer(values[1])
     if not ref_norm or not pred_norm:
         return False
     if ref_norm == pred_norm:
@@ -226,7 +278,9 @@ def answers_equal(reference: str, predicted: str) -> bool:
     decided = fast_equal(reference, predicted)
     if decided is not None:
         return decided
-    return math_verify_equal(reference, predicted)
+    values = _units_apart(reference, predicted)  # fast_equal returned False when None
+    assert values is not None
+    return math_verify_equal(*values)
 
 
 def math_verify_equal(reference: str, predicted: str) -> bool:

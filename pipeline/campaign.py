@@ -79,6 +79,7 @@ from pipeline.seeds import Seed, load_seeds
 from pipeline.selection import PoolRow, make_sampler
 from pipeline.solverate import AdaptiveConfig, next_round, quality_function
 from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
+from pipeline.validity import Validity, check_reference
 
 _OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: ArchiveOutcome.IMPROVE,
             AddStatus.NOT_ADDED: ArchiveOutcome.NOT_ADDED}
@@ -117,10 +118,17 @@ class Draft:
     attempts: list[tuple[str, int]] = field(default_factory=list)  # (text, tokens)
     verdict: Verdict | None = None
     skills: tuple[str, ...] | None = None  # skill-set archive: the labeller's in-vocabulary key
+    validity: Validity | None = None  # the deterministic checks (parsed drafts only)
+    verification: Verdict | None = None  # the verifier's attempts judged against the reference
+    verify_tokens: int = 0
 
 
 def archive_eligible(status: str, quality: float) -> bool:
     return status == Status.SEED or (status == Status.OK and quality > 0)
+
+
+# Statuses whose problem id is taken: a later copy of the problem is a duplicate.
+_KNOWN = (Status.SEED, Status.OK, Status.INVALID)
 
 
 def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archive:
@@ -184,6 +192,8 @@ class Campaign:
         self.seen: set[str] = set()  # problem ids of committed seeds and ok candidates
         self._embed_pool: ThreadPoolExecutor | None = None
         self._prefetched: tuple[tuple[str, ...], Future] | None = None
+        self.verify_prompt = load_prompt(config.verifier.prompt)
+        self._verifier_engine: Engine | None = None
 
     # -- opening -------------------------------------------------------------------
     @classmethod
@@ -223,6 +233,22 @@ class Campaign:
         return self._engine
 
     @property
+    def verifier_engine(self) -> Engine:
+        """The verifier's engine: the campaign's own, or its own [verifier.own] engine."""
+        if self.config.verifier.engine == "campaign":
+            return self.engine
+        if self._verifier_engine is None:
+            own = self.config.verifier.own
+            self.log(f"loading verifier engine {own.kind}:{own.model} ...")
+            self._verifier_engine = make_engine(own, seed=self.config.run.seed + 1)
+        return self._verifier_engine
+
+    @property
+    def verifies(self) -> bool:
+        """Whether the verifier runs: attempts configured and a gate that uses it."""
+        return self.config.verifier.m > 0 and self.config.validity.gate != "none"
+
+    @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = Embedder(self.config.archive.embedder)
@@ -241,6 +267,9 @@ class Campaign:
         if self._judge is not None:
             self._judge.close()
             self._judge = None
+        if self._verifier_engine is not None:
+            self._verifier_engine.close()
+            self._verifier_engine = None
         if self._engine is not None:
             if self._owns_engine:
                 self._engine.close()
@@ -319,7 +348,7 @@ class Campaign:
         rows = candidates.select(["id", "step", "status", "quality", "problem_id", "problem", "solution",
                                   "answer", "depth", "cell", "skill", "disputed"]).to_pylist()
         for r in rows:
-            if r["status"] in (Status.SEED, Status.OK) and r["problem_id"]:
+            if r["status"] in _KNOWN and r["problem_id"]:
                 self.seen.add(r["problem_id"])
             if archive_eligible(r["status"], r["quality"]):
                 self.pool[r["id"]] = Parent(r["id"], r["problem"], r["solution"] or "",
@@ -334,7 +363,7 @@ class Campaign:
 
     def _remember(self, rows: list[Candidate]) -> None:
         for r in rows:
-            if r.status in (Status.SEED, Status.OK) and r.problem_id:
+            if r.status in _KNOWN and r.problem_id:
                 self.seen.add(r.problem_id)
             if archive_eligible(r.status, r.quality):
                 self.pool[r.id] = Parent(r.id, r.problem or "", r.solution or "", r.answer or "",
@@ -431,8 +460,18 @@ class Campaign:
             d.problem_id = problem_id(parsed.problem)
             if d.problem_id in self.seen or d.problem_id in pending:
                 d.status, d.reason = Status.DUPLICATE, "problem text already in the run"
+            else:
+                self.check(d)
             pending.add(d.problem_id)
         return d
+
+    def check(self, d: Draft) -> None:
+        """The deterministic validity checks, as soon as a draft is parsed: with the
+        archive gate, a draft they reject is invalid and never solved."""
+        m = d.mutation
+        d.validity = check_reference(m.problem, m.solution, m.answer, self.config.validity.checks)
+        if not d.validity.valid and self.config.validity.gate == "archive":
+            d.status, d.reason = Status.INVALID, d.validity.reason
 
     def label(self, step: int, drafts: list[Draft]) -> list[Draft]:
         """Skill-set archive: label each ok draft's skills (greedy, one engine call).
@@ -494,7 +533,54 @@ class Campaign:
                 d.verdict = v
             todo = [d for d, _ in batch] if s.adaptive else []
             round_no += 1
+        return self.verify(step, drafts)
+
+    # -- the verifier ------------------------------------------------------------------
+    def verify(self, step: int, drafts: list[Draft]) -> list[Draft]:
+        """The verifier's m attempts for every solved draft that could enter the archive
+        (one engine call), judged against the reference."""
+        todo = [d for d in drafts if self.needs_verify(d)]
+        for d in todo:  # idempotent: a retried phase starts over
+            d.verification, d.verify_tokens = None, 0
+        if not todo:
+            return drafts
+        requests = [self.verify_request(d, None) for d in todo]
+        outputs = self.verifier_engine.complete([p for p, _ in requests],
+                                                replace(requests[0][1], seed=self.request_seed(step, 300)))
+        crash_point("solve", step)
+        verdicts = self.judge.judge_many([(d.mutation.answer, [o.text for o in outs])
+                                          for d, outs in zip(todo, outputs, strict=True)])
+        for d, outs, v in zip(todo, outputs, verdicts, strict=True):
+            self.apply_verification(d, v, sum(o.tokens for o in outs))
         return drafts
+
+    def would_archive(self, d: Draft) -> bool:
+        """A solved ok draft whose quality is above 0 (it would be inserted)."""
+        if d.status != Status.OK or not d.attempts or d.verdict is None:
+            return False
+        return float(self.quality(sum(d.verdict.correct) / len(d.attempts))) > 0
+
+    def needs_verify(self, d: Draft) -> bool:
+        return (self.verifies and d.verification is None and self.would_archive(d)
+                and (d.validity is None or d.validity.valid))
+
+    def verify_request(self, d: Draft, seed: int | None) -> tuple[Prompt, Sampling]:
+        v = self.config.verifier
+        return self.verify_prompt.render(problem=d.mutation.problem), Sampling(
+            n=v.m, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens,
+            stop=self.verify_prompt.stop, seed=seed)
+
+    def apply_verification(self, d: Draft, verdict: Verdict, tokens: int) -> None:
+        """Record the verifier's verdict: a majority of at least `share` that contradicts
+        the reference fails the draft (the archive gate makes it invalid)."""
+        d.verification, d.verify_tokens = verdict, d.verify_tokens + tokens
+        if verdict.reference_agrees is False and verdict.majority_share >= self.config.verifier.share:
+            reason = (f"verifier: {verdict.majority_share:.0%} of {len(verdict.correct)} attempts answer "
+                      f"{verdict.majority_answer!r}, the reference says {d.mutation.answer!r}")
+            prev = d.validity or Validity((), None)
+            d.validity = Validity(prev.failed + ("verifier",), "; ".join(r for r in (prev.reason, reason) if r))
+            if self.config.validity.gate == "archive":
+                d.status, d.reason = Status.INVALID, d.validity.reason
 
     def attempts_wanted(self, d: Draft) -> int:
         """How many more solver attempts draft `d` needs: k at first, then (adaptive) the
@@ -564,6 +650,7 @@ class Campaign:
         n_correct = sum(v.correct) if v else 0
         sr = n_correct / k if k else None
         quality = float(self.quality(sr)) if sr is not None and d.status == Status.OK else 0.0
+        val, ver = d.validity, d.verification
         spec = self._spec(d.parent)
         # A crossover child descends from both parents; a niche example is no parent.
         depth = max(d.parent.depth, d.parent.second.depth if spec.role == "crossover" and d.parent.second
@@ -589,7 +676,12 @@ class Campaign:
             solver=self.engine.name if k else None, gen_tokens=d.gen_tokens,
             solve_tokens=sum(t for _, t in d.attempts), created_at=created,
             second_parent_id=d.parent.second.id if d.parent.second else None, target=d.parent.target,
-            disputed=disputed)
+            disputed=disputed, valid=None if val is None else val.valid,
+            invalid_checks=",".join(val.failed) if val is not None and val.failed else None,
+            validity_reason=None if val is None else val.reason,
+            verifier_answer=ver.majority_answer if ver else None,
+            verifier_share=ver.majority_share if ver else None,
+            verifier_agrees=ver.reference_agrees if ver else None, verify_tokens=d.verify_tokens)
 
     def _attempt_rows(self, row: Candidate, d: Draft, created) -> list[Attempt]:
         v = d.verdict
@@ -655,14 +747,19 @@ class Campaign:
             num_elites=st.num_elites, coverage=st.coverage, qd_score=st.qd_score,
             attempts=len(attempts), gen_tokens=sum(r.gen_tokens for r in rows),
             solve_tokens=sum(r.solve_tokens for r in rows), mutate_seconds=mutate_s,
-            solve_seconds=solve_s, seconds=seconds, created_at=now())
+            solve_seconds=solve_s, seconds=seconds, created_at=now(),
+            valid=sum(r.valid is True for r in rows if r.status != Status.SEED),
+            invalid=sum(r.valid is False for r in rows if r.status != Status.SEED),
+            verify_tokens=sum(r.verify_tokens or 0 for r in rows))
 
     def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt],
                 metrics: StepMetrics, operators: list[OperatorMetrics] | None = None) -> None:
         generated = metrics.candidates if step > 0 else 0  # step 0 holds the seeds
         for key, value in (("candidates", generated), ("accepted", metrics.accepted),
                            ("attempts", metrics.attempts), ("gen_tokens", metrics.gen_tokens),
-                           ("solve_tokens", metrics.solve_tokens), ("seconds", metrics.seconds)):
+                           ("solve_tokens", metrics.solve_tokens), ("verify_tokens", metrics.verify_tokens or 0),
+                           ("valid", metrics.valid or 0), ("invalid", metrics.invalid or 0),
+                           ("seconds", metrics.seconds)):
             self.counters[key] = self.counters.get(key, 0) + value
         ckpt = Checkpoint(run_id=self.run_id, step=step, rng_state=self.rng.bit_generator.state,
                           counters=self.counters)
@@ -686,6 +783,14 @@ class Campaign:
             "candidates": int(self.counters.get("candidates", 0)),
             "accepted": int(self.counters.get("accepted", 0)),
             "attempts": int(self.counters.get("attempts", 0)),
-            "tokens": int(self.counters.get("gen_tokens", 0) + self.counters.get("solve_tokens", 0)),
+            "tokens": int(self.counters.get("gen_tokens", 0) + self.counters.get("solve_tokens", 0)
+                          + self.counters.get("verify_tokens", 0)),
+            "verify_tokens": int(self.counters.get("verify_tokens", 0)),
+            "gate": self.config.validity.gate,
+            "valid": int(self.counters.get("valid", 0)),
+            "invalid": int(self.counters.get("invalid", 0)),
+            # Of the generated candidates the checks could judge (parsed, not duplicates).
+            "valid_share": round(self.counters.get("valid", 0)
+                                 / max(1, self.counters.get("valid", 0) + self.counters.get("invalid", 0)), 4),
             "seconds": round(self.counters.get("seconds", 0.0), 1),
         }

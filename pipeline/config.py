@@ -288,15 +288,54 @@ class OperatorsConfig:
         check(self.ucb_c >= 0, f"{p}.ucb_c", "a number >= 0", self.ucb_c)
 
 
+# Where an invalid candidate stops (pipeline/validity.py, README "Validity"): "archive" =
+# committed with its reasons, never archived, never a parent (no solve is sent when the
+# deterministic checks reject it); "export" = archived as today, dropped at export; "none"
+# = SPARQ exactly (checks recorded, nothing gated, no verifier).
+GATES = ("archive", "export", "none")
+VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation", "grounding")
+VERIFIER_ENGINES = ("campaign", "own")
+
+
 @dataclass(frozen=True)
 class ValidityConfig:
     # A candidate is `disputed` when a confident solver majority (share >= threshold)
     # disagrees with its reference answer: SPARQ's "high quality but invalid" problems.
     threshold: float = 0.75
     exclude_parents: bool = False  # keep disputed candidates out of parent selection
+    gate: str = "archive"
+    checks: tuple[str, ...] = VALIDITY_CHECKS  # the deterministic checks that run
 
     def validate(self, p: str) -> None:
         check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)
+        check(self.gate in GATES, f"{p}.gate", f"one of {GATES}", self.gate)
+        for c in self.checks:
+            check(c in VALIDITY_CHECKS, f"{p}.checks", f"names from {VALIDITY_CHECKS}", list(self.checks))
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    # An independent re-solve of every candidate that could enter the archive: its
+    # majority answer (share >= `share` of m attempts) must not contradict the reference.
+    # "campaign": the campaign's own engine; "own": the [verifier.engine] table (any
+    # engine: a stronger in-process vLLM model, or openai endpoints).
+    m: int = 4  # attempts per candidate; 0 = no verifier
+    engine: str = "campaign"
+    prompt: str = "solve_fewshot"
+    temperature: float = 0.2
+    top_p: float = 1.0
+    max_tokens: int = 48
+    share: float = 0.75
+    own: EngineConfig = field(default_factory=EngineConfig)
+
+    def validate(self, p: str) -> None:
+        check(0 <= self.m <= 64, f"{p}.m", "an integer in [0, 64] (0 = off)", self.m)
+        check(self.engine in VERIFIER_ENGINES, f"{p}.engine", f"one of {VERIFIER_ENGINES}", self.engine)
+        check(bool(self.prompt), f"{p}.prompt", "a prompt name or path", self.prompt)
+        check(0 <= self.temperature <= 10, f"{p}.temperature", "a number in [0, 10]", self.temperature)
+        check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
+        check(1 <= self.max_tokens <= 1_000_000, f"{p}.max_tokens", "an integer in [1, 1000000]", self.max_tokens)
+        check(0 < self.share <= 1, f"{p}.share", "a number in (0, 1]", self.share)
 
 
 @dataclass(frozen=True)
@@ -330,6 +369,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     validity: ValidityConfig = field(default_factory=ValidityConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
 
     def replace(self, section: str, **changes: Any) -> Config:

@@ -12,7 +12,10 @@ Tables:
 
 Columns added after format version 1 was first written (second_parent_id, target, disputed)
 sit at the end of the candidates schema and are nullable; readers fill them with nulls
-for older shards (pipeline.storage.RunDir.read_candidates).
+for older shards (pipeline.storage.RunDir.read_candidates). Format version 2 added the
+validity columns (valid, invalid_checks, validity_reason, verifier_*, verify_tokens) and the
+`invalid` status, and the metrics' valid / invalid / verify_tokens; version 1 files are
+still read (their validity columns are null: never checked).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")
 
 
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
@@ -40,7 +44,10 @@ class Status:
     OK = "ok"
     UNPARSEABLE = "unparseable"
     DUPLICATE = "duplicate"
-    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE)
+    # Rejected by the validity gate ([validity] gate = "archive"): committed with the
+    # reasons, never archived, never a parent.
+    INVALID = "invalid"
+    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE, INVALID)
 
 
 class ArchiveOutcome:
@@ -93,6 +100,16 @@ CANDIDATES_SCHEMA = _schema(
         # solved, and a solver majority with share >= validity.threshold disagrees with the
         # reference answer (None: not solved)
         pa.field("disputed", pa.bool_()),
+        # format 2: the validity checks (pipeline/validity.py) and the verifier. valid: None
+        # = not checked (no parsed problem, or a version 1 row); invalid_checks: the failed
+        # checks' names, comma-separated ("verifier" for the verifier); validity_reason: why.
+        pa.field("valid", pa.bool_()),
+        pa.field("invalid_checks", pa.string()),
+        pa.field("validity_reason", pa.string()),
+        pa.field("verifier_answer", pa.string()),  # the verifier's majority answer
+        pa.field("verifier_share", pa.float64()),  # its share of the m attempts
+        pa.field("verifier_agrees", pa.bool_()),  # it equals the reference (None: not verified)
+        pa.field("verify_tokens", pa.int64()),
     ],
 )
 
@@ -134,6 +151,10 @@ METRICS_SCHEMA = _schema(
         pa.field("solve_seconds", pa.float64(), nullable=False),
         pa.field("seconds", pa.float64(), nullable=False),
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # format 2 (null in older runs): generated candidates that passed / failed validity
+        pa.field("valid", pa.int64()),
+        pa.field("invalid", pa.int64()),
+        pa.field("verify_tokens", pa.int64()),
     ],
 )
 
@@ -193,6 +214,13 @@ class Candidate:
     second_parent_id: str | None = None
     target: str | None = None
     disputed: bool | None = None
+    valid: bool | None = None
+    invalid_checks: str | None = None
+    validity_reason: str | None = None
+    verifier_answer: str | None = None
+    verifier_share: float | None = None
+    verifier_agrees: bool | None = None
+    verify_tokens: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -234,6 +262,9 @@ class StepMetrics:
     solve_seconds: float
     seconds: float
     created_at: datetime
+    valid: int | None = 0
+    invalid: int | None = 0
+    verify_tokens: int | None = 0
 
 
 @dataclass(frozen=True)

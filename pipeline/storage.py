@@ -330,7 +330,7 @@ class RunDir:
     def read_metrics(self, upto: int | None = None) -> pa.Table:
         if not self.metrics_path.exists():
             return METRICS_SCHEMA.empty_table()
-        table = pq.read_table(self.metrics_path).cast(METRICS_SCHEMA)
+        table = _read_shard(self.metrics_path, METRICS_SCHEMA).cast(METRICS_SCHEMA)
         if upto is not None:
             import pyarrow.compute as pc
 

@@ -5,8 +5,9 @@ step's mutations, then all of its solves, then verify, embed, archive, commit. W
 unequal output lengths the engine drains at the end of every phase. Here each candidate
 moves on its own instead:
 
-    draw a parent -> mutation request -> parse -> (skill-set: label request) ->
-    solve request (k samples, or the adaptive rounds) -> verify -> embed -> finished
+    draw a parent -> mutation request -> parse + validity checks -> (skill-set: label
+    request) -> solve request (k samples, or the adaptive rounds) -> judge -> (could enter
+    the archive: verifier request -> judge) -> embed -> finished
 
 Up to `window` candidates are in flight at once (`run.in_flight`, or enough to fill the
 engine's continuous batch: `engine.capacity(k)` requests, with a margin); a new mutation
@@ -59,7 +60,7 @@ class _Work:
 
     seq: int
     parent: Parent
-    stage: str = "mutate"  # mutate | label | solve
+    stage: str = "mutate"  # mutate | label | solve | verify
     draft: Draft | None = None
     round_no: int = 0
     tries: int = 0
@@ -89,6 +90,9 @@ class Stream:
         self.camp = camp
         self.on_commit = on_commit or (lambda m: None)
         self.sub = submitter(camp.engine, fallback_capacity=camp.config.run.batch_size)
+        # The verifier's requests go to its own engine when it has one.
+        self.vsub = self.sub if not camp.verifies or camp.config.verifier.engine == "campaign" else submitter(
+            camp.verifier_engine, fallback_capacity=camp.config.run.batch_size)
         self.window = stream_window(camp, self.sub)
         self.every = commit_size(camp)
         self.inflight: dict[Future, _Work] = {}
@@ -144,14 +148,16 @@ class Stream:
 
     def _send(self, work: _Work, prompt, sampling) -> None:
         work.request, work.sent = (prompt, sampling), time.perf_counter()
-        self.inflight[self.sub.submit(prompt, sampling)] = work
+        sub = self.vsub if work.stage == "verify" else self.sub
+        self.inflight[sub.submit(prompt, sampling)] = work
 
     def _flush(self) -> None:
         """Send what a buffering submitter holds (Dask fan-out: a burst as few chunk tasks).
         Called once the loop has sent what it can, before it commits or waits."""
-        flush = getattr(self.sub, "flush", None)
-        if flush is not None:
-            flush()
+        for sub in {id(self.sub): self.sub, id(self.vsub): self.vsub}.values():
+            flush = getattr(sub, "flush", None)
+            if flush is not None:
+                flush()
 
     def _deadline(self) -> float:
         return self._last_commit + self.camp.config.run.commit_seconds
@@ -166,6 +172,7 @@ class Stream:
     # -- one candidate's next move -------------------------------------------------------
     def _advance(self, done: set[Future]) -> None:
         judged: list[_Work] = []
+        verified: list[tuple[_Work, list[Completion]]] = []
         for fut in done:
             work = self.inflight.pop(fut)
             elapsed = time.perf_counter() - work.sent
@@ -188,6 +195,9 @@ class Stream:
                 work.seconds["mutate"] += elapsed
                 self.camp.apply_label(work.draft, outs[0])
                 self._next(work)
+            elif work.stage == "verify":
+                work.seconds["solve"] += elapsed
+                verified.append((work, outs))
             else:
                 work.seconds["solve"] += elapsed
                 crash_point("solve", self.camp.step + 1)
@@ -200,6 +210,12 @@ class Stream:
                 w.draft.verdict = v
                 w.round_no += 1
                 self._next(w)
+        if verified:
+            verdicts = self.camp.judge.judge_many(
+                [(w.draft.mutation.answer, [o.text for o in outs]) for w, outs in verified])
+            for (w, outs), v in zip(verified, verdicts, strict=True):
+                self.camp.apply_verification(w.draft, v, sum(o.tokens for o in outs))
+                self.finished.append((w.draft, w))
         # The newly finished ok problems, embedded together in the background.
         todo = [d for d, _ in self.finished if d.status == Status.OK and id(d) not in self._embeddings]
         if todo:
@@ -218,6 +234,10 @@ class Stream:
             work.stage = "solve"
             prompt = camp.solve_prompt.render(problem=d.mutation.problem)
             self._send(work, prompt, camp.solve_sampling(n, camp.request_seed(work.seq, 100 + work.round_no)))
+            return
+        if camp.needs_verify(d):
+            work.stage = "verify"
+            self._send(work, *camp.verify_request(d, camp.request_seed(work.seq, 300)))
             return
         self.finished.append((d, work))
 
@@ -243,7 +263,7 @@ class Stream:
         camp.counters["launched"] = float(self._seq)
         metrics = camp.finish_step(step, drafts, mutate_s, solve_s, self._last_commit, embeddings=embeddings)
         for d in drafts:
-            if d.status == Status.OK:  # the owner of its problem id (a duplicate is not)
+            if d.status in (Status.OK, Status.INVALID):  # the owner of its problem id (a duplicate is not)
                 self.pending.discard(d.problem_id)
         self._last_commit = time.perf_counter()
         self.on_commit(metrics)
@@ -256,8 +276,9 @@ class Stream:
             self.camp.log(f"stream: stopped with {len(self.inflight)} candidate(s) in flight and "
                           f"{len(self.finished)} finished but not committed (not written)")
         self.inflight.clear()
-        if isinstance(self.sub, BatchSubmitter):
-            self.sub.close()
+        for sub in {id(self.sub): self.sub, id(self.vsub): self.vsub}.values():
+            if isinstance(sub, BatchSubmitter):
+                sub.close()
 
 
 def run_stream(camp: Campaign, target: int, on_commit: OnCommit | None = None) -> None:

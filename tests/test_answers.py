@@ -387,3 +387,47 @@ def test_judge_many_keeps_fast_problems_off_the_pool(answer_judge, monkeypatch):
     monkeypatch.setattr(answer_judge, "_submit", lambda item: submitted.append(item) or real_submit(item))
     assert answer_judge.judge_many(items) == [judge(r, a) for r, a in items]
     assert [r for r, _ in submitted] == ["3/4"]
+
+
+# -- judging fixes: the last "the answer is" of a line wins; units --------------------------
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("First the answer is 7. Wait, recount: the answer is 12.", "12"),
+        ("The answer is 3, no, the final answer is 4.", "4"),
+        ("Answer: 5. The answer is 6 apples.", "6 apples"),
+        # a phrase with nothing after it does not hide an earlier one
+        ("The answer is 8. So the answer is", "8"),
+    ],
+)
+def test_extract_final_last_phrase_of_a_line_wins(text, expected):
+    assert extract_final(text) == expected
+
+
+def test_generator_reference_takes_the_last_answer_phrase():
+    from pipeline.mutation import parse_mutation
+
+    m = parse_mutation(" What is 3 + 9?\nNew solution: First the answer is 7. Wait, recount: the answer is 12.",
+                       "New problem:")
+    assert m.answer == "12"
+
+
+@pytest.mark.parametrize(
+    ("reference", "predicted", "expected"),
+    [
+        ("12", "12 eggs", True),  # a bare number matches the same number with a unit
+        ("12 eggs", "12", True),
+        ("12 eggs", "12 egg", True),  # singular and plural are one unit
+        ("12 cm", "12 cm", True),
+        ("12 cm", "12 m", False),  # two units must be the same unit
+        ("12 cm", "12 meters", False),
+        ("$12", "12 dollars", True),
+        ("12", "13 eggs", False),
+        ("12x", "12", False),  # a letter stuck to a number is algebra, not a unit
+        ("5 square meters", "5", True),
+    ],
+)
+def test_answers_equal_units(reference, predicted, expected):
+    assert answers_equal(reference, predicted) is expected
+    assert judge(reference, [f"The answer is {predicted}."]).correct == (expected,)

@@ -1,0 +1,202 @@
+"""Deterministic validity checks of a generated problem and its reference solution.
+
+A generator's own arithmetic is often wrong ("5 times 8 is 25"), and a wrong reference
+makes every correct solver attempt count as a failure, so such a problem looks hard and
+scores the highest quality. These checks read the problem, the reference solution and
+the final answer, and need no model: they run as soon as a mutation is parsed, before
+any solve is sent.
+
+Each check is a pure function `(problem, solution, answer) -> str | None`: None when it
+passes (or has nothing to check), else the reason, naming the claim or the numbers. The
+checks (their names are what rows record):
+
+- `arithmetic`: every explicit claim of the solution (pipeline/arith.py) holds, exactly;
+- `final_answer`: a solution that ends in a computation ends in the final answer;
+- `problem_expression`: a problem that is one computation ("What is 5 times 8?",
+  "Compute 3 * 8.") has the answer that computation gives;
+- `equation`: an answer substituted into the problem's equation in one variable
+  ("Solve for x: x + 7 = 28.") satisfies it;
+- `grounding`: the numbers the solution computes from come from the problem, from its
+  own earlier results, or from `CONSTANTS`; a problem that gives no number at all while
+  its solution computes one is ill-posed.
+
+`check_reference` runs them all and returns a `Validity`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from pipeline.arith import Claim, chains, claims, evaluate, number_value, numbers
+
+# Numbers a solution may use that no problem states: small multipliers, units of counting
+# and time, and the 100 of a percent.
+CONSTANTS = frozenset(Fraction(x) for x in (0, 1, 2, 10, 12, 24, 60, 100, 1000, 7, 365, 3600, 52)) | {
+    Fraction(1, 2), Fraction(1, 100)}
+_WORD_NUMBERS = {"half": (2, Fraction(1, 2)), "double": (2,), "twice": (2,), "triple": (3,), "third": (3,),
+                 "quarter": (4, Fraction(1, 4)), "pair": (2,), "dozen": (12,), "percent": (100,)}
+
+_COMPUTATION_RE = re.compile(
+    r"^\s*(?:what\s+is|what's|compute|calculate|evaluate|find\s+the\s+value\s+of|find|simplify|work\s+out)"
+    r"\s*:?\s+(?P<expr>[^?!]*?)\s*[?.!]*\s*$", re.I)
+_ANSWER_PHRASE_RE = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)", re.I)
+_VARIABLE_ANSWER_RE = re.compile(r"^\s*[a-z]\s*=\s*", re.I)
+
+
+@dataclass(frozen=True)
+class Validity:
+    """The checks' outcome for one candidate: `failed` names the checks that failed, in
+    CHECKS order, and `reason` joins their reasons ("check: reason; ...")."""
+
+    failed: tuple[str, ...]
+    reason: str | None
+
+    @property
+    def valid(self) -> bool:
+        return not self.failed
+
+
+def _answer_value(answer: str) -> Fraction | None:
+    return number_value(_VARIABLE_ANSWER_RE.sub("", answer))
+
+
+def _same(value: Fraction, answer: Fraction, answer_text: str) -> bool:
+    # "25%" is 1/4 to the parser; a solution may end in 25 (percent points) or 0.25.
+    return value == answer or ("%" in answer_text and value == answer * 100)
+
+
+def _fmt(x: Fraction) -> str:
+    if x.denominator == 1:
+        return str(x.numerator)
+    decimal = float(x)
+    return f"{x.numerator}/{x.denominator}" if abs(decimal - round(decimal, 6)) > 1e-12 else f"{decimal:g}"
+
+
+def _body(solution: str) -> str:
+    """The solution without its final-answer phrase and what follows it."""
+    starts = [m.start() for m in _ANSWER_PHRASE_RE.finditer(solution)]
+    return solution[: starts[-1]] if starts else solution
+
+
+def check_arithmetic(problem: str, solution: str, answer: str) -> str | None:
+    false = [c for c in claims(solution) if not c.holds()]
+    if not false:
+        return None
+    return "; ".join(f"{c.text} is false ({c.left.text} = {_fmt(c.left.value)})" for c in false[:3])
+
+
+def check_final_answer(problem: str, solution: str, answer: str) -> str | None:
+    value = _answer_value(answer)
+    if value is None:
+        return None
+    body = _body(solution)
+    found = claims(body)
+    if not found:
+        return None
+    last: Claim = found[-1]
+    # Only when the computation is where the solution ends: no number after it.
+    tail = body[_char_end(body, last):]
+    if re.search(r"\d", tail):
+        return None
+    result = last.right.value
+    if _same(result, value, answer) or _same(last.left.value, value, answer):
+        return None
+    return f"the solution ends in {_fmt(result)} ({last.text}) but the answer is {answer}"
+
+
+def _char_end(text: str, claim: Claim) -> int:
+    """Where `claim`'s right side ends in `text` (its last occurrence's end)."""
+    target = claim.right.text.split()[-1] if claim.right.text else ""
+    idx = text.rfind(target)
+    return len(text) if idx < 0 else idx + len(target)
+
+
+def check_problem_expression(problem: str, solution: str, answer: str) -> str | None:
+    m = _COMPUTATION_RE.match(problem.strip())
+    if m is None:
+        return None
+    expected = evaluate(m.group("expr"))
+    value = _answer_value(answer)
+    if expected is None or value is None or not chains(f"{m.group('expr')} = 0") or _same(expected, value, answer):
+        return None
+    side = chains(f"{m.group('expr')} = 0")[0][0]
+    if not side.computes:
+        return None
+    return f"the problem asks for {side.text} = {_fmt(expected)} but the answer is {answer}"
+
+
+def check_equation(problem: str, solution: str, answer: str) -> str | None:
+    value = _answer_value(answer)
+    if value is None:
+        return None
+    for chain in chains(problem):
+        for a, b in zip(chain, chain[1:], strict=False):
+            names = set(a.variables) | set(b.variables)
+            if len(names) != 1 or (a.value is not None and b.value is not None):
+                continue
+            name = names.pop()
+            bound = chains(problem, {name: value})
+            for bchain in bound:
+                for ba, bb in zip(bchain, bchain[1:], strict=False):
+                    if ba.start == a.start and bb.start == b.start and ba.value is not None \
+                            and bb.value is not None and ba.value != bb.value:
+                        return (f"{name} = {answer} does not satisfy {a.text} = {b.text} "
+                                f"({_fmt(ba.value)} against {_fmt(bb.value)})")
+    return None
+
+
+def problem_numbers(problem: str) -> set[Fraction]:
+    """The numbers a problem gives: its literals and percents, and the numbers words such
+    as "half" or "twice" imply."""
+    given = set(numbers(problem))
+    low = problem.lower()
+    for word, values in _WORD_NUMBERS.items():
+        if re.search(rf"\b{word}", low):
+            given.update(Fraction(v) for v in values)
+    return given
+
+
+def check_grounding(problem: str, solution: str, answer: str) -> str | None:
+    given = problem_numbers(problem)
+    allowed = given | CONSTANTS
+    foreign: list[Fraction] = []
+    computes = False
+    for chain in chains(_body(solution)):
+        for side in chain:
+            if side.computes:
+                computes = True
+                foreign += [x for x in side.literals if x not in allowed and x not in foreign]
+        for side in chain:  # a chain's results may be used by what follows
+            if side.value is not None:
+                allowed.add(side.value)
+            allowed.update(side.literals)
+    if not given and computes:
+        return "ill-posed: the problem gives no numbers but the solution computes with some"
+    if foreign:
+        shown = ", ".join(_fmt(x) for x in foreign[:4])
+        return f"ill-posed: the solution computes with {shown}, which the problem never gives"
+    return None
+
+
+Check = Callable[[str, str, str], "str | None"]
+CHECKS: dict[str, Check] = {
+    "arithmetic": check_arithmetic,
+    "final_answer": check_final_answer,
+    "problem_expression": check_problem_expression,
+    "equation": check_equation,
+    "grounding": check_grounding,
+}
+
+
+def check_reference(problem: str, solution: str, answer: str, checks: tuple[str, ...] | None = None) -> Validity:
+    """Run the named checks (default: all of CHECKS) on one parsed candidate."""
+    failed, reasons = [], []
+    for name in checks if checks is not None else tuple(CHECKS):
+        reason = CHECKS[name](problem, solution, answer)
+        if reason is not None:
+            failed.append(name)
+            reasons.append(f"{name}: {reason}")
+    return Validity(tuple(failed), "; ".join(reasons) if reasons else None)
