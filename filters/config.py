@@ -46,7 +46,8 @@ class DifficultyConfig:
 
 @dataclass(frozen=True)
 class ValidityConfig:
-    enabled: bool = True
+    enabled: bool = True  # the reference answer must agree with the solver majority
+    checks: bool = True  # drop rows the generation's validity checks marked invalid
 
     def validate(self, p: str) -> None:
         pass

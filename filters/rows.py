@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from filters.base import Batch, Filter, PredicateResult, Verdicts, predicate_filter
+from filters.base import REASONS, Batch, Filter, PredicateResult, Verdicts, predicate_filter
 
 
 def status_filter(statuses: Sequence[str]) -> Filter:
@@ -38,6 +38,23 @@ def difficulty_filter(lo: float, hi: float) -> Filter:
         return out
 
     return Filter("difficulty", run)
+
+
+def _checks(row: Mapping[str, object]) -> PredicateResult:
+    # valid is null for rows of runs older than the checks (format 1) and for seeds: those
+    # rows were never checked, and the solver-majority filter still applies to them.
+    if row["valid"] is not False:
+        return True
+    failed = str(row["invalid_checks"] or "unknown").split(",")[0]
+    code = f"invalid_{failed}" if f"invalid_{failed}" in REASONS else "invalid_other"
+    return False, code, str(row["validity_reason"] or "failed a validity check")
+
+
+def checks_filter() -> Filter:
+    """Drop rows the generation's validity checks marked invalid (wrong arithmetic in the
+    reference, an answer that is not the solution's result, numbers the problem never gave,
+    a verifier that disagrees); the reason names the first failed check."""
+    return predicate_filter("checks", ("valid", "invalid_checks", "validity_reason"), _checks)
 
 
 def _validity(row: Mapping[str, object]) -> PredicateResult:

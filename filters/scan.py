@@ -22,7 +22,14 @@ from filters.base import Batch, Filter, Marks, run_filters
 from filters.config import ExportConfig
 from filters.decontam import DecontamIndex, decontam_filter
 from filters.errors import ExportInputError
-from filters.rows import difficulty_filter, embedding_filter, pairs_filter, status_filter, validity_filter
+from filters.rows import (
+    checks_filter,
+    difficulty_filter,
+    embedding_filter,
+    pairs_filter,
+    status_filter,
+    validity_filter,
+)
 from filters.schema import CANDIDATE_COLUMNS, REJECTED_SCHEMA
 from filters.shards import ShardSpec, read_shard
 from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, problem_id
@@ -49,6 +56,7 @@ class ScanPlan:
     statuses: tuple[str, ...]
     difficulty: tuple[float, float] | None
     validity: bool
+    checks: bool
     sources: tuple[str, ...]
     need_embeddings: bool
     decontam: DecontamIndex | None
@@ -59,10 +67,14 @@ class ScanPlan:
                     skip_corrupt: bool) -> ScanPlan:
         d = cfg.difficulty
         return cls(str(out_dir), cfg.statuses, (d.lo, d.hi) if d.enabled else None, cfg.validity.enabled,
-                   cfg.sources, cfg.near_dup.enabled or decontam is not None, decontam, skip_corrupt)
+                   cfg.validity.checks, cfg.sources, cfg.near_dup.enabled or decontam is not None, decontam,
+                   skip_corrupt)
 
     def filters(self) -> list[Filter]:
-        out = [status_filter(self.statuses)]
+        # The checks come first so that rows the gate stopped (status "invalid") are counted
+        # under the check that failed rather than as an excluded status.
+        out = [checks_filter()] if self.checks else []
+        out.append(status_filter(self.statuses))
         if self.difficulty is not None:
             out.append(difficulty_filter(*self.difficulty))
         if self.validity:
@@ -113,8 +125,9 @@ def _frame(table: pa.Table, attempts: pa.Table, has_emb: np.ndarray) -> pd.DataF
     n_student = pd.Series(correct["candidate_id"].to_numpy(zero_copy_only=False)).value_counts()
     f = pd.DataFrame({c: table[c].to_numpy(zero_copy_only=False) for c in (
         "id", "step", "slot", "status", "reason", "solve_rate", "reference_agrees", "majority_answer",
-        "majority_share", "quality", "problem", "problem_id")})
-    for c in ("id", "status", "reason", "majority_answer", "problem", "problem_id", "reference_agrees"):
+        "majority_share", "quality", "problem", "problem_id", "valid", "invalid_checks", "validity_reason")})
+    for c in ("id", "status", "reason", "majority_answer", "problem", "problem_id", "reference_agrees", "valid",
+              "invalid_checks", "validity_reason"):
         f[c] = f[c].astype(object).where(f[c].notna(), None)
     missing_pid = f["problem_id"].isna() & f["problem"].notna()
     f.loc[missing_pid, "problem_id"] = [problem_id(t) for t in f.loc[missing_pid, "problem"]]

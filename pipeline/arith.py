@@ -32,6 +32,7 @@ from fractions import Fraction
 
 MAX_CHARS = 20_000  # longer text is cut: a reference solution is a few hundred characters
 MAX_DEPTH = 32  # nested parentheses deeper than this end the expression
+MAX_DIGITS = 40  # a longer digit run is no quantity (and would cost big-integer time)
 MAX_EXPONENT = 64  # a^b with |b| above this is not evaluated (no huge numbers)
 
 _NUMBER_WORDS = {
@@ -59,6 +60,16 @@ for _names, _dim, _size in (
     (("week", "weeks"), "time", Fraction(604800)),
     (("ml", "milliliter", "milliliters", "millilitre", "millilitres"), "volume", Fraction(1, 1000)),
     (("l", "liter", "liters", "litre", "litres"), "volume", Fraction(1)),
+    (("in", "inch", "inches"), "length", Fraction(254, 10000)),
+    (("ft", "foot", "feet"), "length", Fraction(254 * 12, 10000)),
+    (("yd", "yard", "yards"), "length", Fraction(254 * 36, 10000)),
+    (("mile", "miles"), "length", Fraction(254 * 12 * 5280, 10000)),
+    (("oz", "ounce", "ounces"), "mass", Fraction(45359237, 16 * 10**8)),
+    (("lb", "lbs", "pound", "pounds"), "mass", Fraction(45359237, 10**8)),
+    (("cup", "cups"), "us_volume", Fraction(1)),
+    (("pint", "pints"), "us_volume", Fraction(2)),
+    (("quart", "quarts"), "us_volume", Fraction(4)),
+    (("gallon", "gallons"), "us_volume", Fraction(16)),
     (("cent", "cents"), "money", Fraction(1, 100)),
     (("dollar", "dollars"), "money", Fraction(1)),
 ):
@@ -133,9 +144,25 @@ class Claim:
         lu, ru = UNITS.get(self.left.unit or ""), UNITS.get(self.right.unit or "")
         if lu and ru and lu[0] == ru[0] and not (self.left.computes or self.right.computes):
             lv, rv = lv * lu[1], rv * ru[1]
-        if lv == rv:
+        if lv == rv or _converted(self.left, self.right) or _converted(self.right, self.left):
             return True
         return _rounds_to(lv, self.right.text) or _rounds_to(rv, self.left.text)
+
+
+def _converted(quantity: Side, computed: Side) -> bool:
+    """ "12 feet is 12 * 12 = 144": a bare quantity in a known unit, set equal to a unitless
+    computation that multiplies or divides it by a conversion factor written in it (12
+    inches per foot), states the conversion, not an equality of numbers."""
+    unit = UNITS.get(quantity.unit or "")
+    if unit is None or quantity.computes or not computed.computes or computed.unit:
+        return False
+    assert quantity.value is not None and computed.value is not None
+    if quantity.value == 0 or computed.value == 0:
+        return False
+    ratio = computed.value / quantity.value
+    sizes = {size for dim, size in UNITS.values() if dim == unit[0]}
+    factors = {unit[1] / s for s in sizes} | {s / unit[1] for s in sizes}
+    return ratio in factors and (ratio in computed.literals or 1 / ratio in computed.literals)
 
 
 def _rounds_to(value: Fraction, text: str) -> bool:
@@ -161,7 +188,10 @@ def tokenize(text: str) -> list[Token]:
     raw: list[Token] = []
     for m in _TOKEN_RE.finditer(text):
         kind, s = m.lastgroup, m.group(0)
-        if kind == "num":
+        if kind == "num" and len(s) > MAX_DIGITS:
+            # No quantity has this many digits; Fraction() would refuse it past 4,300 anyway.
+            raw.append(Token("sep", s, pos=m.start()))
+        elif kind == "num":
             raw.append(Token("num", s, Fraction(s.replace(",", "")), m.start()))
         elif kind == "op":
             s = _OP_SYMBOLS.get(s, s)
@@ -276,7 +306,11 @@ class _Parser:
                 self.computes = True
                 value = _apply(op, value, self.factor())
             elif (t := self.peek()) is not None and (t.kind == "var" or (t.kind == "op" and t.text == "(")):
-                value = _apply("*", value, self.factor())  # implicit: 2x, 3(4 + 1)
+                at = self.i
+                rhs = self.factor()  # implicit: 2x, 3(4 + 1)
+                if self.i == at:  # a "(" past MAX_DEPTH is not parsed: stop, or loop forever
+                    return None
+                value = _apply("*", value, rhs)
                 self.computes = True
             else:
                 return value
@@ -399,10 +433,23 @@ def chains(text: str, env: dict[str, Fraction] | None = None) -> list[list[Side]
                     j = nxt.end
                     continue
             break
+        if len(chain) >= 2 and _names_a_part(tokens, chain):
+            # "The 10th multiple of 6 is 10 times 6 = 60", "6 rows of 7 is 6 x 7": the bare
+            # number ends a noun phrase ("... of 6") that is the subject, not the value.
+            chain = chain[1:]
         if len(chain) >= 2:
             found.append(chain)
         i = max(j, i + 1)
     return found
+
+
+def _names_a_part(tokens: list[Token], chain: list[Side]) -> bool:
+    first, second = chain[0], chain[1]
+    if first.computes or not second.computes or first.start == 0:
+        return False
+    before = tokens[first.start - 1]
+    relation = tokens[_skip_words(tokens, first.end)]
+    return before.kind == "word" and before.text.lower() == "of" and relation.text != "="
 
 
 def claims(text: str) -> list[Claim]:

@@ -232,9 +232,32 @@ def operator_yield(candidates: pa.Table) -> list[dict[str, Any]]:
         if r["status"] == Status.OK and r["archive_outcome"] in ARCHIVED:
             c["archived"] += 1
     return [{"operator": op, "candidates": c["candidates"], "ok": c[Status.OK],
-             "unparseable": c[Status.UNPARSEABLE], "duplicate": c[Status.DUPLICATE],
+             "unparseable": c[Status.UNPARSEABLE], "duplicate": c[Status.DUPLICATE], "invalid": c[Status.INVALID],
              "archived": c["archived"], "yield": round(c["archived"] / c["candidates"], 4)}
             for op, c in sorted(stats.items())]
+
+
+def _first_check(row: dict[str, Any]) -> str:
+    return (row["invalid_checks"] or "unknown").split(",")[0]
+
+
+def validity_summary(candidates: pa.Table) -> dict[str, Any]:
+    """The validity checks' outcome over generated candidates: totals, counts per first
+    failed check, and per step. Rows never checked (older runs, unparseable, duplicates)
+    have a null `valid` and are left out, so an old run shows no share rather than 0."""
+    rows = candidates.select(["step", "valid", "invalid_checks"]).to_pylist()
+    checked = [r for r in rows if r["step"] > 0 and r["valid"] is not None]
+    per: dict[int, Counter] = {}
+    for r in checked:
+        per.setdefault(r["step"], Counter())[bool(r["valid"])] += 1
+    n_valid = sum(bool(r["valid"]) for r in checked)
+    return {
+        "checked": len(checked), "valid": n_valid, "invalid": len(checked) - n_valid,
+        "valid_share": round(n_valid / len(checked), 4) if checked else None,
+        "reasons": dict(Counter(_first_check(r) for r in checked if not r["valid"]).most_common()),
+        "per_step": [{"step": st, "checked": c[True] + c[False], "valid": c[True],
+                      "valid_share": round(c[True] / (c[True] + c[False]), 4)} for st, c in sorted(per.items())],
+    }
 
 
 def depth_counts(depths: list[int]) -> list[dict[str, int]]:
@@ -250,7 +273,9 @@ def _elite_view(row: dict[str, Any], max_chars: int | None = None) -> dict[str, 
             "solve_rate": row["solve_rate"], "k": row["k"], "step": row["step"], "depth": row["depth"],
             "operator": row["operator"], "problem": problem, "answer": row["answer"],
             # crossover rows have a second parent; niche rows a target (None otherwise)
-            "second_parent_id": row.get("second_parent_id"), "target": row.get("target")}
+            "second_parent_id": row.get("second_parent_id"), "target": row.get("target"),
+            # None where never checked (seeds, older runs)
+            "valid": row.get("valid"), "validity_reason": row.get("validity_reason")}
 
 
 def top_elites(elites: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -284,11 +309,14 @@ def summarize(run: RunTables, top: int = 10) -> dict[str, Any]:
         "cells": run.cells,
         "seeds": sum(st == 0 for st in steps),
         "candidates": len(generated),
-        "status": {s: generated.count(s) for s in (Status.OK, Status.UNPARSEABLE, Status.DUPLICATE)},
+        "status": {s: generated.count(s) for s in (Status.OK, Status.INVALID, Status.UNPARSEABLE, Status.DUPLICATE)},
         "accepted": sum(o["archived"] for o in operators),
         "elites": len(elites),
         "seed_elites": sum(e["status"] == Status.SEED for e in elites),
         "generated_elites": sum(e["status"] == Status.OK for e in elites),
+        "valid_elites": sum(e["status"] == Status.OK and e.get("valid") is True for e in elites),
+        "invalid_elites": sum(e["status"] == Status.OK and e.get("valid") is False for e in elites),
+        "validity": validity_summary(cands),
         "coverage": round(coverage, 6),
         "qd_score": round(qd, 6),
         "quality_band": list(run.band) if run.band else None,

@@ -52,6 +52,16 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['generated_elites']} generated, {s['seed_elites']} seeds",
         f"QD score    {s['qd_score']:.3f} (sum of elite qualities; seeds count 0)",
     ]
+    v = s["validity"]
+    if v["checked"]:
+        why = ", ".join(f"{k} {n}" for k, n in v["reasons"].items())
+        lines.append(f"validity    {v['checked']} checked: {v['valid']} valid (share {v['valid_share']:.3f}), "
+                     f"{v['invalid']} invalid" + (f" (first failed check: {why})" if why else ""))
+        lines.append("            valid share per step: " + ", ".join(
+            f"{p['step']}: {p['valid_share']:.2f}" for p in v["per_step"]))
+        lines.append(f"            generated elites: {s['valid_elites']} valid, {s['invalid_elites']} invalid")
+    else:
+        lines.append("validity    not checked (a run older than the validity checks)")
     if s["elites_source"] != "snapshot":
         lines.append(f"elites      {s['elites_source']}")
     if band:
@@ -75,7 +85,8 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append("  (no generated candidates yet)")
     for o in s["operators"]:
         lines.append(f"  {o['operator']:<16} {o['archived']:>5} / {o['candidates']:<5} = {o['yield']:.3f}   "
-                     f"(ok {o['ok']}, unparseable {o['unparseable']}, duplicate {o['duplicate']})")
+                     f"(ok {o['ok']}, invalid {o['invalid']}, unparseable {o['unparseable']}, "
+                     f"duplicate {o['duplicate']})")
     return "\n".join(lines)
 
 
@@ -97,5 +108,8 @@ def format_lineage(chain: list[dict[str, Any]]) -> str:
             lines.append(f"    second parent: {node['second_parent_id']} (inspect it with --elite)")
         if node["answer"] is not None:
             lines.append(f"    answer: {node['answer']}")
+        if node.get("valid") is not None:
+            why = "valid" if node["valid"] else f"INVALID: {node['validity_reason']}"
+            lines.append(f"    validity: {why}")
         lines.append("")
     return "\n".join(lines).rstrip()

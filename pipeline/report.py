@@ -131,10 +131,31 @@ def _elites_html(elites: list[dict[str, Any]]) -> str:
     if not elites:
         return '<p class="muted">No generated elites yet: no generated candidate has quality &gt; 0.</p>'
     rows = [[str(i), _num(e["quality"]), _num(e["solve_rate"], 2), _e(e["cell"]), _e(e["step"]), _e(e["depth"]),
-             f'<div class="text">{_e(e["problem"])}</div>', _e(e["answer"]), f"<code>{_e(e['id'])}</code>"]
-            for i, e in enumerate(elites, 1)]
-    return _table(["#", "quality", "solve rate", "cell", "step", "depth", "problem", "answer", "id"], rows,
+             f'<div class="text">{_e(e["problem"])}</div>', _e(e["answer"]), _validity_cell(e),
+             f"<code>{_e(e['id'])}</code>"] for i, e in enumerate(elites, 1)]
+    return _table(["#", "quality", "solve rate", "cell", "step", "depth", "problem", "answer", "validity", "id"], rows,
                   numeric=frozenset({0, 1, 2, 3, 4, 5}))
+
+
+def _validity_cell(e: dict[str, Any]) -> str:
+    if e.get("valid") is None:
+        return '<span class="muted">not checked</span>'
+    return "valid" if e["valid"] else f'invalid: {_e(e.get("validity_reason"))}'
+
+
+def _validity_html(s: dict[str, Any]) -> str:
+    v = s["validity"]
+    if not v["checked"]:
+        return '<p class="muted">Not checked: this run is older than the validity checks.</p>'
+    head = (f"<p>{v['checked']} generated candidates checked: {v['valid']} valid (share "
+            f"{_num(v['valid_share'])}), {v['invalid']} invalid. Generated elites: {s['valid_elites']} valid, "
+            f"{s['invalid_elites']} invalid.</p>")
+    reasons = _table(["first failed check", "candidates"], [[_e(k), str(n)] for k, n in v["reasons"].items()],
+                     numeric=frozenset({1}), compact=True) if v["reasons"] else ""
+    steps = _table(["step", "checked", "valid", "valid share"],
+                   [[_e(p["step"]), _e(p["checked"]), _e(p["valid"]), _num(p["valid_share"])] for p in v["per_step"]],
+                   numeric=frozenset({0, 1, 2, 3}), compact=True)
+    return head + reasons + "<h3>Valid share per step</h3>" + steps
 
 
 def _status_html(s: dict[str, Any]) -> str:
@@ -153,10 +174,10 @@ def _status_html(s: dict[str, Any]) -> str:
 def _operators_html(s: dict[str, Any]) -> str:
     if not s["operators"]:
         return '<p class="muted">No generated candidates yet.</p>'
-    rows = [[_e(o["operator"]), str(o["candidates"]), str(o["ok"]), str(o["duplicate"]), str(o["unparseable"]),
-             str(o["archived"]), _num(o["yield"])] for o in s["operators"]]
-    return _table(["operator", "candidates", "ok", "duplicate", "unparseable", "archived", "yield"], rows,
-                  numeric=frozenset({1, 2, 3, 4, 5, 6}), compact=True)
+    rows = [[_e(o["operator"]), str(o["candidates"]), str(o["ok"]), str(o["invalid"]), str(o["duplicate"]),
+             str(o["unparseable"]), str(o["archived"]), _num(o["yield"])] for o in s["operators"]]
+    return _table(["operator", "candidates", "ok", "invalid", "duplicate", "unparseable", "archived", "yield"], rows,
+                  numeric=frozenset({1, 2, 3, 4, 5, 6, 7}), compact=True)
 
 
 def _lineage_html(chain: list[dict[str, Any]] | None) -> str:
@@ -228,6 +249,8 @@ elites' qualities (seeds count 0).</p>
 {_elites_html(s["top_elites"])}
 <h2>Candidates</h2>
 {_status_html(s)}
+<h2>Validity</h2>
+{_validity_html(s)}
 <h2>Operators</h2>
 {_operators_html(s)}
 <h2>Lineage example</h2>

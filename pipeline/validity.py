@@ -17,7 +17,7 @@ checks (their names are what rows record):
 - `equation`: an answer substituted into the problem's equation in one variable
   ("Solve for x: x + 7 = 28.") satisfies it;
 - `grounding`: the numbers the solution computes from come from the problem, from its
-  own earlier results, or from `CONSTANTS`; a problem that gives no number at all while
+  own earlier results, or from `constants_for(problem)`; a problem that gives no number at all while
   its solution computes one is ill-posed.
 
 `check_reference` runs them all and returns a `Validity`.
@@ -30,12 +30,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from pipeline.arith import Claim, chains, claims, evaluate, number_value, numbers
+from pipeline.arith import UNITS, Claim, chains, claims, evaluate, number_value, numbers, tokenize
 
-# Numbers a solution may use that no problem states: small multipliers, units of counting
-# and time, and the 100 of a percent.
-CONSTANTS = frozenset(Fraction(x) for x in (0, 1, 2, 10, 12, 24, 60, 100, 1000, 7, 365, 3600, 52)) | {
-    Fraction(1, 2), Fraction(1, 100)}
+# Numbers a solution may use that no problem states. 0, 1 and 2 always; the others only
+# where the problem's words call for them (60 where it speaks of minutes or hours, 100 of
+# percents, cents or metres, ...): an unconditional 100 or 10 let "1,000 - 100" and
+# "13 times 10" through on problems that gave neither.
+CONSTANTS = frozenset({Fraction(0), Fraction(1), Fraction(2)})
+_CONTEXT_CONSTANTS: tuple[tuple[re.Pattern[str], tuple[Fraction, ...]], ...] = tuple(
+    (re.compile(words, re.I), tuple(Fraction(v) for v in values)) for words, values in (
+        (r"\bten|dime|decade|digit|centim|millim|\bcm\b|\bmm\b|%|percent", (10,)),
+        (r"dozen|month|year|inch|foot|feet|hour|clock", (12,)),
+        (r"\bday|hour", (24,)),
+        (r"minute|hour|second|speed|mph|km/h|per hour", (60, 3600)),
+        (r"%|percent|cent|centim|met(?:er|re)|century|dollar|\$", (100, Fraction(1, 100))),
+        (r"kilo|milli|thousand|gram|lit(?:er|re)|met(?:er|re)|\bkg\b|\bkm\b|\bml\b", (1000,)),
+        (r"week|\bday", (7,)),
+        (r"year|\bday", (365,)),
+        (r"week|year", (52,)),
+        (r"half|halves", (Fraction(1, 2),)),
+    ))
+
+
+def constants_for(problem: str) -> frozenset[Fraction]:
+    """The constants a solution of `problem` may use without the problem stating them."""
+    extra = {v for pattern, values in _CONTEXT_CONSTANTS if pattern.search(problem) for v in values}
+    return CONSTANTS | extra
+
+
 _WORD_NUMBERS = {"half": (2, Fraction(1, 2)), "double": (2,), "twice": (2,), "triple": (3,), "third": (3,),
                  "quarter": (4, Fraction(1, 4)), "pair": (2,), "dozen": (12,), "percent": (100,)}
 
@@ -97,21 +119,14 @@ def check_final_answer(problem: str, solution: str, answer: str) -> str | None:
     if not found:
         return None
     last: Claim = found[-1]
-    # Only when the computation is where the solution ends: no number after it.
-    tail = body[_char_end(body, last):]
-    if re.search(r"\d", tail):
+    # Only when the computation is where the solution ends: no number after it ("... = 3.
+    # That gives 3/3." ends in 3/3, not in 3).
+    if any(t.kind == "num" for t in tokenize(body)[last.right.end:]):
         return None
     result = last.right.value
     if _same(result, value, answer) or _same(last.left.value, value, answer):
         return None
     return f"the solution ends in {_fmt(result)} ({last.text}) but the answer is {answer}"
-
-
-def _char_end(text: str, claim: Claim) -> int:
-    """Where `claim`'s right side ends in `text` (its last occurrence's end)."""
-    target = claim.right.text.split()[-1] if claim.right.text else ""
-    idx = text.rfind(target)
-    return len(text) if idx < 0 else idx + len(target)
 
 
 def check_problem_expression(problem: str, solution: str, answer: str) -> str | None:
@@ -159,9 +174,26 @@ def problem_numbers(problem: str) -> set[Fraction]:
     return given
 
 
+def factors_for(problem: str) -> frozenset[Fraction]:
+    """Ratios between units of the dimensions the problem speaks of (100 cm in a m, 60 s
+    in a minute): a given number converted to another unit is still given ("4 meters" ->
+    400 centimeters). Only the problem's dimensions: every factor of every dimension would
+    ground almost any number (1,000 / 10)."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z]+", problem)}
+    dims = {UNITS[w][0] for w in words if w in UNITS and len(w) > 1}
+    sizes: dict[str, set[Fraction]] = {}
+    for dim, size in UNITS.values():
+        if dim in dims:
+            sizes.setdefault(dim, set()).add(size)
+    return frozenset(a / b for group in sizes.values() for a in group for b in group if a > b)
+
+
 def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     given = problem_numbers(problem)
-    allowed = given | CONSTANTS
+    factors = factors_for(problem)
+    constants = constants_for(problem)
+    converted = {g * f for g in given for f in factors} | {g / f for g in given for f in factors}
+    allowed = given | constants | converted
     foreign: list[Fraction] = []
     computes = False
     for chain in chains(_body(solution)):
@@ -175,9 +207,30 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
             allowed.update(side.literals)
     if not given and computes:
         return "ill-posed: the problem gives no numbers but the solution computes with some"
+    value = _answer_value(answer)
+    if not given and value is not None and value not in constants:
+        return f"ill-posed: the problem gives no numbers but the answer is {answer}"
+    cancel = _self_cancelling(_body(solution))
+    if cancel is not None:
+        return f"ill-posed: the result comes from {cancel}, a number cancelling itself"
     if foreign:
         shown = ", ".join(_fmt(x) for x in foreign[:4])
         return f"ill-posed: the solution computes with {shown}, which the problem never gives"
+    return None
+
+
+def _self_cancelling(body: str) -> str | None:
+    """The solution's last computation when it is "a - a" or "a / a": a problem whose
+    answer comes from a number cancelling itself ("30 - 30 = 0", "450 / 450 = 1") asks
+    for nothing its data determine."""
+    found = claims(body)
+    if not found:
+        return None
+    side = found[-1].left if found[-1].left.computes else found[-1].right
+    lits = side.literals
+    text = side.text.replace(" ", "")
+    if len(lits) == 2 and lits[0] == lits[1] and side.value in (0, 1) and re.fullmatch(r"[\d.,]+[-/][\d.,]+", text):
+        return side.text
     return None
 
 

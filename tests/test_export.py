@@ -39,6 +39,37 @@ def _table(out: Path, kind: str) -> pa.Table:
     return pads.dataset(files, schema=schema, format="parquet").to_table() if files else schema.empty_table()
 
 
+def test_checks_filter_drops_rows_the_validity_checks_marked_invalid(tmp_path: Path):
+    # gate "export": an invalid row is archived and ok, and dropped here; gate "archive": it
+    # is committed with status "invalid". Both are counted under the check that failed.
+    from dataclasses import replace as dc_replace
+
+    s = list(SURVIVORS)
+    wrong = dc_replace(cand("a", 1, 1, "What is 5 times 8?", sr=0.25, cell=1), valid=False,
+                       invalid_checks="arithmetic,problem_expression",
+                       validity_reason="arithmetic: 5 * 8 = 25 is false (5 * 8 = 40)")
+    gated = dc_replace(cand("a", 1, 2, "How many pages does the chapter have?", status=Status.INVALID, sr=None,
+                            agrees=None, cell=None), valid=False, invalid_checks="grounding",
+                       validity_reason="grounding: ill-posed: the problem gives no numbers")
+    good = dc_replace(cand("a", 1, 0, s[0], sr=SURVIVORS[s[0]], cell=0), valid=True)
+    run = write_run(tmp_path / "a", [[cand("a", 0, 0, "Seed?", status=Status.SEED, sr=None, agrees=None)],
+                                     [good, wrong, gated]], centroids=CENTROIDS)
+    res = export_runs([run], tmp_path / "out", config=_cfg(), embed=fake_embed)
+    counts = {f.name: (f.seen, f.rejected) for f in res.funnel}
+    assert counts["checks"] == (4, 2)
+    rejected = _table(tmp_path / "out", "rejected").to_pylist()
+    why = {r["id"]: (r["filter"], r["filter_reason"], r["filter_detail"]) for r in rejected}
+    assert why[wrong.id] == ("checks", "invalid_arithmetic", wrong.validity_reason)
+    assert why[gated.id] == ("checks", "invalid_grounding", gated.validity_reason)
+    assert good.id not in why
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| checks | `invalid_arithmetic` | 1 |" in card and "| checks | `invalid_grounding` | 1 |" in card
+    # [export.validity] checks = false keeps them past this filter (the status filter still
+    # drops the gated one).
+    res = export_runs([run], tmp_path / "out2", config=_cfg(validity={"checks": False}), embed=fake_embed)
+    assert "checks" not in {f.name for f in res.funnel}
+
+
 # -- a synthetic pair of runs in which every filter has something to do ------------------
 
 CENTROIDS = np.eye(4, DIM, dtype=np.float32)
@@ -71,7 +102,7 @@ def test_every_filter_counted_and_every_row_kept(tmp_path: Path):
     runs = _runs(tmp_path)
     res = export_runs(runs, tmp_path / "out", config=_cfg(), embed=fake_embed)
     counts = {f.name: (f.seen, f.rejected) for f in res.funnel}
-    assert counts == {"status": (11, 3), "difficulty": (8, 1), "validity": (7, 1), "pairs": (6, 0),
+    assert counts == {"checks": (11, 0), "status": (11, 3), "difficulty": (8, 1), "validity": (7, 1), "pairs": (6, 0),
                       "embedding": (6, 0), "decontamination": (6, 1), "exact_dedup": (5, 1), "near_dup": (4, 1)}
     data, rejected = _table(tmp_path / "out", "data"), _table(tmp_path / "out", "rejected")
     # max_per_problem = 1: one pair per surviving problem, the other correct attempts rejected as a cap.

@@ -266,17 +266,20 @@ def test_campaign_survives_a_server_killed_mid_run(tmp_path: Path):
     assert all(c["k"] == K for c in generated)
     assert len({c["problem_id"] for c in generated}) == STEPS * BATCH
 
-    # One mutation and one solve request per candidate, each answered (once or, for a
-    # request cut by the kill, again by a): the union of what the two servers answered.
+    # One mutation and one solve request per candidate, and one verifier request per
+    # candidate that could enter the archive, each answered (once or, for a request cut by
+    # the kill, again by a): the union of what the two servers answered.
     a_served = a.served()
     assert b.served() == b_served  # nothing after the kill
     keys = {r["key"] for r in a_served} | {r["key"] for r in b_served}
-    assert len(keys) == 2 * STEPS * BATCH
+    verified = sum(c["verifier_share"] is not None for c in generated)
+    requests = 2 * STEPS * BATCH + verified
+    assert len(keys) == requests
     assert sum(r["kind"] == "mutate" for r in a_served + b_served) == STEPS * BATCH
     # b served its part until the kill (step 1 and some of step 2); a served the remainder.
     assert any(r["t0"] < armed_at for r in b_served) and any(r["t0"] >= armed_at for r in b_served)
     after = [r for r in a_served if r["t1"] > killed_at]
-    assert len(after) == 2 * STEPS * BATCH - len(b_served) - sum(r["t1"] <= killed_at for r in a_served)
+    assert len(after) == requests - len(b_served) - sum(r["t1"] <= killed_at for r in a_served)
     assert after, "a answered nothing after the kill"
     # The dead endpoint was marked down once and skipped for the rest of the run (cooldown 30 s).
     assert err.count("marked down") == 1, err

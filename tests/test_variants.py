@@ -229,10 +229,13 @@ def test_operator_prompt_without_its_placeholders_is_a_config_error(tmp_path: Pa
 
 def _disputed_config(tmp_path: Path, **sections: dict) -> Config:
     # Every problem's reference is 17; three of four attempts say 99: solve rate 0.25
-    # (quality 0.75, eligible) and a 0.75 majority against the reference (disputed).
+    # (quality 0.75, eligible) and a 0.75 majority against the reference (disputed). The
+    # disputed flag is SPARQ's own signal, so the validity gate is off ("none"): with it on,
+    # the verifier's 0.75 majority for 99 makes these rows invalid instead.
     mutate = [f" Problem {i}: what is 12 plus 5?\nNew solution: 12 + 5 = 17. The answer is 17." for i in range(60)]
     solve = [" The answer is 99.", " The answer is 99.", " The answer is 99.", " The answer is 17."]
-    return make_config(tmp_path, mutate=mutate, solve=solve, **sections)
+    validity = {"gate": "none", **sections.pop("validity", {})}
+    return make_config(tmp_path, mutate=mutate, solve=solve, validity=validity, **sections)
 
 
 def test_disputed_flag_follows_majority_share_and_agreement(tmp_path: Path):
