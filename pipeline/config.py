@@ -319,7 +319,7 @@ class VerifierConfig:
     # majority answer (share >= `share` of m attempts) must not contradict the reference.
     # "campaign": the campaign's own engine; "own": the [verifier.engine] table (any
     # engine: a stronger in-process vLLM model, or openai endpoints).
-    m: int = 4  # attempts per candidate; 0 = no verifier
+    m: int = 0  # attempts per candidate; 0 = no verifier (default.toml says why it is off)
     engine: str = "campaign"
     prompt: str = "solve_fewshot"
     temperature: float = 0.2

@@ -159,6 +159,15 @@ def read_attempts(run: RunTables, row_of: dict[str, int]) -> dict[int, list[list
     return out
 
 
+def _valid_shares(metrics: dict[str, list]) -> list[float]:
+    valid, invalid = metrics.get("valid") or [], metrics.get("invalid") or []
+    out = []
+    for v, i in zip(valid, invalid, strict=True):
+        checked = (v or 0) + (i or 0)
+        out.append(_round((v or 0) / checked) if checked else 0.0)
+    return out if out else [0.0] * len(metrics["step"])
+
+
 def centroid_key(run: RunTables) -> str | None:
     """A hash of the centroids (None without them): runs with equal keys share their cells."""
     if run.centroids is None:
@@ -188,7 +197,10 @@ def run_data(run: RunTables) -> dict[str, Any]:
         "xy": xy,
         "metrics": {"step": metrics["step"], "coverage": [_round(x) for x in metrics["coverage"]],
                     "qd_score": [_round(x) for x in metrics["qd_score"]], "num_elites": metrics["num_elites"],
-                    "accepted": metrics["accepted"], "candidates": metrics["candidates"]},
+                    "accepted": metrics["accepted"], "candidates": metrics["candidates"],
+                    # share of the step's checked candidates that passed the validity
+                    # checks (0 where none was checked: seeds, runs older than the checks)
+                    "valid_share": _valid_shares(metrics)},
         "dict": dicts,
         "c": {
             "id": ids,
@@ -207,6 +219,9 @@ def run_data(run: RunTables) -> dict[str, Any]:
             "q": [_round(x) for x in col["quality"]],
             "cell": [-1 if c is None else c for c in col["cell"]],
             "disp": [None if d is None else int(d) for d in col["disputed"]],
+            # validity checks: 1 valid, 0 invalid, None not checked; the failed checks' reasons
+            "valid": [None if v is None else int(v) for v in col["valid"]],
+            "vreason": col["validity_reason"],
             "maj": col["majority_answer"],
             "share": [_round(x) for x in col["majority_share"]],
             "target": col["target"],

@@ -391,6 +391,38 @@ def test_disputed_candidate_is_flagged(browser, run_dir: Path, tmp_path: Path):
         o.close()
 
 
+def test_validity_checks_are_shown(browser, run_dir: Path, tmp_path: Path):
+    # One candidate marked invalid by the checks, one valid: the panel shows each with its
+    # reasons, the overview the valid share, and the progress pane a valid-share chart.
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shard = copy / "candidates" / "step-000001.parquet"
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    ok = [k for k, r in enumerate(rows) if r["status"] == Status.OK]
+    bad, good = ok[0], ok[1]
+    reason = "arithmetic: 5 * 8 = 25 is false (5 * 8 = 40)"
+    rows[bad].update(valid=False, invalid_checks="arithmetic", validity_reason=reason)
+    rows[good].update(valid=True, invalid_checks=None, validity_reason=None)
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+    checked = [r for r in load_run(copy).candidates.to_pylist() if r["step"] > 0 and r["valid"] is not None]
+    n_valid = sum(r["valid"] for r in checked)
+    o = Opened(browser, write_explorer([copy], tmp_path / "page.html").path)
+    try:
+        for i, expected in ((bad, f"invalid: {reason}"), (good, "valid: every check passed")):
+            o.page.fill("#search", rows[i]["id"])
+            expect(o.page.locator("#page-info")).to_have_attribute("data-rows", "1")
+            expect(o.page.locator("#cands tbody tr:first-child")).to_contain_text(rows[i]["id"])
+            o.page.click("#cands tbody tr:first-child")
+            expect(o.page.locator("#panel")).to_contain_text(rows[i]["id"])
+            assert expected in o.page.inner_text("#panel")
+        assert f"valid share ({n_valid} of {len(checked)} checked)" in o.page.inner_text("#overview").lower()
+        assert o.page.locator("#chart-valid polyline").count() == 1
+        assert o.errors == []
+    finally:
+        o.close()
+
+
 def test_two_runs_side_by_side(browser, run_dir: Path, short_run: Path, tmp_path: Path):
     o = Opened(browser, write_explorer([run_dir, short_run], tmp_path / "two.html").path)
     try:

@@ -58,9 +58,12 @@
     let archived = 0;
     for (let i = 0; i < R.c.id.length; i++) if (R.c.step[i] > 0 && ARCHIVED.has(outcome(R, i))) archived++;
     const occupied = finalOcc.reduce((a, v) => a + (v >= 0 ? 1 : 0), 0);
+    let checked = 0, valid = 0;
+    for (let i = 0; i < R.c.id.length; i++) if (R.c.step[i] > 0 && R.c.valid[i] !== null) { checked++; valid += R.c.valid[i]; }
     const cards = [[R.steps, "steps"], [gen, "generated candidates"], [archived, "archived"],
       [`${occupied} / ${R.cells}`, "cells occupied"], [fmt(last >= 0 ? m.coverage[last] : null), "coverage"],
-      [fmt(last >= 0 ? m.qd_score[last] : null), "QD score"]];
+      [fmt(last >= 0 ? m.qd_score[last] : null), "QD score"],
+      [checked ? fmt(valid / checked) : "n/a", checked ? `valid share (${valid} of ${checked} checked)` : "validity not checked"]];
     $("overview").replaceChildren(...cards.map(([v, l]) => el("div", { class: "card" },
       el("div", { class: "v", text: String(v) }), el("div", { class: "l", text: l }))));
     $("subtitle").textContent = `run ${R.run_id} \u00b7 ${R.path} \u00b7 ${R.archive_kind} archive \u00b7 ` +
@@ -213,6 +216,13 @@
 
   function jump(i, label) { return el("a", { class: "jump id", text: label || R.c.id[i], onclick: () => select(i) }); }
 
+  function checks(i) {
+    const v = R.c.valid[i];
+    if (v === 1) return el("span", { class: "flag good", text: "valid: every check passed" });
+    if (v === 0) return el("span", { class: "flag bad", text: `invalid: ${R.c.vreason[i] || "a check failed"}` });
+    return el("span", { class: "muted", text: "not checked (a seed, unparsed, a duplicate or an older run)" });
+  }
+
   function validity(i) {
     const d = R.c.disp[i];
     if (d === 1) return el("span", { class: "flag bad", text: `disputed: a solver majority of ${fmt(100 * R.c.share[i], 0)}% ` +
@@ -242,7 +252,8 @@
     field("quality", fmt(c.q[i]));
     field("archive outcome", outcome(R, i));
     if (R.dict.reason[c.reason[i]]) field("reason", R.dict.reason[c.reason[i]]);
-    field("validity", validity(i));
+    field("validity checks", checks(i));
+    field("solver majority", validity(i));
     if (c.parent[i] >= 0) field("parent", jump(c.parent[i]));
     if (c.parent2[i] >= 0) field("second parent", jump(c.parent2[i]));
     const sol = el("div", { class: "text muted", text: "loading\u2026" });
@@ -415,7 +426,7 @@
     const svg = sv("svg", { viewBox: `0 0 ${w} ${h}`, "data-metric": key });
     const text = (x, y, s, anchor) => { const t = sv("text", { x, y, "font-size": 11, fill: "#5a6270", "text-anchor": anchor || "start" }); t.textContent = s; svg.append(t); };
     svg.append(sv("line", { x1: L, y1: h - B, x2: w - Rr, y2: h - B, stroke: "#9aa3ad" }), sv("line", { x1: L, y1: T, x2: L, y2: h - B, stroke: "#9aa3ad" }));
-    text(L - 4, Y(ymax) + 4, ymax.toFixed(key === "coverage" ? 2 : 1), "end");
+    text(L - 4, Y(ymax) + 4, ymax.toFixed(key === "qd_score" ? 1 : 2), "end");
     text(L - 4, h - B + 4, "0", "end");
     text(L, h - 8, "step 0");
     text(w - Rr, h - 8, `step ${xmax}`, "end");
@@ -434,6 +445,7 @@
     $("compare-pane").hidden = false;
     $("chart-coverage").replaceChildren(chart("coverage", "coverage (share of cells occupied)"));
     $("chart-qd").replaceChildren(chart("qd_score", "QD score (sum of elite qualities)"));
+    $("chart-valid").replaceChildren(chart("valid_share", "valid share of the step's checked candidates"));
     if (D.runs.length < 2) {
       $("compare-pane").querySelector("h2").textContent = "Progress over steps";
       return;

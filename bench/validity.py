@@ -1,0 +1,228 @@
+"""Validity: the checks and the gate against the labelled set, and the same campaign with
+the gate off and on.
+
+    .venv/bin/python bench/validity.py                       # labels + campaigns (about 15 minutes)
+    .venv/bin/python bench/validity.py --parts labels        # the labelled set only
+    .venv/bin/python bench/validity.py --score LABELS.jsonl  # add hand labels of the accepted problems
+
+Part `labels` (data/validity/labels.jsonl, its `test` part unless --split): precision and
+recall of each deterministic check and of the gate, where "positive" means "invalid" (a
+check's recall = the share of invalid rows it rejects; the gate keeps a valid row when no
+check and not the verifier rejects it). The verifier runs as the campaign runs it (the
+campaign's engine, the [verifier] prompt, sampling and share, answers judged by the
+project's judge) on every labelled row the checks pass, with --verifier-m attempts even
+where the config turns it off (m = 0, the default), at the config's share and at 1.0. In a campaign it re-solves only
+rows that could enter the archive (quality > 0), so on the labelled set it sees more rows
+than it would: its valid-kept figure here is a lower bound.
+
+Part `campaigns`: the packaged default config (or --config) run twice in this process on
+one engine, with `[validity] gate = "none"` (SPARQ exactly) and `"archive"` (the default),
+the same seed and seeds. It prints coverage, QD score, tokens (generator + solver +
+verifier) and the accepted problems (generated candidates that entered the archive), and
+writes every accepted problem of both runs, shuffled and without its run, to
+`--out/to-label.jsonl` for labelling by hand (data/validity/raw/GUIDE.md). Rerun with
+`--score FILE` (the labels, one {"item", "label"} per line) to print each run's valid share
+of accepted problems and valid accepted problems per million tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from benchlib import add_threads_arg, append_results, set_threads
+
+from pipeline.answers import AnswerJudge
+from pipeline.config import load_config
+from pipeline.engines import Sampling, make_engine
+from pipeline.generate import run_generation
+from pipeline.inspection import ARCHIVED
+from pipeline.prompts import load_prompt
+from pipeline.storage import RunDir
+from pipeline.validity import check_reference
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = REPO / "data" / "validity" / "labels.jsonl"
+GATES = ("none", "archive")
+
+
+def _pr(flags: list[tuple[bool, bool]]) -> tuple[int, int, int, int]:
+    """(true positives, rejected, invalid, valid kept) of (is_invalid, rejected) pairs."""
+    tp = sum(inv and rej for inv, rej in flags)
+    rejected = sum(rej for _, rej in flags)
+    invalid = sum(inv for inv, _ in flags)
+    kept = sum(not inv and not rej for inv, rej in flags)
+    return tp, rejected, invalid, kept
+
+
+def _line(name: str, flags: list[tuple[bool, bool]]) -> str:
+    tp, rejected, invalid, kept = _pr(flags)
+    valid = len(flags) - invalid
+    precision = f"{tp / rejected:.3f}" if rejected else "n/a"
+    return (f"| {name} | {rejected} | {precision} ({tp}/{rejected}) | {tp / invalid:.3f} ({tp}/{invalid}) | "
+            f"{kept / valid:.3f} ({kept}/{valid}) |")
+
+
+def verify_rows(engine, config, rows: list[dict], m: int) -> list[dict]:
+    """The verifier's majority on each row (m attempts), as Campaign.verify asks for it."""
+    v = config.verifier
+    prompt = load_prompt(v.prompt)
+    sampling = Sampling(n=m, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens,
+                        stop=prompt.stop, seed=config.run.seed + 300)
+    outs = engine.complete([prompt.render(problem=r["problem"]) for r in rows], sampling)
+    with AnswerJudge() as judge:
+        verdicts = judge.judge_many([(r["answer"], [o.text for o in o_s]) for r, o_s in zip(rows, outs, strict=True)])
+    return [{"contradicts": vd.reference_agrees is False, "share": vd.majority_share,
+             "tokens": sum(o.tokens for o in o_s)} for vd, o_s in zip(verdicts, outs, strict=True)]
+
+
+def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
+    rows = [json.loads(line) for line in LABELS.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if split == "all" or r["split"] == split]
+    results = [check_reference(r["problem"], r["solution"], r["answer"], config.validity.checks) for r in rows]
+    inv = [r["label"] == "invalid" for r in rows]
+    lines = [f"Labelled set: {LABELS.relative_to(REPO)}, split {split}: {len(rows)} rows, "
+             f"{sum(inv)} invalid, {len(rows) - sum(inv)} valid. Positive = invalid.", "",
+             "| check | rejects | precision | recall (invalid rejected) | valid kept |", "|---|---|---|---|---|"]
+    for name in config.validity.checks:
+        lines.append(_line(f"`{name}`", [(i, name in res.failed) for i, res in zip(inv, results, strict=True)]))
+    checks = [(i, not res.valid) for i, res in zip(inv, results, strict=True)]
+    lines.append(_line("all deterministic checks", checks))
+    passed = [r for r, res in zip(rows, results, strict=True) if res.valid]
+    t0 = time.perf_counter()
+    verdicts = verify_rows(engine, config, passed, verifier_m) if passed and verifier_m > 0 else []
+    by_id = {r["id"]: vd for r, vd in zip(passed, verdicts, strict=True)}
+    gates = {}
+    for share in sorted({config.verifier.share, 1.0}):
+        rejects = [(i, r["id"] in by_id and by_id[r["id"]]["contradicts"] and by_id[r["id"]]["share"] >= share)
+                   for i, r in zip(inv, rows, strict=True)]
+        lines.append(_line(f"verifier (the campaign's engine, m = {verifier_m}, share >= {share}; on the "
+                           f"{len(passed)} rows the checks pass)", [f for f, r in zip(rejects, rows, strict=True)
+                                                                    if r["id"] in by_id]))
+        gates[share] = [(i, c or v) for (i, c), (_, v) in zip(checks, rejects, strict=True)]
+        lines.append(_line(f"checks, then the verifier at share >= {share}", gates[share]))
+    on = config.verifier.m > 0 and config.validity.gate != "none"
+    gate = gates[config.verifier.share] if on else checks
+    lines.append(_line(f"**the gate as configured** ({'checks + verifier' if on else 'checks; verifier m = 0'})",
+                       gate))
+    cats = Counter(r["category"] for r, (_, rej) in zip(rows, gate, strict=True) if r["label"] == "invalid" and not rej)
+    lines += ["", f"Invalid rows the configured gate lets through, by category: {dict(cats.most_common())}; "
+              f"verifier time {time.perf_counter() - t0:.0f} s, {sum(vd['tokens'] for vd in verdicts)} tokens."]
+    return lines
+
+
+def _accepted(run_dir: Path) -> tuple[list[dict], dict]:
+    cands = RunDir(run_dir).read_candidates().to_pylist()
+    gen = [c for c in cands if c["step"] > 0]
+    acc = [c for c in gen if c["status"] == "ok" and c["archive_outcome"] in ARCHIVED]
+    tokens = {k: sum(c[k] or 0 for c in gen) for k in ("gen_tokens", "solve_tokens", "verify_tokens")}
+    return acc, tokens
+
+
+def part_campaigns(engine, config, out: Path, steps: int | None) -> list[str]:
+    runs = {}
+    for gate in GATES:
+        cfg = config.replace("validity", gate=gate)
+        if steps:
+            cfg = cfg.replace("run", steps=steps)
+        run_dir = out / f"gate-{gate}"
+        t0 = time.perf_counter()
+        summary = run_generation(cfg, run_dir, engine=engine, show_bar=False,
+                                 progress=lambda m, g=gate: print(f"  gate={g}: {m}", flush=True))
+        runs[gate] = (summary, time.perf_counter() - t0, run_dir)
+    items = []
+    for gate, (_, _, run_dir) in runs.items():
+        acc, _ = _accepted(run_dir)
+        items += [{"gate": gate, "id": c["id"], "problem": c["problem"], "solution": c["solution"],
+                   "answer": c["answer"]} for c in acc]
+    # One file for the reader: shuffled, the run left out; the key maps items back.
+    random.Random(0).shuffle(items)
+    seen: dict[str, int] = {}
+    key, blind = [], []
+    for it in items:  # a problem accepted by both runs is labelled once
+        pid = it["problem"]
+        if pid not in seen:
+            seen[pid] = len(blind)
+            blind.append({"item": len(blind), "problem": it["problem"], "solution": it["solution"],
+                          "answer": it["answer"]})
+        key.append({"item": seen[pid], "gate": it["gate"], "id": it["id"]})
+    (out / "to-label.jsonl").write_text("".join(json.dumps(b) + "\n" for b in blind))
+    (out / "key.jsonl").write_text("".join(json.dumps(k) + "\n" for k in key))
+    lines = ["| gate | steps | candidates | accepted | accepted by the checks | coverage | QD score | tokens "
+             "(gen + solve + verify) | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    for gate, (s, wall, run_dir) in runs.items():
+        acc, tok = _accepted(run_dir)
+        passing = sum(c["valid"] is not False for c in acc)
+        lines.append(f"| {gate} | {s['steps']} | {s['candidates']} | {len(acc)} | {passing} | {s['coverage']:.4f} | "
+                     f"{s['qd_score']:.3f} | {sum(tok.values())} ({tok['gen_tokens']} + {tok['solve_tokens']} + "
+                     f"{tok['verify_tokens']}) | {wall:.0f} |")
+    lines += ["", f"Accepted problems to label by hand: {len(blind)} in {out / 'to-label.jsonl'} "
+              f"(score them with --score)."]
+    return lines
+
+
+def score(out: Path, labels_path: Path) -> list[str]:
+    labels = {r["item"]: r["label"] for r in map(json.loads, labels_path.read_text().splitlines()) if r}
+    key = [json.loads(line) for line in (out / "key.jsonl").read_text().splitlines()]
+    lines = ["| gate | accepted | labelled valid | valid share | tokens | valid accepted per million tokens |",
+             "|---|---|---|---|---|---|"]
+    for gate in GATES:
+        acc, tok = _accepted(out / f"gate-{gate}")
+        ks = [k for k in key if k["gate"] == gate]
+        valid = sum(labels[k["item"]] == "valid" for k in ks)
+        total = sum(tok.values())
+        share = f"{valid / len(ks):.3f}" if ks else "n/a"
+        lines.append(f"| {gate} | {len(acc)} | {valid} | {share} | {total} | {1e6 * valid / total:.0f} |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", default=["labels", "campaigns"], choices=["labels", "campaigns"])
+    ap.add_argument("--split", default="test", choices=["dev", "test", "all"], help="labelled rows reported")
+    ap.add_argument("--verifier-m", type=int, default=4,
+                    help="verifier attempts on the labelled rows (whatever the config's m)")
+    ap.add_argument("--config", default=None, help="campaign config (default: the packaged default)")
+    ap.add_argument("--steps", type=int, default=None, help="campaign commits (default: the config's)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "validity-runs", help="run directories")
+    ap.add_argument("--score", type=Path, default=None, help="hand labels of --out/to-label.jsonl")
+    ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
+    add_threads_arg(ap)
+    args = ap.parse_args()
+    if args.score is not None:
+        lines = score(args.out, args.score)
+        print("\n".join(lines))
+        if not args.no_results:
+            append_results("Validity: hand-labelled accepted problems, gate none against archive", lines)
+        return 0
+    threads = set_threads(args.threads)
+    config = load_config(args.config)
+    if "campaigns" in args.parts and args.out.exists() and any(args.out.iterdir()):
+        sys.exit(f"error: {args.out} is not empty; pass another --out or remove it")
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    engine = make_engine(config.engine, seed=config.run.seed)
+    print(f"engine {engine.name} up in {time.perf_counter() - t0:.0f} s ({threads})", flush=True)
+    lines: list[str] = []
+    try:
+        if "labels" in args.parts:
+            lines += part_labels(engine, config, args.split, args.verifier_m) + [""]
+            print("\n".join(lines), flush=True)
+        if "campaigns" in args.parts:
+            camp = part_campaigns(engine, config, args.out, args.steps)
+            print("\n".join(camp), flush=True)
+            lines += camp
+    finally:
+        engine.close()
+    if not args.no_results:
+        append_results("Validity: the checks and the gate on the labelled set; gate none against archive", lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The validity gate ([validity] gate) and the verifier ([verifier]) in whole campaigns on
+the scripted engine, in steps and in stream mode: where an invalid candidate stops, what
+it costs, and that the archive stays a function of the committed rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archives import load_archive
+from pipeline.campaign import rederive_archive
+from pipeline.generate import run_generation
+from pipeline.storage import RunDir
+from tests.test_variants import QUIET, make_config
+
+# Even slots: a true computation (12 + 5 = 17); odd slots: the generator's own wrong
+# arithmetic. Every problem is distinct; the solver says 17 in 1 of 4 attempts, so every
+# solved problem has solve rate 0.25 or 0 and the valid ones enter the archive.
+MUTATE = []
+for i in range(80):
+    if i % 2:
+        MUTATE.append(f" Crate {i} holds 5 rows of 8 jars. How many jars?\nNew solution: 5 times 8 is 25. "
+                      "The answer is 25.")
+    else:
+        MUTATE.append(f" Shelf {i} has 12 books and gets 5 more. How many books?\nNew solution: 12 + 5 = 17. "
+                      "The answer is 17.")
+SOLVE = [" The answer is 17.", " The answer is 40.", " The answer is 40.", " The answer is 40."]
+
+
+def _run(tmp_path: Path, mode: str, solve=SOLVE, **sections) -> list[dict]:
+    cfg = make_config(tmp_path, mutate=MUTATE, solve=solve, steps=3, batch=6, run={"mode": mode}, **sections)
+    run_generation(cfg, tmp_path / "run", **QUIET)
+    run = RunDir(tmp_path / "run")
+    cands = run.read_candidates()
+    archive, _ = load_archive(run.archive_dir)
+    assert archive == rederive_archive(archive, cands)
+    return cands.to_pylist()
+
+
+def _wrong(r: dict) -> bool:
+    return r["step"] > 0 and r["problem"] is not None and "5 rows of 8" in r["problem"]
+
+
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_archive_gate_stops_invalid_candidates_before_any_solve(tmp_path: Path, mode: str):
+    rows = _run(tmp_path, mode)
+    wrong = [r for r in rows if _wrong(r)]
+    assert wrong
+    for r in wrong:
+        assert r["status"] == "invalid" and r["valid"] is False
+        assert r["invalid_checks"].split(",")[0] == "arithmetic"
+        assert "5 * 8" in r["validity_reason"] and r["reason"] == r["validity_reason"]
+        assert r["k"] == 0 and r["solve_tokens"] == 0 and r["archive_outcome"] not in ("new", "improve")
+        assert r["cell"] is None
+    right = [r for r in rows if r["step"] > 0 and r["status"] == "ok"]
+    assert right and all(r["valid"] is True and r["k"] == 4 for r in right)
+    # Never a parent: no later candidate descends from an invalid one.
+    invalid_ids = {r["id"] for r in wrong}
+    assert not {r["parent_id"] for r in rows} & invalid_ids
+    attempts = RunDir(tmp_path / "run").read_attempts().to_pylist()
+    assert not {a["candidate_id"] for a in attempts} & invalid_ids
+    metrics = RunDir(tmp_path / "run").read_metrics().to_pylist()
+    assert sum(m["invalid"] for m in metrics) == len(wrong)
+    assert sum(m["valid"] for m in metrics) == len(right)
+
+
+def test_export_gate_archives_invalid_rows_and_none_records_them(tmp_path: Path):
+    for gate in ("export", "none"):
+        rows = _run(tmp_path / gate, "steps", validity={"gate": gate})
+        wrong = [r for r in rows if _wrong(r)]
+        assert wrong and all(r["status"] == "ok" and r["valid"] is False and r["k"] == 4 for r in wrong)
+        assert all("5 * 8" in r["validity_reason"] for r in wrong)
+        # solve rate 0 (the solver never says 25): quality 0, so not archived here, but
+        # nothing stopped them from being solved and weighed like any other
+        assert all(r["solve_tokens"] > 0 for r in wrong)
+
+
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_verifier_majority_against_the_reference_makes_a_candidate_invalid(tmp_path: Path, mode: str):
+    # The solver (and, on the campaign's engine, the verifier) answers 40 in 3 of 4 attempts:
+    # a 0.75 majority against the reference 17 of the valid-looking problems.
+    rows = _run(tmp_path, mode, verifier={"m": 4, "share": 0.75})
+    right = [r for r in rows if r["step"] > 0 and r["problem"] and "12 books" in r["problem"]]
+    assert right
+    for r in right:
+        assert r["k"] == 4 and r["solve_rate"] == 0.25  # solved first: it could enter the archive
+        assert r["status"] == "invalid" and r["invalid_checks"] == "verifier"
+        assert r["verifier_answer"] == "40" and r["verifier_share"] == 0.75 and r["verifier_agrees"] is False
+        assert "75% of 4 attempts answer '40'" in r["validity_reason"]
+        assert r["verify_tokens"] > 0 and r["cell"] is None
+    # The checks' rejects were never solved, so never verified.
+    assert all(r["verify_tokens"] == 0 and r["verifier_share"] is None for r in rows if _wrong(r))
+    metrics = RunDir(tmp_path / "run").read_metrics().to_pylist()
+    assert sum(m["verify_tokens"] for m in metrics) == sum(r["verify_tokens"] or 0 for r in rows)
+
+
+def test_verifier_share_and_eligibility(tmp_path: Path):
+    # share 1.0: a 0.75 majority is not enough to reject.
+    rows = _run(tmp_path / "share", "steps", verifier={"m": 4, "share": 1.0})
+    right = [r for r in rows if r["step"] > 0 and r["problem"] and "12 books" in r["problem"]]
+    assert right and all(r["status"] == "ok" and r["valid"] is True and r["verifier_share"] == 0.75 for r in right)
+    # Every attempt right: solve rate 1, quality 0, never archived, so never verified.
+    rows = _run(tmp_path / "easy", "steps", solve=[" The answer is 17."], verifier={"m": 4})
+    right = [r for r in rows if r["step"] > 0 and r["problem"] and "12 books" in r["problem"]]
+    assert right and all(r["verifier_share"] is None and r["verify_tokens"] == 0 for r in right)
+    # gate "none": SPARQ exactly, no verifier whatever m says.
+    rows = _run(tmp_path / "none", "steps", verifier={"m": 4}, validity={"gate": "none"})
+    assert all(r["verify_tokens"] in (0, None) for r in rows)
