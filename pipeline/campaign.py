@@ -79,7 +79,7 @@ from pipeline.seeds import Seed, load_seeds
 from pipeline.selection import PoolRow, make_sampler
 from pipeline.solverate import AdaptiveConfig, next_round, quality_function
 from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
-from pipeline.validity import Validity, check_reference
+from pipeline.validity import Validity, check_reference, judge_verdict
 
 _OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: ArchiveOutcome.IMPROVE,
             AddStatus.NOT_ADDED: ArchiveOutcome.NOT_ADDED}
@@ -121,6 +121,11 @@ class Draft:
     validity: Validity | None = None  # the deterministic checks (parsed drafts only)
     verification: Verdict | None = None  # the verifier's attempts judged against the reference
     verify_tokens: int = 0
+
+
+# request_seed phases: mutation 1 + 20 x operator index, label 2, solve round r
+# PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY.
+PHASE_SOLVE, PHASE_VERIFY, PHASES = 100, 2048, 4096
 
 
 def archive_eligible(status: str, quality: float) -> bool:
@@ -192,7 +197,8 @@ class Campaign:
         self.seen: set[str] = set()  # problem ids of committed seeds and ok candidates
         self._embed_pool: ThreadPoolExecutor | None = None
         self._prefetched: tuple[tuple[str, ...], Future] | None = None
-        self.verify_prompt = load_prompt(config.verifier.prompt)
+        v = config.verifier
+        self.verify_prompt = load_prompt(v.judge_prompt if v.method == "judge" else v.prompt)
         self._verifier_engine: Engine | None = None
 
     # -- opening -------------------------------------------------------------------
@@ -418,7 +424,20 @@ class Campaign:
         return spec.prompt.render(**values)
 
     def request_seed(self, step: int, phase: int) -> int:
-        return (self.config.run.seed * 1_000_003 + step * 7919 + phase) % (2**31)
+        """The seed of one engine call: `step` is the step (steps mode) or the candidate's
+        sequence number (stream), `phase` one of the PHASE_* values (plus the operator's or
+        the round's number). Each (step, phase) owns a block of `seed_block` seeds, as many
+        as one call's prompts x samples can take (engines.prompt_seed), so no two samples
+        of a run share a seed: adaptive rounds and the verifier draw new samples, not
+        repeats of earlier ones counted as more evidence."""
+        if not 0 <= phase < PHASES:
+            raise ValueError(f"request_seed: phase {phase} outside [0, {PHASES})")
+        return (self.config.run.seed * 1_000_003 + (step * PHASES + phase) * self.seed_block) % (2**62)
+
+    @property
+    def seed_block(self) -> int:
+        c = self.config
+        return max(1, c.run.batch_size) * max(1, c.solver.k, c.verifier.m)
 
     def mutate(self, step: int, parents: list[Parent]) -> list[Draft]:
         """A mutation per parent (one engine call per operator), parsed (failures kept as
@@ -522,7 +541,7 @@ class Campaign:
             for n in sorted({n for _, n in batch}):
                 group = [d for d, m in batch if m == n]
                 prompts = [self.solve_prompt.render(problem=d.mutation.problem) for d in group]
-                sampling = self.solve_sampling(n, self.request_seed(step, 100 + round_no))
+                sampling = self.solve_sampling(n, self.request_seed(step, PHASE_SOLVE + round_no))
                 outputs = self.engine.complete(prompts, sampling)
                 crash_point("solve", step)
                 for d, outs in zip(group, outputs, strict=True):
@@ -546,13 +565,23 @@ class Campaign:
             return drafts
         requests = [self.verify_request(d, None) for d in todo]
         outputs = self.verifier_engine.complete([p for p, _ in requests],
-                                                replace(requests[0][1], seed=self.request_seed(step, 300)))
+                                                replace(requests[0][1], seed=self.request_seed(step, PHASE_VERIFY)))
         crash_point("solve", step)
-        verdicts = self.judge.judge_many([(d.mutation.answer, [o.text for o in outs])
-                                          for d, outs in zip(todo, outputs, strict=True)])
-        for d, outs, v in zip(todo, outputs, verdicts, strict=True):
-            self.apply_verification(d, v, sum(o.tokens for o in outs))
+        self.apply_verifications(list(zip(todo, outputs, strict=True)))
         return drafts
+
+    def apply_verifications(self, done: list[tuple[Draft, list[Completion]]]) -> None:
+        """Judge the verifier's outputs of several drafts (one call to the answer judge's
+        workers) and record them: re-solves are judged against the reference; an LLM
+        judge's replies (method "judge") are read for their verdicts."""
+        if self.config.verifier.method == "judge":
+            for d, outs in done:
+                verdict, why = judge_verdict([o.text for o in outs])
+                self.apply_verification(d, verdict, sum(o.tokens for o in outs), why)
+            return
+        verdicts = self.judge.judge_many([(d.mutation.answer, [o.text for o in outs]) for d, outs in done])
+        for (d, outs), v in zip(done, verdicts, strict=True):
+            self.apply_verification(d, v, sum(o.tokens for o in outs))
 
     def would_archive(self, d: Draft) -> bool:
         """A solved ok draft whose quality is above 0 (it would be inserted)."""
@@ -566,17 +595,25 @@ class Campaign:
 
     def verify_request(self, d: Draft, seed: int | None) -> tuple[Prompt, Sampling]:
         v = self.config.verifier
-        return self.verify_prompt.render(problem=d.mutation.problem), Sampling(
+        m = d.mutation
+        values = {"problem": m.problem} if v.method == "solve" else {
+            "problem": m.problem, "solution": m.solution, "answer": m.answer}
+        return self.verify_prompt.render(**values), Sampling(
             n=v.m, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens,
             stop=self.verify_prompt.stop, seed=seed)
 
-    def apply_verification(self, d: Draft, verdict: Verdict, tokens: int) -> None:
+    def apply_verification(self, d: Draft, verdict: Verdict, tokens: int, why: str | None = None) -> None:
         """Record the verifier's verdict: a majority of at least `share` that contradicts
-        the reference fails the draft (the archive gate makes it invalid)."""
+        the reference (or, for an LLM judge, that says "invalid") fails the draft (the
+        archive gate makes it invalid)."""
         d.verification, d.verify_tokens = verdict, d.verify_tokens + tokens
         if verdict.reference_agrees is False and verdict.majority_share >= self.config.verifier.share:
-            reason = (f"verifier: {verdict.majority_share:.0%} of {len(verdict.correct)} attempts answer "
-                      f"{verdict.majority_answer!r}, the reference says {d.mutation.answer!r}")
+            if self.config.verifier.method == "judge":
+                reason = (f"verifier: {verdict.majority_share:.0%} of {len(verdict.correct)} judgements say "
+                          f"invalid" + (f" ({why})" if why else ""))
+            else:
+                reason = (f"verifier: {verdict.majority_share:.0%} of {len(verdict.correct)} attempts answer "
+                          f"{verdict.majority_answer!r}, the reference says {d.mutation.answer!r}")
             prev = d.validity or Validity((), None)
             d.validity = Validity(prev.failed + ("verifier",), "; ".join(r for r in (prev.reason, reason) if r))
             if self.config.validity.gate == "archive":

@@ -295,6 +295,10 @@ class OperatorsConfig:
 GATES = ("archive", "export", "none")
 VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation", "grounding")
 VERIFIER_ENGINES = ("campaign", "own")
+# "solve": the verifier re-solves the problem and its majority answer must not contradict
+# the reference; "judge": an instruction-tuned model reads problem, solution and answer
+# and replies VERDICT: VALID or INVALID (pipeline/prompts/judge_chat.toml).
+VERIFIER_METHODS = ("solve", "judge")
 
 
 @dataclass(frozen=True)
@@ -321,7 +325,9 @@ class VerifierConfig:
     # engine: a stronger in-process vLLM model, or openai endpoints).
     m: int = 0  # attempts per candidate; 0 = no verifier (default.toml says why it is off)
     engine: str = "campaign"
+    method: str = "solve"
     prompt: str = "solve_fewshot"
+    judge_prompt: str = "judge_chat"  # method = "judge"
     temperature: float = 0.2
     top_p: float = 1.0
     max_tokens: int = 48
@@ -332,6 +338,8 @@ class VerifierConfig:
         check(0 <= self.m <= 64, f"{p}.m", "an integer in [0, 64] (0 = off)", self.m)
         check(self.engine in VERIFIER_ENGINES, f"{p}.engine", f"one of {VERIFIER_ENGINES}", self.engine)
         check(bool(self.prompt), f"{p}.prompt", "a prompt name or path", self.prompt)
+        check(self.method in VERIFIER_METHODS, f"{p}.method", f"one of {VERIFIER_METHODS}", self.method)
+        check(bool(self.judge_prompt), f"{p}.judge_prompt", "a prompt name or path", self.judge_prompt)
         check(0 <= self.temperature <= 10, f"{p}.temperature", "a number in [0, 10]", self.temperature)
         check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
         check(1 <= self.max_tokens <= 1_000_000, f"{p}.max_tokens", "an integer in [1, 1000000]", self.max_tokens)

@@ -4,7 +4,7 @@ A worker process receives only configs and prompts; it builds its engine and its
 once and keeps them for later tasks (loading a model per task would cost more than the
 task). `chunks` splits a call the same way on every side, and `chunk_sampling` gives
 each chunk the seed offset it would have had in one call, so an engine that seeds by
-prompt index (openai: seed + index) samples the same as without fan-out.
+prompt index (`prompt_seed`: seed + index * n) samples the same as without fan-out.
 `complete_requests` runs a streamed burst instead: requests that each carry their own
 sampling (and seed).
 """
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pipeline.answers import AnswerJudge, Verdict
 from pipeline.config import EngineConfig
 from pipeline.engines import Completion, Engine, Sampling, make_engine
+from pipeline.engines.base import prompt_seed
 from pipeline.prompts import Prompt
 
 _lock = threading.Lock()
@@ -80,7 +81,7 @@ def chunks(n: int, size: int) -> list[tuple[int, int]]:
 def chunk_sampling(sampling: Sampling, start: int) -> Sampling:
     if sampling.seed is None or start == 0:
         return sampling
-    return dataclasses.replace(sampling, seed=sampling.seed + start)
+    return dataclasses.replace(sampling, seed=prompt_seed(sampling, start))
 
 
 def complete_chunk(cfg: EngineConfig, seed: int, prompts: Sequence[Prompt],

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 
-from pipeline.campaign import Campaign, Draft, Parent
+from pipeline.campaign import PHASE_SOLVE, PHASE_VERIFY, Campaign, Draft, Parent
 from pipeline.engines import EngineError
 from pipeline.engines.base import BatchSubmitter, Completion, Submitter, submitter
 from pipeline.records import Status, StepMetrics
@@ -211,11 +211,8 @@ class Stream:
                 w.round_no += 1
                 self._next(w)
         if verified:
-            verdicts = self.camp.judge.judge_many(
-                [(w.draft.mutation.answer, [o.text for o in outs]) for w, outs in verified])
-            for (w, outs), v in zip(verified, verdicts, strict=True):
-                self.camp.apply_verification(w.draft, v, sum(o.tokens for o in outs))
-                self.finished.append((w.draft, w))
+            self.camp.apply_verifications([(w.draft, outs) for w, outs in verified])
+            self.finished += [(w.draft, w) for w, _ in verified]
         # The newly finished ok problems, embedded together in the background.
         todo = [d for d, _ in self.finished if d.status == Status.OK and id(d) not in self._embeddings]
         if todo:
@@ -233,11 +230,11 @@ class Stream:
         if n > 0:
             work.stage = "solve"
             prompt = camp.solve_prompt.render(problem=d.mutation.problem)
-            self._send(work, prompt, camp.solve_sampling(n, camp.request_seed(work.seq, 100 + work.round_no)))
+            self._send(work, prompt, camp.solve_sampling(n, camp.request_seed(work.seq, PHASE_SOLVE + work.round_no)))
             return
         if camp.needs_verify(d):
             work.stage = "verify"
-            self._send(work, *camp.verify_request(d, camp.request_seed(work.seq, 300)))
+            self._send(work, *camp.verify_request(d, camp.request_seed(work.seq, PHASE_VERIFY)))
             return
         self.finished.append((d, work))
 

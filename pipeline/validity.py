@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from pipeline.answers import Verdict
 from pipeline.arith import UNITS, Claim, chains, claims, evaluate, number_value, numbers, tokenize
 
 # Numbers a solution may use that no problem states. 0, 1 and 2 always; the others only
@@ -253,3 +254,36 @@ def check_reference(problem: str, solution: str, answer: str, checks: tuple[str,
             failed.append(name)
             reasons.append(f"{name}: {reason}")
     return Validity(tuple(failed), "; ".join(reasons) if reasons else None)
+
+
+# -- an LLM judge's replies ---------------------------------------------------------------
+
+_VERDICT_RE = re.compile(r"verdict\W{0,3}\s*(valid|invalid)\b", re.I)
+_REASON_RE = re.compile(r"reason\W{0,3}\s*(.+)", re.I)
+
+
+def read_judgement(text: str) -> tuple[str | None, str | None]:
+    """("valid" | "invalid" | None, reason) of one judge reply: its last "VERDICT: ..." and
+    the first "REASON: ..." line; (None, None) when it gives no verdict."""
+    found = _VERDICT_RE.findall(text)
+    if not found:
+        return None, None
+    why = _REASON_RE.search(text)
+    return found[-1].lower(), (why.group(1).strip()[:200] if why else None)
+
+
+def judge_verdict(replies: list[str]) -> tuple[Verdict, str | None]:
+    """The replies of an LLM judge as a Verdict over "valid"/"invalid" (a reply without a
+    verdict counts against the majority, as an attempt without an answer does), and the
+    first reason given for the majority's side."""
+    read = [read_judgement(t) for t in replies]
+    votes = [v for v, _ in read]
+    counts = {v: votes.count(v) for v in ("valid", "invalid")}
+    top = max(counts, key=lambda v: counts[v]) if any(counts.values()) else None
+    tie = counts["valid"] == counts["invalid"]
+    share = counts[top] / len(replies) if top and replies else 0.0
+    agrees = None if top is None or tie else top == "valid"
+    why = next((r for v, r in read if v == top and r), None)
+    return Verdict(correct=tuple(v == "valid" for v in votes), extracted=tuple(votes),
+                   majority_answer=None if tie else top, majority_share=share, reference_agrees=agrees,
+                   timed_out=False), why

@@ -71,8 +71,10 @@ class FakeOpenAI:
                 if fault and self._fault(fault):
                     return
                 chat = self.path.endswith("/chat/completions")
-                choices = [({"message": {"content": outer.text}} if chat else {"text": outer.text})
-                           | {"index": i, "finish_reason": outer.finish_reason} for i in range(body.get("n", 1))]
+                # text: one string for every answer, or a function (request body, choice index) -> str
+                texts = [outer.text(body, i) if callable(outer.text) else outer.text for i in range(body.get("n", 1))]
+                choices = [({"message": {"content": t}} if chat else {"text": t})
+                           | {"index": i, "finish_reason": outer.finish_reason} for i, t in enumerate(texts)]
                 data = json.dumps({"choices": choices,
                                    "usage": {"completion_tokens": 7 * len(choices)}}).encode()
                 self.send_response(200)

@@ -96,3 +96,39 @@ def test_chat_prompts_parse_each_answer_shape(shape: str, tmp_path: Path) -> Non
         assert r["solve_rate"] == 1.0  # all k attempts extracted 42 (not the draft's 36)
     attempts = run.read_attempts().filter(pc.equal(pc.field("step"), 1)).to_pylist()
     assert attempts and {a["extracted"] for a in attempts} == {"42"}
+
+
+@pytest.mark.parametrize("verdict", ["INVALID", "VALID"])
+def test_llm_judge_verifier_through_an_openai_server(verdict: str, tmp_path: Path) -> None:
+    # [verifier] method = "judge": an instruction-tuned model reads problem, solution and
+    # answer and ends with VERDICT: ...; its majority decides. The solver gets 1 of 4 right
+    # (solve rate 0.25), so every parsed problem could enter the archive and is judged.
+    judged = []
+
+    def reply(body: dict, i: int) -> str:
+        content = body["messages"][-1]["content"]
+        if "Work the problem out yourself" in content:
+            judged.append(content)
+            return f"6 x 7 is 42.\nREASON: checked by the judge (reply {i})\nVERDICT: {verdict}"
+        if content.startswith("Solve the following math problem"):
+            return "\\boxed{42}" if i == 0 else "\\boxed{41}"
+        return BOXED
+
+    with FakeOpenAI(text=reply) as server:
+        cfg = load_config().replace("run", steps=1, batch_size=BATCH).replace("seeds", limit=20)
+        cfg = cfg.replace("engine", kind="openai", model="fake-instruct", base_urls=(server.url,), retries=0)
+        cfg = cfg.replace("generator", prompt="mutate_chat", max_tokens=512)
+        cfg = cfg.replace("solver", prompt="solve_chat", k=K, max_tokens=512).replace("archive", cells=16)
+        cfg = cfg.replace("verifier", m=3, method="judge", share=0.6)
+        run_generation(cfg, tmp_path / "run", show_bar=False, progress=lambda m: None)
+    rows = RunDir(tmp_path / "run").read_candidates().filter(pc.equal(pc.field("step"), 1)).to_pylist()
+    solved = [r for r in rows if r["solve_rate"] == 0.25]
+    assert solved and judged
+    assert all("What is 6 times 7?" in c and "Final answer: 42" in c for c in judged)
+    for r in solved:
+        assert r["verify_tokens"] == 3 * 7  # the fake server counts 7 tokens an answer
+        if verdict == "INVALID":
+            assert r["status"] == "invalid" and r["invalid_checks"] == "verifier" and r["verifier_agrees"] is False
+            assert "100% of 3 judgements say invalid (checked by the judge" in r["validity_reason"]
+        else:
+            assert r["status"] == "ok" and r["valid"] is True and r["verifier_agrees"] is True

@@ -303,3 +303,11 @@ def test_config_errors_name_the_key(case, tmp_path_factory):
              max_tokens=cfg.generator.max_tokens)
     assert cfg.engine.max_model_len >= 1
     Campaign(cfg, RunDir(tmp_path_factory.getbasetemp() / "unused"), progress=lambda m: None)
+
+
+@pytest.mark.parametrize("key", ["'", '"', "a\nb", "x y", "ä"])
+def test_config_error_quotes_an_odd_key(key: str):
+    # Once drawn at random by the fuzz test above: the key ' of [run] is quoted "run.'".
+    with pytest.raises(ConfigError) as exc:
+        from_dict({"run": {key: 1}}, source="fuzz.toml")
+    _one_line(exc.value, repr(f"run.{key}")[:-1], "fuzz.toml")

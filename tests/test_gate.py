@@ -107,3 +107,40 @@ def test_verifier_share_and_eligibility(tmp_path: Path):
     # gate "none": SPARQ exactly, no verifier whatever m says.
     rows = _run(tmp_path / "none", "steps", verifier={"m": 4}, validity={"gate": "none"})
     assert all(r["verify_tokens"] in (0, None) for r in rows)
+
+
+class _SeedLog:
+    """The scripted engine, recording every sample's seed as the real engines assign it
+    (engines.prompt_seed: seed + index * n, then the n samples from there)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.seeds = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def complete(self, prompts, sampling):
+        from pipeline.engines.base import prompt_seed
+
+        for i in range(len(prompts)):
+            s = prompt_seed(sampling, i)
+            self.seeds += [s + j for j in range(sampling.n)]
+        return self.inner.complete(prompts, sampling)
+
+
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_no_two_samples_of_a_run_share_a_seed(tmp_path: Path, mode: str):
+    # Adaptive rounds (round r used to be seed + r, overlapping round 0's n samples) and the
+    # verifier: every sample the run draws has its own seed.
+    from pipeline.engines import make_engine
+
+    cfg = make_config(tmp_path, mutate=MUTATE, solve=[" The answer is 17.", " The answer is 40."], steps=3,
+                      batch=6, k=8, run={"mode": mode}, solver={"adaptive": True, "round_size": 2, "min_attempts": 4},
+                      verifier={"m": 4, "share": 1.0})
+    engine = _SeedLog(make_engine(cfg.engine, seed=cfg.run.seed))
+    run_generation(cfg, tmp_path / "run", engine=engine, **QUIET)
+    assert engine.seeds and None not in engine.seeds
+    assert len(set(engine.seeds)) == len(engine.seeds)
+    rows = RunDir(tmp_path / "run").read_candidates().to_pylist()
+    assert any(r["verify_tokens"] for r in rows)  # the verifier ran
+    assert any(r["k"] > 2 for r in rows)  # a second adaptive round was sent

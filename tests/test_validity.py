@@ -222,3 +222,26 @@ def test_the_issues_examples_are_rejected_by_the_checks():
     ]
     for problem, solution, answer in examples:
         assert not check_reference(problem, solution, answer).valid, problem
+
+
+# -- an LLM judge's replies ----------------------------------------------------------------
+
+def test_read_judgement_takes_the_last_verdict():
+    from pipeline.validity import read_judgement
+
+    assert read_judgement("REASON: 5 x 8 is 40\nVERDICT: INVALID") == ("invalid", "5 x 8 is 40")
+    assert read_judgement("First VERDICT: VALID... on reflection, verdict - invalid") == ("invalid", None)
+    assert read_judgement("**Verdict:** Valid") == ("valid", None)
+    assert read_judgement("I am not sure.") == (None, None)
+
+
+def test_judge_verdict_majority():
+    from pipeline.validity import judge_verdict
+
+    v, why = judge_verdict(["REASON: no data\nVERDICT: INVALID", "VERDICT: INVALID", "VERDICT: VALID", "hm"])
+    assert v.majority_answer == "invalid" and v.majority_share == 0.5 and v.reference_agrees is False
+    assert why == "no data" and v.correct == (False, False, True, False)
+    tie, _ = judge_verdict(["VERDICT: VALID", "VERDICT: INVALID"])
+    assert tie.reference_agrees is None and tie.majority_answer is None
+    none, _ = judge_verdict(["nothing", "at all"])
+    assert none.reference_agrees is None and none.majority_share == 0.0

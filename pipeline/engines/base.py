@@ -37,6 +37,13 @@ class Sampling:
             raise ValueError(f"Sampling.max_tokens: expected >= 1, got {self.max_tokens}")
 
 
+def prompt_seed(sampling: Sampling, index: int) -> int | None:
+    """The seed of prompt `index` of one call: seed + index * n. A server seeds a request's
+    n samples from its one seed (s, s+1, ..., s+n-1 where it advances per sample), so
+    prompts `n` apart never share a sample's seed. None when the call has no seed."""
+    return None if sampling.seed is None else sampling.seed + index * sampling.n
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str

@@ -49,6 +49,7 @@ from pipeline.engines.base import (
     EngineError,
     EngineStats,
     Sampling,
+    prompt_seed,
     record_on_completion,
     truncate_at_stop,
 )
@@ -328,7 +329,7 @@ class OpenAIEngine:
         if sampling.stop:
             body["stop"] = list(sampling.stop)[:4]  # the API accepts at most 4
         if sampling.seed is not None:
-            body["seed"] = sampling.seed + index
+            body["seed"] = prompt_seed(sampling, index)
         chat = not isinstance(prompt, str)
         if chat:
             body["messages"] = prompt

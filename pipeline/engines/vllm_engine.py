@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 
 from pipeline.config import EngineConfig
-from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, record_on_completion
+from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, prompt_seed, record_on_completion
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, embedded_vllm_model_dir
 from pipeline.prompts import Prompt, PromptError, load_chat_template
 
@@ -105,7 +105,7 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        seed = sampling.seed + index if self._per_request_seeds and sampling.seed is not None else None
+        seed = prompt_seed(sampling, index) if self._per_request_seeds else None
         return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                               max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None, seed=seed,
                               output_kind=RequestOutputKind.FINAL_ONLY)
