@@ -32,6 +32,13 @@ class ConfigError(ValueError):
     """A config problem; the message names the key and what was expected."""
 
 
+# Upper bounds of the config's numbers: every value that loads must be usable (a
+# batch_size of 10**20 once loaded, started vLLM and then overflowed an index).
+BIG = 10**9  # counts of steps and rows
+MANY = 1_000_000  # sizes that become arrays or in-flight requests
+WEEK = 7 * 24 * 3600  # seconds
+
+
 def check(cond: bool, key: str, expected: str, value: object, error: type[ConfigError] = ConfigError) -> None:
     """Raise `error` naming `key` unless `cond` holds; for the `validate` methods of config classes."""
     if not cond:
@@ -62,16 +69,18 @@ class RunConfig:
     commit_seconds: float = 120.0  # stream: commit what has finished after this long anyway
 
     def validate(self, p: str) -> None:
-        check(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
-        check(self.steps >= 0, f"{p}.steps", "an integer >= 0", self.steps)
-        check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
+        check(0 <= self.seed < 2**32, f"{p}.seed", "an integer in [0, 2**32)", self.seed)
+        check(0 <= self.steps <= BIG, f"{p}.steps", f"an integer in [0, {BIG}]", self.steps)
+        check(1 <= self.batch_size <= MANY, f"{p}.batch_size", f"an integer in [1, {MANY}]", self.batch_size)
         check(self.selection in SELECTIONS, f"{p}.selection", f"one of {SELECTIONS}", self.selection)
-        check(self.working_set >= 1, f"{p}.working_set", "an integer >= 1", self.working_set)
-        check(self.niche_size >= 1, f"{p}.niche_size", "an integer >= 1", self.niche_size)
+        check(1 <= self.working_set <= MANY, f"{p}.working_set", f"an integer in [1, {MANY}]", self.working_set)
+        check(1 <= self.niche_size <= MANY, f"{p}.niche_size", f"an integer in [1, {MANY}]", self.niche_size)
         check(self.mode in RUN_MODES, f"{p}.mode", f"one of {RUN_MODES}", self.mode)
-        check(self.in_flight >= 0, f"{p}.in_flight", "an integer >= 0 (0 = from the engine)", self.in_flight)
-        check(self.commit_every >= 0, f"{p}.commit_every", "an integer >= 0 (0 = batch_size)", self.commit_every)
-        check(self.commit_seconds > 0, f"{p}.commit_seconds", "a number of seconds > 0", self.commit_seconds)
+        check(0 <= self.in_flight <= MANY, f"{p}.in_flight", f"an integer in [0, {MANY}] (0 = from the engine)",
+              self.in_flight)
+        check(0 <= self.commit_every <= MANY, f"{p}.commit_every", f"an integer in [0, {MANY}] (0 = batch_size)",
+              self.commit_every)
+        check(0 < self.commit_seconds <= WEEK, f"{p}.commit_seconds", f"seconds in (0, {WEEK}]", self.commit_seconds)
 
     def streams(self, engine_kind: str) -> bool:
         """Whether this campaign runs as a stream on an engine of `engine_kind`.
@@ -104,8 +113,8 @@ class SeedsConfig:
         check(bool(self.source), f"{p}.source", "a non-empty source", self.source)
         for name in ("problem", "solution", "answer"):
             check(bool(getattr(self, name)), f"{p}.{name}", "a column name", getattr(self, name))
-        check(self.limit >= 0, f"{p}.limit", "an integer >= 0", self.limit)
-        check(self.max_chars >= 1, f"{p}.max_chars", "an integer >= 1", self.max_chars)
+        check(0 <= self.limit <= BIG, f"{p}.limit", f"an integer in [0, {BIG}]", self.limit)
+        check(1 <= self.max_chars <= 10_000_000, f"{p}.max_chars", "an integer in [1, 10000000]", self.max_chars)
 
 
 ENGINE_KINDS = ("transformers", "vllm", "openai", "scripted")
@@ -146,15 +155,16 @@ class EngineConfig:
         check(self.kind in ENGINE_KINDS, f"{p}.kind", f"one of {ENGINE_KINDS}", self.kind)
         check(bool(self.model), f"{p}.model", "a model path or name", self.model)
         check(self.dtype == "auto" or self.dtype in DTYPES, f"{p}.dtype", f"'auto' or one of {DTYPES}", self.dtype)
-        check(self.batch_size >= 1, f"{p}.batch_size", "an integer >= 1", self.batch_size)
-        check(self.concurrency >= 1, f"{p}.concurrency", "an integer >= 1", self.concurrency)
-        check(self.timeout_s > 0, f"{p}.timeout_s", "a number > 0", self.timeout_s)
-        check(self.retries >= 0, f"{p}.retries", "an integer >= 0", self.retries)
-        check(self.backoff_s >= 0, f"{p}.backoff_s", "a number >= 0", self.backoff_s)
-        check(self.cooldown_s >= 0, f"{p}.cooldown_s", "a number >= 0", self.cooldown_s)
+        check(1 <= self.batch_size <= MANY, f"{p}.batch_size", f"an integer in [1, {MANY}]", self.batch_size)
+        check(1 <= self.concurrency <= 10_000, f"{p}.concurrency", "an integer in [1, 10000]", self.concurrency)
+        check(0 < self.timeout_s <= WEEK, f"{p}.timeout_s", f"seconds in (0, {WEEK}]", self.timeout_s)
+        check(0 <= self.retries <= 1000, f"{p}.retries", "an integer in [0, 1000]", self.retries)
+        check(0 <= self.backoff_s <= 3600, f"{p}.backoff_s", "seconds in [0, 3600]", self.backoff_s)
+        check(0 <= self.cooldown_s <= WEEK, f"{p}.cooldown_s", f"seconds in [0, {WEEK}]", self.cooldown_s)
         check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
                "a number in (0, 1]", self.gpu_memory_utilization)
-        check(self.max_model_len >= 1, f"{p}.max_model_len", "an integer >= 1", self.max_model_len)
+        check(1 <= self.max_model_len <= 10_000_000, f"{p}.max_model_len", "an integer in [1, 10000000]",
+              self.max_model_len)
         if self.kind == "openai":
             check(len(self.base_urls) >= 1, f"{p}.base_urls", "at least one URL for the openai engine",
                    list(self.base_urls))
@@ -170,9 +180,9 @@ class GeneratorConfig:
     max_tokens: int = 120
 
     def validate(self, p: str) -> None:
-        check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
+        check(0 <= self.temperature <= 10, f"{p}.temperature", "a number in [0, 10]", self.temperature)
         check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
-        check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
+        check(1 <= self.max_tokens <= 1_000_000, f"{p}.max_tokens", "an integer in [1, 1000000]", self.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -191,17 +201,17 @@ class SolverConfig:
     verify_timeout_s: float = 10.0
 
     def validate(self, p: str) -> None:
-        check(self.temperature >= 0, f"{p}.temperature", "a number >= 0", self.temperature)
+        check(0 <= self.temperature <= 10, f"{p}.temperature", "a number in [0, 10]", self.temperature)
         check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
-        check(self.max_tokens >= 1, f"{p}.max_tokens", "an integer >= 1", self.max_tokens)
+        check(1 <= self.max_tokens <= 1_000_000, f"{p}.max_tokens", "an integer in [1, 1000000]", self.max_tokens)
         check(1 <= self.k <= 1024, f"{p}.k", "an integer in [1, 1024]", self.k)
-        check(self.round_size >= 1, f"{p}.round_size", "an integer >= 1", self.round_size)
+        check(1 <= self.round_size <= 1024, f"{p}.round_size", "an integer in [1, 1024]", self.round_size)
         check(0 < self.delta < 0.5, f"{p}.delta", "a number in (0, 0.5)", self.delta)
-        check(self.prior_a > 0, f"{p}.prior_a", "a number > 0", self.prior_a)
-        check(self.prior_b > 0, f"{p}.prior_b", "a number > 0", self.prior_b)
-        check(self.min_attempts >= 1, f"{p}.min_attempts", "an integer >= 1", self.min_attempts)
-        check(self.verify_timeout_s > 0, f"{p}.verify_timeout_s", "a number > 0",
-               self.verify_timeout_s)
+        check(0 < self.prior_a <= 1e6, f"{p}.prior_a", "a number in (0, 1e6]", self.prior_a)
+        check(0 < self.prior_b <= 1e6, f"{p}.prior_b", "a number in (0, 1e6]", self.prior_b)
+        check(1 <= self.min_attempts <= 1024, f"{p}.min_attempts", "an integer in [1, 1024]", self.min_attempts)
+        check(0 < self.verify_timeout_s <= 3600, f"{p}.verify_timeout_s", "seconds in (0, 3600]",
+              self.verify_timeout_s)
 
 
 QUALITY_FUNCTIONS = ("band", "learnability")
@@ -244,14 +254,15 @@ class ArchiveConfig:
 
     def validate(self, p: str) -> None:
         check(self.kind in ARCHIVE_KINDS, f"{p}.kind", f"one of {ARCHIVE_KINDS}", self.kind)
-        check(self.cells >= 1, f"{p}.cells", "an integer >= 1", self.cells)
+        check(1 <= self.cells <= MANY, f"{p}.cells", f"an integer in [1, {MANY}]", self.cells)
         check(bool(self.embedder), f"{p}.embedder", "a model name or path", self.embedder)
-        check(self.kmeans_iters >= 1, f"{p}.kmeans_iters", "an integer >= 1", self.kmeans_iters)
+        check(1 <= self.kmeans_iters <= 10_000, f"{p}.kmeans_iters", "an integer in [1, 10000]", self.kmeans_iters)
         check(0 < self.radius <= 2, f"{p}.radius", "a number in (0, 2]", self.radius)
-        check(self.skills >= 1, f"{p}.skills", "an integer >= 1", self.skills)
+        check(1 <= self.skills <= 100_000, f"{p}.skills", "an integer in [1, 100000]", self.skills)
         check(1 <= self.max_skills <= 5, f"{p}.max_skills", "an integer in [1, 5]", self.max_skills)
         check(bool(self.label_prompt), f"{p}.label_prompt", "a prompt name or path", self.label_prompt)
-        check(self.label_max_tokens >= 1, f"{p}.label_max_tokens", "an integer >= 1", self.label_max_tokens)
+        check(1 <= self.label_max_tokens <= 1_000_000, f"{p}.label_max_tokens", "an integer in [1, 1000000]",
+              self.label_max_tokens)
 
 
 OPERATOR_ROLES = ("mutate", "harder", "easier", "niche", "crossover")
@@ -278,14 +289,14 @@ class OperatorsConfig:
     def validate(self, p: str) -> None:
         for role in OPERATOR_ROLES:
             w = getattr(self, role)
-            check(math.isfinite(w) and w >= 0, f"{p}.{role}", "a finite weight >= 0", w)
+            check(math.isfinite(w) and 0 <= w <= 1e6, f"{p}.{role}", "a weight in [0, 1e6]", w)
         check(sum(getattr(self, r) for r in OPERATOR_ROLES) > 0, f"{p}.mutate",
                "at least one operator weight > 0", self.mutate)
         for role in OPERATOR_ROLES[1:]:
             check(bool(getattr(self, f"{role}_prompt")), f"{p}.{role}_prompt", "a prompt name or path",
                    getattr(self, f"{role}_prompt"))
         check(self.bandit in BANDITS, f"{p}.bandit", f"one of {BANDITS}", self.bandit)
-        check(self.ucb_c >= 0, f"{p}.ucb_c", "a number >= 0", self.ucb_c)
+        check(0 <= self.ucb_c <= 1e6, f"{p}.ucb_c", "a number in [0, 1e6]", self.ucb_c)
 
 
 # Where an invalid candidate stops (pipeline/validity.py, README "Validity"): "archive" =
@@ -358,10 +369,10 @@ class DaskConfig:
     chunk_size: int = 8  # prompts (or problems to verify) per task
 
     def validate(self, p: str) -> None:
-        check(self.n_workers >= 1, f"{p}.n_workers", "an integer >= 1", self.n_workers)
-        check(self.threads_per_worker >= 1, f"{p}.threads_per_worker", "an integer >= 1",
-               self.threads_per_worker)
-        check(self.chunk_size >= 1, f"{p}.chunk_size", "an integer >= 1", self.chunk_size)
+        check(1 <= self.n_workers <= 10_000, f"{p}.n_workers", "an integer in [1, 10000]", self.n_workers)
+        check(1 <= self.threads_per_worker <= 1024, f"{p}.threads_per_worker", "an integer in [1, 1024]",
+              self.threads_per_worker)
+        check(1 <= self.chunk_size <= MANY, f"{p}.chunk_size", f"an integer in [1, {MANY}]", self.chunk_size)
         check(not self.address or "://" in self.address, f"{p}.address",
                "a scheduler address such as tcp://host:8786, or empty for a LocalCluster", self.address)
 

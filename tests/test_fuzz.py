@@ -311,3 +311,40 @@ def test_config_error_quotes_an_odd_key(key: str):
     with pytest.raises(ConfigError) as exc:
         from_dict({"run": {key: 1}}, source="fuzz.toml")
     _one_line(exc.value, repr(f"run.{key}")[:-1], "fuzz.toml")
+
+
+def _numeric_keys() -> list[tuple[str, ...]]:
+    out = []
+
+    def walk(d: dict, path: tuple[str, ...]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, path + (k,))
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                out.append(path + (k,))
+
+    walk(to_dict(Config()), ())
+    return out
+
+
+@pytest.mark.parametrize("key", _numeric_keys(), ids=".".join)
+@pytest.mark.parametrize("value", [10**20, -(10**20), 1e308, float("inf"), float("-inf"), float("nan")])
+def test_every_config_number_has_a_range(key: tuple[str, ...], value):
+    # The extremes: each is refused at load time with one line naming the key, or (where it
+    # is in range) loads into a config that can build a campaign.
+    data: dict = {}
+    node = data
+    for part in key[:-1]:
+        node = node.setdefault(part, {})
+    default = to_dict(Config())
+    for part in key:
+        default = default[part]
+    node[key[-1]] = float(value) if isinstance(default, float) else value
+    if isinstance(default, int) and not isinstance(value, int):
+        node[key[-1]] = value  # a float where an integer belongs: a type error, also one line
+    try:
+        cfg = from_dict(data, source="extreme.toml")
+    except ConfigError as exc:
+        _one_line(exc, ".".join(key), "extreme.toml")
+        return
+    raise AssertionError(f"{'.'.join(key)} = {value!r} loaded: {cfg}")
