@@ -114,6 +114,7 @@ def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda
     """Sample `n` answers per problem, judge them, return pass@1/pass@k with 95% intervals (a JSON-able dict)."""
     from pipeline.answers import AnswerJudge
     from pipeline.engines import Sampling, make_engine
+    from pipeline.remote import chunk_sampling
 
     cfg = config or load_finetune_config().evaluate
     model_dir = check_model(model, cfg.engine.kind)
@@ -130,7 +131,9 @@ def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda
     try:
         for i in range(0, len(problems), chunk):
             batch = problems[i : i + chunk]
-            outs = engine.complete([plan.render(p.problem) for p in batch], sampling)
+            # Problem i of the whole set gets seed + i x n (engines.prompt_seed), whatever its
+            # chunk: one seed for every chunk gave problem i of chunk c chunk 0's samples.
+            outs = engine.complete([plan.render(p.problem) for p in batch], chunk_sampling(sampling, i))
             texts.extend([c.text for c in cs] for cs in outs)
             tokens += sum(c.tokens for cs in outs for c in cs)
             log(f"sampled {len(texts)}/{len(problems)} problems")

@@ -286,3 +286,38 @@ def test_paired_difference_detects_a_real_gap_and_not_noise():
     assert res2.p_value == pytest.approx(1 / 16, abs=0.01)
     with pytest.raises(ValueError, match="equal"):
         paired_difference([1, 0], [1])
+
+
+def test_evaluate_gives_every_sample_its_own_seed(monkeypatch):
+    # Chunks of problems used to share one seed: problem i of chunk c repeated problem i of
+    # chunk 0's samples. Recorded here as the engines assign seeds (engines.prompt_seed).
+    import dataclasses
+
+    import pipeline.engines as engines
+    from finetune.config import load_finetune_config
+    from finetune.evaluate import PromptPlan, evaluate
+    from pipeline.engines import Completion
+    from pipeline.engines.base import prompt_seed
+
+    seeds: list[int] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def complete(self, prompts, sampling):
+            for i in range(len(prompts)):
+                seeds.extend(prompt_seed(sampling, i) + j for j in range(sampling.n))
+            return [[Completion(" The answer is 1.", 5)] * sampling.n for _ in prompts]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(engines, "make_engine", lambda cfg, seed=0: Recorder())
+    monkeypatch.setattr("finetune.evaluate.check_model", lambda model, kind: None)
+    monkeypatch.setattr("finetune.evaluate.plan_prompts",
+                        lambda model, model_dir, cfg: PromptPlan("completion", "test", (), lambda p: p))
+    base = load_finetune_config().evaluate
+    cfg = dataclasses.replace(base, limit=12, n=4, k=2, bootstrap=50,
+                              engine=dataclasses.replace(base.engine, batch_size=8))  # 2 problems a chunk
+    evaluate("embedded", config=cfg)
+    assert len(seeds) == 12 * 4 and len(set(seeds)) == len(seeds)
