@@ -18,7 +18,8 @@ checks (their names are what rows record):
   ("Solve for x: x + 7 = 28.") satisfies it;
 - `grounding`: the numbers the solution computes from come from the problem, from its
   own earlier results, or from `constants_for(problem)`; a problem that gives no number at all while
-  its solution computes one is ill-posed.
+  its solution computes one is ill-posed, and so is an answer that only restates one of
+  the problem's numbers with nothing computed.
 
 `check_reference` runs them all and returns a `Validity`.
 """
@@ -211,6 +212,10 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     value = _answer_value(answer)
     if not given and value is not None and value not in constants:
         return f"ill-posed: the problem gives no numbers but the answer is {answer}"
+    if value is not None and value in given and not claims(_body(solution)):
+        # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
+        # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
+        return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"
     cancel = _self_cancelling(_body(solution))
     if cancel is not None:
         return f"ill-posed: the result comes from {cancel}, a number cancelling itself"

@@ -154,6 +154,12 @@ def test_equation(problem: str, answer: str, ok: bool):
         # numbers from nowhere: 100 is no constant of a problem about tickets
         ("A restaurant has 1,000 tickets for its first 200 customers. How many are left?",
          "1,000 - 100 = 900. The answer is 900.", "900", False),
+        # an answer that restates a given number, nothing computed
+        ("There are 14 red beads and 14 blue beads. How many of each color are there?",
+         "There are 14 red beads and 14 blue beads. The answer is 14.", "14", False),
+        ("There is 1 teacher for every 6 students and 4 teachers. How many students?",
+         "Each teacher has 6 students. The answer is 6.", "6", False),
+        ("Tom has 3 apples and eats 1. How many are left?", "He has 2 left. The answer is 2.", "2", True),
         # a number cancelling itself
         ("A group of 30 people go to a party. How many are left over?", "30 - 30 = 0. The answer is 0.", "0",
          False),
