@@ -112,3 +112,13 @@ def test_vllm_install_check_reports_a_cpu_build_problem(monkeypatch):
     found = vllm_install.problems()
     assert any(p.startswith("torchvision installed beside vLLM's CPU build") for p in found)
     assert any("no distribution named `vllm`" in p for p in found)
+
+
+def test_vllm_device_and_hardware_must_agree():
+    from pipeline.engines.vllm_engine import device_mismatch
+
+    assert device_mismatch("cpu", False) is None and device_mismatch("cuda", True) is None
+    msg = device_mismatch("cpu", True)
+    assert msg is not None and "\n" not in msg and 'engine.device = "cuda"' in msg
+    msg = device_mismatch("cuda", False)
+    assert msg is not None and 'engine.device = "cpu"' in msg

@@ -66,9 +66,33 @@ def _import_vllm():
     return AsyncLLM, AsyncEngineArgs, UsageContext
 
 
+def device_mismatch(device: str, cuda_visible: bool) -> str | None:
+    """One line when `engine.device` and the hardware disagree: upstream vLLM runs on a
+    visible GPU whatever the setting, so device = "cpu" there would run with the CPU
+    settings (no per-request seeds, a 2 GiB KV cache) without a word."""
+    if device == "cpu" and cuda_visible:
+        return ('vllm engine: engine.device is "cpu" but a CUDA GPU is visible; set engine.device = "cuda" '
+                "(per-request seeds, gpu_memory_utilization) or hide the GPU with CUDA_VISIBLE_DEVICES=''")
+    if device != "cpu" and not cuda_visible:
+        return f'vllm engine: engine.device is "{device}" but no CUDA GPU is visible; set engine.device = "cpu"'
+    return None
+
+
+def _cuda_visible() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a torch without CUDA support, or none: no GPU for vLLM either
+        return False
+
+
 class VLLMEngine:
     def __init__(self, cfg: EngineConfig, *, seed: int = 0) -> None:
         AsyncLLM, AsyncEngineArgs, UsageContext = _import_vllm()  # noqa: N806 - vLLM's class names
+        mismatch = device_mismatch(cfg.device, _cuda_visible())
+        if mismatch is not None:
+            raise EngineError(mismatch)
         self.name = f"vllm:{EMBEDDED_NAME if cfg.model == EMBEDDED else cfg.model}"
         self.stats = EngineStats()
         self._per_request_seeds = cfg.device != "cpu"
