@@ -121,7 +121,8 @@ class Stream:
                 if not self.inflight:  # nothing running and nothing to commit: cannot happen
                     raise RuntimeError("stream: no candidate in flight and none finished")
                 # Wake for the time-based commit only when there is something to commit.
-                timeout = self._deadline() - time.perf_counter() if self.finished and not last else None
+                ready = bool(self.finished) and not last and bool(self._ready(self.every)[0])
+                timeout = self._deadline() - time.perf_counter() if ready else None
                 done, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
                 self._advance(done)
         finally:
@@ -167,7 +168,8 @@ class Stream:
             return False
         if last:  # the last commit takes everything launched
             return not self.inflight
-        return len(self.finished) >= self.every or time.perf_counter() >= self._deadline()
+        ready = len(self._ready(self.every)[0])  # duplicates wait for their originals
+        return ready >= self.every or (ready > 0 and time.perf_counter() >= self._deadline())
 
     # -- one candidate's next move -------------------------------------------------------
     def _advance(self, done: set[Future]) -> None:
@@ -245,7 +247,7 @@ class Stream:
         camp = self.camp
         step = camp.step + 1
         take = len(self.finished) if step == self._target else self.every
-        batch, self.finished = self.finished[:take], self.finished[take:]
+        batch, self.finished = self._ready(take)
         drafts = []
         for slot, (d, _) in enumerate(batch):
             d.slot = slot
@@ -264,6 +266,23 @@ class Stream:
                 self.pending.discard(d.problem_id)
         self._last_commit = time.perf_counter()
         self.on_commit(metrics)
+
+    def _ready(self, take: int) -> tuple[list[tuple[Draft, _Work]], list[tuple[Draft, _Work]]]:
+        """The first `take` finished candidates that may be committed now, and the rest. A
+        duplicate waits while the owner of its problem id (the original) is uncommitted and
+        not in this batch: committed first, a kill in between would leave a duplicate row
+        whose original was never written, and the problem would be lost on resume."""
+        owns = (Status.OK, Status.INVALID)
+        live = {w.draft.problem_id for w in self.inflight.values() if w.draft is not None and w.draft.status in owns}
+        batch = [item for item in self.finished if item[0].status != Status.DUPLICATE][:take]
+        left = {item[0].problem_id for item in self.finished
+                if item[0].status in owns and not any(item is b for b in batch)}
+        for item in self.finished:
+            d = item[0]
+            if d.status == Status.DUPLICATE and len(batch) < take and d.problem_id not in live | left:
+                batch.append(item)
+        rest = [item for item in self.finished if not any(item is b for b in batch)]
+        return batch, rest
 
     def _abandon(self) -> None:
         """Stop: cancel what is in flight (its work is lost, nothing committed changes)."""

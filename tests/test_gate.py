@@ -144,3 +144,43 @@ def test_no_two_samples_of_a_run_share_a_seed(tmp_path: Path, mode: str):
     rows = RunDir(tmp_path / "run").read_candidates().to_pylist()
     assert any(r["verify_tokens"] for r in rows)  # the verifier ran
     assert any(r["k"] > 2 for r in rows)  # a second adaptive round was sent
+
+
+def test_stream_commits_an_original_no_later_than_its_duplicates(tmp_path: Path):
+    # A duplicate finishes at once (nothing to solve) while its original is still solving;
+    # committed first, a kill in between would leave a duplicate whose original is lost.
+    same = " Shelf 1 has 12 books and gets 5 more. How many books?\nNew solution: 12 + 5 = 17. The answer is 17."
+    mutate = [same if i % 3 else MUTATE[2 * i] for i in range(40)]
+    cfg = make_config(tmp_path, mutate=mutate, solve=SOLVE, steps=6, batch=4,
+                      run={"mode": "stream", "commit_every": 1, "in_flight": 8})
+    engine = _SlowSolves(cfg)
+    run_generation(cfg, tmp_path / "run", engine=engine, **QUIET)
+    rows = RunDir(tmp_path / "run").read_candidates().to_pylist()
+    owner_step = {}
+    for r in rows:
+        if r["status"] in ("ok", "invalid", "seed") and r["problem_id"]:
+            owner_step.setdefault(r["problem_id"], r["step"])
+    dups = [r for r in rows if r["status"] == "duplicate"]
+    assert dups
+    for r in dups:
+        assert r["problem_id"] in owner_step and owner_step[r["problem_id"]] <= r["step"], r["problem"]
+
+
+class _SlowSolves:
+    """The scripted engine, with solve requests slower than mutations (as on a real engine:
+    k samples against one), so a duplicate finishes before its original."""
+
+    def __init__(self, cfg) -> None:
+        from pipeline.engines import make_engine
+
+        self.inner = make_engine(cfg.engine, seed=cfg.run.seed)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def complete(self, prompts, sampling):
+        import time
+
+        if sampling.n > 1:
+            time.sleep(0.05)
+        return self.inner.complete(prompts, sampling)
