@@ -63,6 +63,14 @@ def test_archive_gate_stops_invalid_candidates_before_any_solve(tmp_path: Path, 
     metrics = RunDir(tmp_path / "run").read_metrics().to_pylist()
     assert sum(m["invalid"] for m in metrics) == len(wrong)
     assert sum(m["valid"] for m in metrics) == len(right)
+    # The run's summary (what `sparq generate` prints) reports the gate and the valid share.
+    from pipeline.generate import format_summary
+
+    summary = run_generation(make_config(tmp_path, mutate=MUTATE, solve=SOLVE, steps=3, batch=6,
+                                         run={"mode": mode}), tmp_path / "run", resume=True, **QUIET)
+    assert summary["gate"] == "archive" and (summary["valid"], summary["invalid"]) == (len(right), len(wrong))
+    assert summary["valid_share"] == round(len(right) / (len(right) + len(wrong)), 4)
+    assert "valid_share" in format_summary(summary)
 
 
 def test_export_gate_archives_invalid_rows_and_none_records_them(tmp_path: Path):
