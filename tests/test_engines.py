@@ -122,3 +122,22 @@ def test_vllm_device_and_hardware_must_agree():
     assert msg is not None and "\n" not in msg and 'engine.device = "cuda"' in msg
     msg = device_mismatch("cuda", False)
     assert msg is not None and 'engine.device = "cpu"' in msg
+
+
+def test_openai_stop_strings_past_the_fourth_are_cut_and_counted():
+    # The API takes 4 stop strings; a 5th is applied by the client, and the completion reads
+    # as a server that knew it would have sent it: finish "stop", fewer tokens, counted.
+    text = "one two three four five six seven eight nine ten\nFIFTH and what the server wrote past it"
+    stops = ("\nA", "\nB", "\nC", "\nD", "\nFIFTH")
+    with FakeOpenAI(text=text, finish_reason="length") as server:
+        engine = make_engine(EngineConfig(kind="openai", model="m", base_urls=(server.url,)))
+        try:
+            outs = engine.complete(["p"], Sampling(n=2, max_tokens=64, stop=stops))
+            sent = server.requests[0]["body"]["stop"]
+        finally:
+            engine.close()
+    assert sent == list(stops[:4])
+    for c in outs[0]:
+        assert c.text == "one two three four five six seven eight nine ten"
+        assert c.finish_reason == "stop" and 1 <= c.tokens < 7  # the server counted 7 for the whole text
+    assert engine.stats.extra["client_stop_cuts"] == 2

@@ -63,6 +63,11 @@ MAX_COOLDOWN_FACTOR = 16
 KEEPALIVE_S = 2.0
 
 
+# OpenAI's API accepts at most 4 stop strings (`vllm serve` takes more, other servers may
+# not); later ones are applied by the client.
+MAX_STOP = 4
+
+
 class _Retryable(Exception):
     def __init__(self, msg: str, *, transport: bool = False) -> None:
         super().__init__(msg)
@@ -327,7 +332,7 @@ class OpenAIEngine:
             "max_tokens": sampling.max_tokens,
         }
         if sampling.stop:
-            body["stop"] = list(sampling.stop)[:4]  # the API accepts at most 4
+            body["stop"] = list(sampling.stop)[:MAX_STOP]  # the rest: cut here, counted (see _parse)
         if sampling.seed is not None:
             body["seed"] = prompt_seed(sampling, index)
         chat = not isinstance(prompt, str)
@@ -362,10 +367,20 @@ class OpenAIEngine:
             raise _Retryable(f"malformed response ({type(exc).__name__})") from exc
         per = int(usage) // len(texts) if usage else None
         out = []
-        for text, choice in zip(texts, choices, strict=True):
-            text, _ = truncate_at_stop(text, sampling.stop)
-            tokens = per if per is not None else max(1, len(text) // 4)
-            out.append(Completion(text=text, tokens=tokens, finish_reason=choice.get("finish_reason")))
+        for raw, choice in zip(texts, choices, strict=True):
+            text, cut = truncate_at_stop(raw, sampling.stop)
+            tokens = per if per is not None else max(1, len(raw) // 4)
+            finish = choice.get("finish_reason")
+            if cut:
+                # A stop string past the API's first MAX_STOP: the server generated past it
+                # and the client cut the text. The completion is what a server that knew
+                # every stop string would have sent: finish "stop", its tokens in proportion
+                # to the kept text (an estimate, counted in stats.extra["client_stop_cuts"]).
+                tokens = max(1, round(tokens * len(text) / max(1, len(raw))))
+                finish = "stop"
+                with self._lock:
+                    self.stats.extra["client_stop_cuts"] = self.stats.extra.get("client_stop_cuts", 0) + 1
+            out.append(Completion(text=text, tokens=tokens, finish_reason=finish))
         return out
 
     def close(self) -> None:
