@@ -216,8 +216,8 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
         # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
         # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
         return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"
-    cancel = _self_cancelling(_body(solution))
-    if cancel is not None:
+    cancel = None if _COMPUTATION_RE.match(problem.strip()) else _self_cancelling(_body(solution))
+    if cancel is not None:  # ("Find the value of 10 divided by 10." asks for exactly that)
         return f"ill-posed: the result comes from {cancel}, a number cancelling itself"
     if foreign:
         shown = ", ".join(_fmt(x) for x in foreign[:4])

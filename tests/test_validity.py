@@ -160,6 +160,7 @@ def test_equation(problem: str, answer: str, ok: bool):
         ("There is 1 teacher for every 6 students and 4 teachers. How many students?",
          "Each teacher has 6 students. The answer is 6.", "6", False),
         ("Tom has 3 apples and eats 1. How many are left?", "He has 2 left. The answer is 2.", "2", True),
+        ("Find the value of 10 divided by 10.", "10 divided by 10 = 1. The answer is 1.", "1", True),
         # a number cancelling itself
         ("A group of 30 people go to a party. How many are left over?", "30 - 30 = 0. The answer is 0.", "0",
          False),
