@@ -370,15 +370,26 @@ def test_run_text_stays_text(opened: Opened, run_dir: Path):
     assert p.locator("#panel b:has-text('Add')").count() == 0 and p.title().startswith("sparq explorer")
 
 
-def test_disputed_candidate_is_flagged(browser, run_dir: Path, tmp_path: Path):
+def _edited_copy(run_dir: Path, tmp_path: Path, edit) -> tuple[Path, list[dict]]:
+    """A copy of `run_dir` whose step-1 candidates `edit(rows)` changed in place."""
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     shard = copy / "candidates" / "step-000001.parquet"
     table = pq.read_table(shard)
     rows = table.to_pylist()
-    i = next(k for k, r in enumerate(rows) if r["status"] == Status.OK)
-    rows[i].update(disputed=True, majority_answer="3", majority_share=0.75)
+    edit(rows)
     pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+    return copy, rows
+
+
+def _ok_rows(rows: list[dict]) -> list[int]:
+    return [k for k, r in enumerate(rows) if r["status"] == Status.OK]
+
+
+def test_disputed_candidate_is_flagged(browser, run_dir: Path, tmp_path: Path):
+    copy, rows = _edited_copy(run_dir, tmp_path, lambda rows: rows[_ok_rows(rows)[0]].update(
+        disputed=True, majority_answer="3", majority_share=0.75))
+    i = _ok_rows(rows)[0]
     o = Opened(browser, write_explorer([copy], tmp_path / "page.html").path)
     try:
         o.page.fill("#search", rows[i]["id"])
@@ -394,17 +405,15 @@ def test_disputed_candidate_is_flagged(browser, run_dir: Path, tmp_path: Path):
 def test_validity_checks_are_shown(browser, run_dir: Path, tmp_path: Path):
     # One candidate marked invalid by the checks, one valid: the panel shows each with its
     # reasons, the overview the valid share, and the progress pane a valid-share chart.
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    shard = copy / "candidates" / "step-000001.parquet"
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
-    ok = [k for k, r in enumerate(rows) if r["status"] == Status.OK]
-    bad, good = ok[0], ok[1]
     reason = "arithmetic: 5 * 8 = 25 is false (5 * 8 = 40)"
-    rows[bad].update(valid=False, invalid_checks="arithmetic", validity_reason=reason)
-    rows[good].update(valid=True, invalid_checks=None, validity_reason=None)
-    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+
+    def mark(rows: list[dict]) -> None:
+        bad, good = _ok_rows(rows)[:2]
+        rows[bad].update(valid=False, invalid_checks="arithmetic", validity_reason=reason)
+        rows[good].update(valid=True, invalid_checks=None, validity_reason=None)
+
+    copy, rows = _edited_copy(run_dir, tmp_path, mark)
+    bad, good = _ok_rows(rows)[:2]
     checked = [r for r in load_run(copy).candidates.to_pylist() if r["step"] > 0 and r["valid"] is not None]
     n_valid = sum(r["valid"] for r in checked)
     o = Opened(browser, write_explorer([copy], tmp_path / "page.html").path)
