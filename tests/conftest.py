@@ -120,3 +120,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "vllm" in item.keywords:
                 item.add_marker(skip)
+
+
+_OWN = ("pipeline", "flows", "filters", "finetune", "archives")
+
+
+def _leaked_mocks() -> list[str]:
+    from unittest import mock
+
+    found = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in _OWN:
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, mock.Base):
+                found.append(f"{name}.{attr}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_mocks():
+    """A test leaves no mock bound in the project's modules. A module first imported while a
+    name it imports is patched keeps the mock for good, and a later test in the same worker
+    then fails far from the cause (a model 'loaded' by a mock in a Dask test)."""
+    before = set(_leaked_mocks())
+    yield
+    leaked = sorted(set(_leaked_mocks()) - before)
+    assert not leaked, f"this test left mocks bound in: {', '.join(leaked)}"

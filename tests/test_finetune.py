@@ -39,7 +39,14 @@ def write_dataset(root: Path, rows: list[dict] | None = None, *, messages: bool 
 def one_line_error(capsys, argv: list[str], needle: str) -> None:
     # Bad input fails before any model loads: every way of loading one raises here.
     loaded = AssertionError("a model was loaded before the input was checked")
+    # The modules that bind make_engine by name are imported before anything is patched and
+    # patched too: a module first imported inside the block would keep the mock after it.
+    import pipeline.campaign
+    import pipeline.remote  # noqa: F401
+
     with (mock.patch("pipeline.engines.make_engine", side_effect=loaded),
+          mock.patch("pipeline.remote.make_engine", side_effect=loaded),
+          mock.patch("pipeline.campaign.make_engine", side_effect=loaded),
           mock.patch("pipeline.models.prepare_embedded_model", side_effect=loaded),
           mock.patch("transformers.PreTrainedModel.from_pretrained", side_effect=loaded)):
         assert main(argv) == 2
