@@ -32,7 +32,8 @@ RESULTS = REPO / "bench" / "guarantees-results.json"
 DOC = REPO / "README.md"
 # The section of the README between these markers is generated; the rest is left alone.
 START, END = "<!-- guarantees:start -->", "<!-- guarantees:end -->"
-TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_fuzz.py", "tests/test_security.py",
+TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_failures.py", "tests/test_fuzz.py",
+         "tests/test_security.py",
          "tests/test_storage.py::test_second_writer_is_refused_with_pid",
          "tests/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
 
@@ -124,6 +125,24 @@ def _ran(results: dict, *names: str) -> bool:
     return _ran_result(_result(results, *names))
 
 
+SUITE_RUNS = REPO / "bench" / "suite-runs.json"
+
+
+def suite_runs() -> dict[str, str]:
+    """The row of bench/suite_runs.py's record: runs, failures and why, per commit."""
+    if not SUITE_RUNS.exists():
+        return {"result": "not run", "figure": "no fresh-clone runs recorded (bench/suite_runs.py)"}
+    runs = json.loads(SUITE_RUNS.read_text())["runs"]
+    failed = [r for r in runs if r["exit_code"] != 0]
+    commits = sorted({r["commit"][:7] for r in runs})
+    why = "; ".join(f"run {r['index']} ({r['commit'][:7]}): "
+                    f"{', '.join(r['failed_tests']) or 'exit ' + str(r['exit_code'])}" for r in failed)
+    mins = [r["seconds"] / 60 for r in runs]
+    figure = (f"{len(runs)} runs on {', '.join(commits)} ({min(mins):.0f}-{max(mins):.0f} min each), "
+              f"{len(failed)} failed" + (f": {why}" if why else ""))
+    return {"result": "FAILED" if failed else f"passed ({len(runs)} runs)", "figure": figure}
+
+
 def render(figures: dict, results: dict, meta: dict) -> str:
     fresh, _ = split_fresh(figures, regeneration_start(meta))
 
@@ -149,6 +168,16 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         f("storage.second_writer")
     scan, pay, fmt, key = (f("security.static_scan"), f("security.payloads"), f("security.storage_formats"),
                            f("security.api_key"))
+
+    def failures(mode: str) -> str:
+        d = f(f"failures.{mode}")
+        if not d:
+            return f"{mode}: " + _not_run(figures, [f"failures.{mode}"])
+        return (f"{mode}: {d['runs']} runs (one resumed), {d['runs_stopped']} stopped, {d['candidates']} candidates, "
+                f"{d['failed']} failed ({d['failed'] / max(1, d['candidates']):.0%}), {d['failed_with_reason']} "
+                f"with the reason, {d['archived_failed']} archived, {_lost([d])}, duplicated {d['rows_duplicated']}")
+
+    suite = suite_runs()
 
     rows = [
         ("Committed data survives a SIGKILL at any moment: every committed candidate present exactly once, "
@@ -188,6 +217,16 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          _result(results, "test_faults::test_engine_"),
          f"{len([d for d in eng if d])} fault modes, {eng_faults} faulty answers; timeout modes gave up after "
          f"{', '.join(f'{m} {s} s' for m, s in timeouts.items() if s is not None)} (3 tries x 0.5 s + backoff)"),
+        ("A request refused for a reason of its own (prompt over the context, HTTP 400/413/422) fails its "
+         "candidate, not the run: committed with status `failed` and the reason, never archived or a parent, in "
+         "steps and stream mode; archive = re-derivation; the run resumes. Refusals in a row with none answered "
+         "(`run.max_failed_in_a_row`, 32) stop it with one line",
+         "test_failures.py::test_refused_requests_fail_their_candidates_and_the_run_goes_on[steps], [stream], "
+         "::test_every_request_refused_stops_the_run_with_one_line (scripted engine refusing marked prompts); "
+         "test_vllm_cpu.py::test_streamed_campaign_with_refused_requests_on_vllm (real vLLM, seeds over its "
+         "context, `ci`)",
+         _result(results, "test_failures::", "test_vllm_cpu::test_streamed_campaign_with_refused"),
+         f"{failures('steps')}; {failures('stream')}; {failures('vllm_stream')}"),
         ("A failed step leaves the run as it was (same files, same bytes, checkpoint unchanged, lock released) "
          "and the run continues once the fault passes; `sparq generate` exits 3 with one line",
          "test_faults.py::test_engine_fault_fails_the_step_cleanly, "
@@ -244,6 +283,10 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          f"{key.get('leaks', 0)} leaks"),
         ("Servers the project starts bind 127.0.0.1", "test_security.py::test_servers_bind_localhost",
          _result(results, "test_security::test_servers"), "Prefect's temporary server and the test fakes"),
+        ("The whole suite passes from a fresh clone, run after run (property tests draw fixed examples; no "
+         "test depends on timing or order)",
+         "`bench/suite_runs.py`: fresh clones running the README's test command in turn",
+         suite["result"], suite["figure"]),
     ]
     lines = [
         "## Guarantees",
@@ -258,9 +301,10 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         "|---|---|---|---|",
     ]
     # The figures each row is made of (None: the row's text carries no count, or marks its own).
-    keys = [None, None, None, None, ["engine."], ["engine_step."], ["storage.read_only"], ["storage.disk_full_"],
-            ["storage.second_writer"], ["fuzz"], ["fuzz"], ["fuzz"], ["fuzz"],
-            ["security.static_scan", "security.payloads"], ["security.storage_formats"], ["security.api_key"], None]
+    keys = [None, None, None, None, ["engine."], ["failures."], ["engine_step."], ["storage.read_only"],
+            ["storage.disk_full_"], ["storage.second_writer"], ["fuzz"], ["fuzz"], ["fuzz"], ["fuzz"],
+            ["security.static_scan", "security.payloads"], ["security.storage_formats"], ["security.api_key"],
+            None, None]
     rows = [(p, t, r, fig if k is None or (_ran_result(r) and any(n.startswith(tuple(k)) for n in fresh))
              else _not_run(figures, k)) for (p, t, r, fig), k in zip(rows, keys, strict=True)]
     lines += [f"| {p} | {t} | {r} | {fig} |" for p, t, r, fig in rows]

@@ -35,7 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import remote
 from pipeline.answers import Verdict
 from pipeline.config import DaskConfig, EngineConfig
-from pipeline.engines import Completion, EngineError, EngineStats, Sampling
+from pipeline.engines import Completion, EngineError, EngineStats, RequestError, Sampling
 from pipeline.models import EMBEDDED, EMBEDDED_NAME
 from pipeline.prompts import Prompt
 
@@ -143,10 +143,14 @@ class FanoutEngine:
                     fut.set_exception(exc)
             return
         with self._lock:
-            self.stats.record(len(batch), rows, time.perf_counter() - t0)
+            self.stats.record(len(batch), [r for r in rows if not isinstance(r, RequestError)],
+                              time.perf_counter() - t0)
         for (_, _, fut), row in zip(batch, rows, strict=True):
             if fut.set_running_or_notify_cancel():  # not cancelled by the stream's stop
-                fut.set_result(row)
+                if isinstance(row, RequestError):  # this request refused, the chunk's others answered
+                    fut.set_exception(row)
+                else:
+                    fut.set_result(row)
 
     @staticmethod
     def _cluster_threads() -> int:

@@ -41,17 +41,24 @@ from tqdm import tqdm  # noqa: E402
 from flows.artifacts import publish_report  # noqa: E402
 from pipeline.campaign import Campaign, Draft, Parent, effective_config  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.failures import TooManyRefusals  # noqa: E402
 from pipeline.generate import drive, open_campaign, step_line, summary_markdown  # noqa: E402
 from pipeline.records import StepMetrics  # noqa: E402
 from pipeline.storage import RunDir  # noqa: E402
 
 
-@task(name="mutate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def retry_unless_refused(task, task_run, state) -> bool:
+    """Retry an engine-bound phase, except when the run stops for refusals: each request of
+    the phase has been refused already, and would be again (pipeline/failures.py)."""
+    return not isinstance(state.result(raise_on_failure=False), TooManyRefusals)
+
+
+@task(name="mutate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, retry_condition_fn=retry_unless_refused)
 def mutate_task(camp: Campaign, step: int, parents: list[Parent]) -> list[Draft]:
     return camp.mutate(step, parents)
 
 
-@task(name="solve", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="solve", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, retry_condition_fn=retry_unless_refused)
 def solve_task(camp: Campaign, step: int, drafts: list[Draft]) -> list[Draft]:
     return camp.solve(step, drafts)
 

@@ -504,6 +504,8 @@ class AnswerJudge:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.restarts = 0  # pool restarts after timeouts or crashes, for monitoring
+        # What a worker runs per problem: a module-level function (workers import it by name).
+        self.judge_fn: Callable[[str, tuple[str, ...]], Verdict] = judge
 
     def __enter__(self) -> AnswerJudge:
         self.start()
@@ -533,9 +535,12 @@ class AnswerJudge:
     def judge_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:
         """Judge ``(reference, attempts)`` items, in order, each within ``timeout_s``.
 
-        A problem that runs past the limit (or whose worker dies twice)
-        gets ``timed_out_verdict`` and the pool is restarted; problems that
-        were in flight beside it are resubmitted, not penalised.
+        A problem that runs past the limit gets ``timed_out_verdict`` and the pool is
+        restarted; problems that were in flight beside it are resubmitted, not penalised.
+        A worker crash (``BrokenProcessPool``) names no culprit, so every problem in flight
+        at the crash becomes a suspect and runs again alone: a problem is charged (timed
+        out) only for a crash while it ran alone, after an earlier crash too, and a
+        problem that was merely beside the culprit gets its real verdict.
         """
         work = [(reference, tuple(attempts)) for reference, attempts in items]
         # Problems decided without math-verify (regex work, bounded) are judged here: a
@@ -543,6 +548,7 @@ class AnswerJudge:
         # machine far more (measured: bench/ceiling.py).
         results: list[Verdict | None] = [judge_fast(*item) for item in work]
         crashes = [0] * len(work)
+        suspects: set[int] = set()
         with self._lock:
             if self._executor is None:
                 self._executor = self._new_pool()
@@ -556,10 +562,15 @@ class AnswerJudge:
             in_flight: dict[Future[Verdict], tuple[int, float]] = {}
             while pending or in_flight:
                 while pending and len(in_flight) < self.max_workers:
-                    i = pending.popleft()
+                    i = pending[0]
+                    # A suspect runs alone, so a crash while it runs is its own.
+                    if in_flight and (i in suspects or any(j in suspects for j, _ in in_flight.values())):
+                        break
+                    pending.popleft()
                     in_flight[self._submit(work[i])] = (i, time.monotonic() + self.timeout_s)
                 nearest = min(deadline for _, deadline in in_flight.values())
                 wait_s = max(0.0, nearest - time.monotonic())
+                alone = len(in_flight) == 1
                 done, _ = wait(in_flight, timeout=wait_s, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
@@ -567,13 +578,13 @@ class AnswerJudge:
                     try:
                         results[i] = future.result()
                     except BrokenProcessPool:
-                        # A worker died (e.g. killed for memory); we cannot
-                        # tell which item did it, so each gets one retry.
+                        # A worker died (its problem crashed it, or the OOM killer chose it).
                         broken = True
                         crashes[i] += 1
-                        if crashes[i] >= 2:
+                        if alone and crashes[i] >= 2:
                             results[i] = timed_out_verdict(*work[i])
                         else:
+                            suspects.add(i)
                             pending.appendleft(i)
                 now = time.monotonic()
                 expired = [f for f, (_, d) in in_flight.items() if d <= now and not f.done()]
@@ -582,6 +593,8 @@ class AnswerJudge:
                     results[i] = timed_out_verdict(*work[i])
                 if expired or broken:
                     for i, _ in in_flight.values():
+                        if broken:  # in flight at the crash: as suspect as the rest
+                            suspects.add(i)
                         pending.appendleft(i)
                     in_flight.clear()
                     self._restart()
@@ -595,12 +608,12 @@ class AnswerJudge:
     def _submit(self, item: tuple[str, tuple[str, ...]]) -> Future[Verdict]:
         assert self._executor is not None
         try:
-            return self._executor.submit(judge, *item)
+            return self._executor.submit(self.judge_fn, *item)
         except BrokenProcessPool:
             # A worker died while idle (e.g. the OOM killer chose it for
             # another process's memory); nothing of ours was running.
             self._restart()
-            return self._executor.submit(judge, *item)
+            return self._executor.submit(self.judge_fn, *item)
 
     def _restart(self) -> None:
         if self._executor is not None:

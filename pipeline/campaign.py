@@ -45,7 +45,9 @@ from pipeline.answers import AnswerJudge, Verdict
 from pipeline.archiving import build_archive, descriptors_for, has_descriptor, table_descriptors
 from pipeline.config import Config, dump_config, load_config
 from pipeline.embedding import Embedder
-from pipeline.engines import Completion, Engine, Sampling, make_engine
+from pipeline.engines import Completion, Engine, RequestError, Sampling, make_engine
+from pipeline.engines.base import complete_each
+from pipeline.failures import Refusals, failed_reason
 from pipeline.labels import label_examples, parse_skills, render_label
 from pipeline.mutation import Mutation, ParseFailure, parse_mutation
 from pipeline.niche import NicheView, target_text
@@ -133,7 +135,7 @@ def archive_eligible(status: str, quality: float) -> bool:
 
 
 # Statuses whose problem id is taken: a later copy of the problem is a duplicate.
-_KNOWN = (Status.SEED, Status.OK, Status.INVALID)
+_KNOWN = Status.OWNERS
 
 
 def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archive:
@@ -200,6 +202,7 @@ class Campaign:
         v = config.verifier
         self.verify_prompt = load_prompt(v.judge_prompt if v.method == "judge" else v.prompt)
         self._verifier_engine: Engine | None = None
+        self.refusals = Refusals(config.run.max_failed_in_a_row)
 
     # -- opening -------------------------------------------------------------------
     @classmethod
@@ -452,14 +455,41 @@ class Campaign:
             # Phase 1 for the first operator keeps the default run's engine seeds unchanged.
             sampling = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
                                 stop=spec.prompt.stop, seed=self.request_seed(step, 1 + 20 * k))
-            outs = self.engine.complete([self._render(spec, parents[i]) for i in idx], sampling)
+            outs = self.complete(self.engine, [self._render(spec, parents[i]) for i in idx], sampling)
             for i, o in zip(idx, outs, strict=True):
                 outputs[i] = o
         crash_point("mutate", step)  # test-only fault injection (pipeline/storage.py)
         batch_ids: set[str] = set()
-        drafts = [self.parse_draft(slot, parent, outs[0], batch_ids)
+        drafts = [self.failed_draft(slot, parent, outs) if isinstance(outs, RequestError)
+                  else self.parse_draft(slot, parent, outs[0], batch_ids)
                   for slot, (parent, outs) in enumerate(zip(parents, outputs, strict=True))]
         return self.label(step, drafts)
+
+    def complete(self, engine: Engine, prompts: list[Prompt],
+                 sampling: Sampling) -> list[list[Completion] | RequestError]:
+        """`engine.complete` with a refused prompt's `RequestError` in its place (counted:
+        past `run.max_failed_in_a_row` in a row the run stops)."""
+        outs = complete_each(engine, prompts, sampling)
+        for o in outs:
+            self.count_outcome(o)
+        return outs
+
+    def count_outcome(self, out: object) -> None:
+        """Count one request's outcome: refused (may stop the run) or answered."""
+        if isinstance(out, RequestError):
+            self.refusals.refused(out)
+        else:
+            self.refusals.answered()
+
+    def failed_draft(self, slot: int, parent: Parent, exc: RequestError) -> Draft:
+        """The draft of a parent whose mutation request was refused."""
+        return Draft(slot=slot, parent=parent, raw_output="", gen_tokens=0, status=Status.FAILED,
+                     reason=failed_reason("mutation", exc))
+
+    @staticmethod
+    def fail(d: Draft, stage: str, exc: RequestError) -> None:
+        """Draft `d` fails: its `stage` request was refused (it is solved no further)."""
+        d.status, d.reason = Status.FAILED, failed_reason(stage, exc)
 
     def mutation_request(self, parent: Parent, seed: int | None) -> tuple[Prompt, Sampling]:
         """The generator's prompt and sampling for one parent (its slot's operator)."""
@@ -502,9 +532,12 @@ class Campaign:
         if not todo:
             return drafts
         requests = [self.label_request(d, self.request_seed(step, 2)) for d in todo]
-        outputs = self.engine.complete([p for p, _ in requests], requests[0][1])
+        outputs = self.complete(self.engine, [p for p, _ in requests], requests[0][1])
         for d, outs in zip(todo, outputs, strict=True):
-            self.apply_label(d, outs[0])
+            if isinstance(outs, RequestError):
+                self.fail(d, "label", outs)
+            else:
+                self.apply_label(d, outs[0])
         return drafts
 
     def needs_label(self, d: Draft) -> bool:
@@ -542,10 +575,14 @@ class Campaign:
                 group = [d for d, m in batch if m == n]
                 prompts = [self.solve_prompt.render(problem=d.mutation.problem) for d in group]
                 sampling = self.solve_sampling(n, self.request_seed(step, PHASE_SOLVE + round_no))
-                outputs = self.engine.complete(prompts, sampling)
+                outputs = self.complete(self.engine, prompts, sampling)
                 crash_point("solve", step)
                 for d, outs in zip(group, outputs, strict=True):
-                    d.attempts.extend((o.text, o.tokens) for o in outs)
+                    if isinstance(outs, RequestError):
+                        self.fail(d, "solve", outs)
+                    else:
+                        d.attempts.extend((o.text, o.tokens) for o in outs)
+            batch = [(d, n) for d, n in batch if d.status == Status.OK]
             verdicts = self.judge.judge_many(
                 [(d.mutation.answer, [t for t, _ in d.attempts]) for d, _ in batch])
             for (d, _), v in zip(batch, verdicts, strict=True):
@@ -564,10 +601,14 @@ class Campaign:
         if not todo:
             return drafts
         requests = [self.verify_request(d, None) for d in todo]
-        outputs = self.verifier_engine.complete([p for p, _ in requests],
-                                                replace(requests[0][1], seed=self.request_seed(step, PHASE_VERIFY)))
+        outputs = self.complete(self.verifier_engine, [p for p, _ in requests],
+                                replace(requests[0][1], seed=self.request_seed(step, PHASE_VERIFY)))
         crash_point("solve", step)
-        self.apply_verifications(list(zip(todo, outputs, strict=True)))
+        for d, outs in zip(todo, outputs, strict=True):
+            if isinstance(outs, RequestError):
+                self.fail(d, "verifier", outs)
+        self.apply_verifications([(d, outs) for d, outs in zip(todo, outputs, strict=True)
+                                  if not isinstance(outs, RequestError)])
         return drafts
 
     def apply_verifications(self, done: list[tuple[Draft, list[Completion]]]) -> None:
@@ -787,7 +828,8 @@ class Campaign:
             solve_seconds=solve_s, seconds=seconds, created_at=now(),
             valid=sum(r.valid is True for r in rows if r.status != Status.SEED),
             invalid=sum(r.valid is False for r in rows if r.status != Status.SEED),
-            verify_tokens=sum(r.verify_tokens or 0 for r in rows))
+            verify_tokens=sum(r.verify_tokens or 0 for r in rows),
+            failed=sum(r.status == Status.FAILED for r in rows))
 
     def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt],
                 metrics: StepMetrics, operators: list[OperatorMetrics] | None = None) -> None:
@@ -796,6 +838,7 @@ class Campaign:
                            ("attempts", metrics.attempts), ("gen_tokens", metrics.gen_tokens),
                            ("solve_tokens", metrics.solve_tokens), ("verify_tokens", metrics.verify_tokens or 0),
                            ("valid", metrics.valid or 0), ("invalid", metrics.invalid or 0),
+                           ("failed", metrics.failed or 0),
                            ("seconds", metrics.seconds)):
             self.counters[key] = self.counters.get(key, 0) + value
         ckpt = Checkpoint(run_id=self.run_id, step=step, rng_state=self.rng.bit_generator.state,
@@ -826,6 +869,7 @@ class Campaign:
             "gate": self.config.validity.gate,
             "valid": int(self.counters.get("valid", 0)),
             "invalid": int(self.counters.get("invalid", 0)),
+            "failed": int(self.counters.get("failed", 0)),
             # Of the generated candidates the checks could judge (parsed, not duplicates).
             "valid_share": round(self.counters.get("valid", 0)
                                  / max(1, self.counters.get("valid", 0) + self.counters.get("invalid", 0)), 4),

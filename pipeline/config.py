@@ -67,6 +67,9 @@ class RunConfig:
     in_flight: int = 0  # stream: candidates in flight at most; 0 = from the engine's capacity
     commit_every: int = 0  # stream: finished candidates per commit; 0 = batch_size
     commit_seconds: float = 120.0  # stream: commit what has finished after this long anyway
+    # Refused requests (prompt over the context, rejected by the server) fail their candidate;
+    # this many in a row, none answered in between, stop the run (pipeline/failures.py).
+    max_failed_in_a_row: int = 32
 
     def validate(self, p: str) -> None:
         check(0 <= self.seed < 2**32, f"{p}.seed", "an integer in [0, 2**32)", self.seed)
@@ -81,6 +84,8 @@ class RunConfig:
         check(0 <= self.commit_every <= MANY, f"{p}.commit_every", f"an integer in [0, {MANY}] (0 = batch_size)",
               self.commit_every)
         check(0 < self.commit_seconds <= WEEK, f"{p}.commit_seconds", f"seconds in (0, {WEEK}]", self.commit_seconds)
+        check(1 <= self.max_failed_in_a_row <= MANY, f"{p}.max_failed_in_a_row", f"an integer in [1, {MANY}]",
+              self.max_failed_in_a_row)
 
     def streams(self, engine_kind: str) -> bool:
         """Whether this campaign runs as a stream on an engine of `engine_kind`.
@@ -107,7 +112,12 @@ class SeedsConfig:
     limit: int = 0  # 0 = all
     # The longest problem, solution or answer accepted, in characters: a seed is put into
     # few-shot and mutation prompts, and one of megabytes would fill every context it is in.
-    max_chars: int = 20_000
+    # 1,800: a crossover prompt holding two parents whose problems and solutions are all this
+    # long (math text like the bundled seeds': about 2 characters per token of the bundled
+    # model) fits the default 4,096-token context with the generator's tokens
+    # (tests/test_failures.py counts it with the model's tokenizer).
+    # A prompt that still does not fit fails its candidate (status failed), not the run.
+    max_chars: int = 1_800
 
     def validate(self, p: str) -> None:
         check(bool(self.source), f"{p}.source", "a non-empty source", self.source)

@@ -233,7 +233,7 @@ def operator_yield(candidates: pa.Table) -> list[dict[str, Any]]:
             c["archived"] += 1
     return [{"operator": op, "candidates": c["candidates"], "ok": c[Status.OK],
              "unparseable": c[Status.UNPARSEABLE], "duplicate": c[Status.DUPLICATE], "invalid": c[Status.INVALID],
-             "archived": c["archived"], "yield": round(c["archived"] / c["candidates"], 4)}
+             "failed": c[Status.FAILED], "archived": c["archived"], "yield": round(c["archived"] / c["candidates"], 4)}
             for op, c in sorted(stats.items())]
 
 
@@ -309,7 +309,8 @@ def summarize(run: RunTables, top: int = 10) -> dict[str, Any]:
         "cells": run.cells,
         "seeds": sum(st == 0 for st in steps),
         "candidates": len(generated),
-        "status": {s: generated.count(s) for s in (Status.OK, Status.INVALID, Status.UNPARSEABLE, Status.DUPLICATE)},
+        "status": {s: generated.count(s) for s in (Status.OK, Status.INVALID, Status.UNPARSEABLE, Status.DUPLICATE,
+                                                           Status.FAILED)},
         "accepted": sum(o["archived"] for o in operators),
         "elites": len(elites),
         "seed_elites": sum(e["status"] == Status.SEED for e in elites),

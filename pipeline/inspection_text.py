@@ -86,7 +86,7 @@ def format_summary(s: dict[str, Any]) -> str:
     for o in s["operators"]:
         lines.append(f"  {o['operator']:<16} {o['archived']:>5} / {o['candidates']:<5} = {o['yield']:.3f}   "
                      f"(ok {o['ok']}, invalid {o['invalid']}, unparseable {o['unparseable']}, "
-                     f"duplicate {o['duplicate']})")
+                     f"duplicate {o['duplicate']}, failed {o['failed']})")
     return "\n".join(lines)
 
 

@@ -14,8 +14,9 @@ Columns added after format version 1 was first written (second_parent_id, target
 sit at the end of the candidates schema and are nullable; readers fill them with nulls
 for older shards (pipeline.storage.RunDir.read_candidates). Format version 2 added the
 validity columns (valid, invalid_checks, validity_reason, verifier_*, verify_tokens) and the
-`invalid` status, and the metrics' valid / invalid / verify_tokens; version 1 files are
-still read (their validity columns are null: never checked).
+`invalid` status, and the metrics' valid / invalid / verify_tokens. Format version 3 added
+the `failed` status and the metrics' `failed` count. Older files are still read (their
+validity columns are null: never checked; their failed count null: none could fail).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-FORMAT_VERSION = "2"
-READABLE_VERSIONS = ("1", "2")
+FORMAT_VERSION = "3"
+READABLE_VERSIONS = ("1", "2", "3")
 
 
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
@@ -47,7 +48,13 @@ class Status:
     # Rejected by the validity gate ([validity] gate = "archive"): committed with the
     # reasons, never archived, never a parent.
     INVALID = "invalid"
-    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE, INVALID)
+    # A request of the candidate was refused for a reason of its own (prompt longer than the
+    # context, rejected by the server): committed with the reason, never solved further,
+    # never archived; the run goes on (pipeline.engines.RequestError).
+    FAILED = "failed"
+    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE, INVALID, FAILED)
+    # Statuses that own their problem id: a later copy of the problem is a duplicate.
+    OWNERS = (SEED, OK, INVALID, FAILED)
 
 
 class ArchiveOutcome:
@@ -155,6 +162,8 @@ METRICS_SCHEMA = _schema(
         pa.field("valid", pa.int64()),
         pa.field("invalid", pa.int64()),
         pa.field("verify_tokens", pa.int64()),
+        # format 3 (null in older runs): candidates whose request was refused (status failed)
+        pa.field("failed", pa.int64()),
     ],
 )
 
@@ -265,6 +274,7 @@ class StepMetrics:
     valid: int | None = 0
     invalid: int | None = 0
     verify_tokens: int | None = 0
+    failed: int | None = 0
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from pipeline.answers import AnswerJudge, Verdict
 from pipeline.config import EngineConfig
-from pipeline.engines import Completion, Engine, Sampling, make_engine
-from pipeline.engines.base import prompt_seed
+from pipeline.engines import Completion, Engine, RequestError, Sampling, make_engine
+from pipeline.engines.base import complete_each, outcome, prompt_seed
 from pipeline.prompts import Prompt
 
 _lock = threading.Lock()
@@ -90,8 +90,10 @@ def complete_chunk(cfg: EngineConfig, seed: int, prompts: Sequence[Prompt],
 
 
 def complete_requests(cfg: EngineConfig, seed: int,
-                      requests: Sequence[tuple[Prompt, Sampling]]) -> list[list[Completion]]:
-    """Each (prompt, sampling) request's completions, in order: one streamed burst.
+                      requests: Sequence[tuple[Prompt, Sampling]]) -> list[list[Completion] | RequestError]:
+    """Each (prompt, sampling) request's completions, in order: one streamed burst. A request
+    refused for its own reason has its `RequestError` in its place (the burst's others are
+    answered; the caller fails that request's future with it).
 
     The requests of a burst carry their own seeds, so they are not one `complete` call.
     They run as the stream would run them in-process (pipeline/engines/base.py
@@ -103,17 +105,17 @@ def complete_requests(cfg: EngineConfig, seed: int,
     if callable(getattr(engine, "submit", None)):
         futures = [engine.submit(prompt, sampling) for prompt, sampling in requests]
         try:
-            return [f.result() for f in futures]
+            return [outcome(f) for f in futures]
         except BaseException:
             for f in futures:  # one request failed: the task fails (and retries), stop the rest
                 f.cancel()
             raise
-    out: list[list[Completion] | None] = [None] * len(requests)
+    out: list[list[Completion] | RequestError | None] = [None] * len(requests)
     groups: dict[Sampling, list[int]] = {}
     for i, (_, sampling) in enumerate(requests):
         groups.setdefault(sampling, []).append(i)
     for sampling, idx in groups.items():
-        rows = engine.complete([requests[i][0] for i in idx], sampling)
+        rows = complete_each(engine, [requests[i][0] for i in idx], sampling)
         for i, row in zip(idx, rows, strict=True):
             out[i] = row
     return out  # type: ignore[return-value]  # every index is in exactly one group

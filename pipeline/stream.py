@@ -9,6 +9,9 @@ moves on its own instead:
     request) -> solve request (k samples, or the adaptive rounds) -> judge -> (could enter
     the archive: verifier request -> judge) -> embed -> finished
 
+A request refused for its own reason (`RequestError`) finishes its candidate as failed;
+one that fails in transport is sent again (RETRIES times, then the run stops).
+
 Up to `window` candidates are in flight at once (`run.in_flight`, or enough to fill the
 engine's continuous batch: `engine.capacity(k)` requests, with a margin); a new mutation
 starts whenever one finishes. Parents are drawn from the committed archive only.
@@ -38,7 +41,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 
 from pipeline.campaign import PHASE_SOLVE, PHASE_VERIFY, Campaign, Draft, Parent
-from pipeline.engines import EngineError
+from pipeline.engines import EngineError, RequestError
 from pipeline.engines.base import BatchSubmitter, Completion, Submitter, submitter
 from pipeline.records import Status, StepMetrics
 from pipeline.storage import crash_point
@@ -180,6 +183,10 @@ class Stream:
             elapsed = time.perf_counter() - work.sent
             try:
                 outs: list[Completion] = fut.result()
+            except RequestError as exc:  # refused for its own reason: the candidate fails, the run goes on
+                self.camp.count_outcome(exc)
+                self._fail(work, exc)
+                continue
             except EngineError as exc:
                 if work.tries >= RETRIES:
                     raise
@@ -188,6 +195,7 @@ class Stream:
                 self._send(work, *work.request)
                 continue
             work.tries = 0
+            self.camp.count_outcome(outs)
             if work.stage == "mutate":
                 work.seconds["mutate"] += elapsed
                 crash_point("mutate", self.camp.step + 1)  # test-only fault injection
@@ -220,6 +228,14 @@ class Stream:
         if todo:
             fut = self.camp.embed_async([d.mutation.problem for d in todo])
             self._embeddings.update({id(d): (fut, i) for i, d in enumerate(todo)})
+
+    def _fail(self, work: _Work, exc: RequestError) -> None:
+        """The candidate's request was refused: it is finished, as failed."""
+        if work.draft is None:  # its mutation request
+            work.draft = self.camp.failed_draft(0, work.parent, exc)
+        else:
+            self.camp.fail(work.draft, {"verify": "verifier"}.get(work.stage, work.stage), exc)
+        self.finished.append((work.draft, work))
 
     def _next(self, work: _Work) -> None:
         """Send the candidate's next request, or mark it finished."""
@@ -262,7 +278,7 @@ class Stream:
         camp.counters["launched"] = float(self._seq)
         metrics = camp.finish_step(step, drafts, mutate_s, solve_s, self._last_commit, embeddings=embeddings)
         for d in drafts:
-            if d.status in (Status.OK, Status.INVALID):  # the owner of its problem id (a duplicate is not)
+            if d.status in Status.OWNERS:  # the owner of its problem id (a duplicate is not)
                 self.pending.discard(d.problem_id)
         self._last_commit = time.perf_counter()
         self.on_commit(metrics)
@@ -272,7 +288,7 @@ class Stream:
         duplicate waits while the owner of its problem id (the original) is uncommitted and
         not in this batch: committed first, a kill in between would leave a duplicate row
         whose original was never written, and the problem would be lost on resume."""
-        owns = (Status.OK, Status.INVALID)
+        owns = Status.OWNERS
         live = {w.draft.problem_id for w in self.inflight.values() if w.draft is not None and w.draft.status in owns}
         batch = [item for item in self.finished if item[0].status != Status.DUPLICATE][:take]
         left = {item[0].problem_id for item in self.finished

@@ -1,7 +1,9 @@
 """A tiny OpenAI-compatible HTTP server on 127.0.0.1 for engine tests.
 
 It answers /v1/completions and /v1/chat/completions with canned text; `fail_first`
-requests get HTTP 500 first, so retries can be observed.
+requests get HTTP 500 first, so retries can be observed. A prompt longer than
+`max_prompt_chars` (0: no limit) gets HTTP 400, as `vllm serve` answers a prompt over
+max_model_len.
 
 `fault` makes requests misbehave (the first `faults` of them, or all when None), for
 the engine-fault tests (tests/test_faults.py):
@@ -28,12 +30,13 @@ class FakeOpenAI:
 
     def __init__(self, text: str = " 2 + 2 = 4. The answer is 4.\nProblem: next", fail_first: int = 0,
                  fault: str | None = None, faults: int | None = None, delay_s: float = 5.0,
-                 finish_reason: str = "stop"):
+                 finish_reason: str = "stop", max_prompt_chars: int = 0):
         if fault is not None and fault not in self.FAULTS:
             raise ValueError(f"fault: expected one of {self.FAULTS}, got {fault!r}")
         self.text = text
         self.finish_reason = finish_reason  # "length": the answer was cut off at max_tokens
         self.fail_first = fail_first
+        self.max_prompt_chars = max_prompt_chars
         self.fault, self.faults, self.delay_s = fault, faults, delay_s
         self.requests: list[dict] = []
         self.in_flight = 0  # requests being answered now
@@ -69,6 +72,17 @@ class FakeOpenAI:
                     self.end_headers()
                     return
                 if fault and self._fault(fault):
+                    return
+                size = len(body.get("prompt") or "") + sum(len(m["content"]) for m in body.get("messages") or [])
+                if outer.max_prompt_chars and size > outer.max_prompt_chars:
+                    data = json.dumps({"error": {"message": f"This model's maximum context length is "
+                                                            f"{outer.max_prompt_chars} characters; the prompt "
+                                                            f"has {size}", "code": 400}}).encode()
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 chat = self.path.endswith("/chat/completions")
                 # text: one string for every answer, or a function (request body, choice index) -> str

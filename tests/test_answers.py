@@ -431,3 +431,19 @@ def test_generator_reference_takes_the_last_answer_phrase():
 def test_answers_equal_units(reference, predicted, expected):
     assert answers_equal(reference, predicted) is expected
     assert judge(reference, [f"The answer is {predicted}."]).correct == (expected,)
+
+
+def test_crash_is_charged_only_to_the_problem_that_causes_it():
+    """A worker crash names no culprit; the problems beside it run again alone and keep their
+    real verdicts (before: every problem in flight at both crashes was timed out)."""
+    from tests.judge_faults import CRASH_REFERENCE, crash_on_reference
+
+    items = [(CRASH_REFERENCE, [r"\boxed{0.5}"]), ("3/4", [r"\boxed{0.75}"]), ("1/2", [r"\boxed{0.5}"]),
+             ("2/3", [r"\boxed{0.5}"])]
+    assert all(judge_fast(*item) is None for item in items)  # all of them go to the workers
+    with AnswerJudge(max_workers=2, timeout_s=20.0) as pool:
+        pool.judge_fn = crash_on_reference
+        culprit, *others = pool.judge_many(items)
+    assert culprit.timed_out and culprit.correct == (False,)
+    assert [v.timed_out for v in others] == [False, False, False]
+    assert [v.correct for v in others] == [(True,), (True,), (False,)]

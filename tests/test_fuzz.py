@@ -247,7 +247,12 @@ TOML_VALUES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text
 FILE_KEYS = {("seeds", "source"), ("generator", "prompt"), ("solver", "prompt"), ("engine", "script"),
              ("engine", "model"), ("archive", "embedder"), ("seeds", "split"), ("seeds", "problem"),
              ("seeds", "solution"), ("seeds", "answer"), ("seeds", "skill"), ("engine", "dtype"),
-             ("engine", "device"), ("engine", "api_key_env")}
+             ("engine", "device"), ("engine", "api_key_env"),
+             # Prompt names: a missing prompt is refused with one line when the campaign loads it
+             # (PromptError; tests/test_prompts.py), not by the config loader.
+             ("verifier", "prompt"), ("verifier", "judge_prompt"), ("archive", "label_prompt"),
+             ("operators", "harder_prompt"), ("operators", "easier_prompt"), ("operators", "niche_prompt"),
+             ("operators", "crossover_prompt")}
 
 
 @st.composite

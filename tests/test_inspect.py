@@ -63,7 +63,8 @@ def test_summary_agrees_with_the_raw_tables(run_dir: Path):
     gen = [r for r in cands if r["step"] > 0]
     metrics = raw.read_metrics().to_pylist()
     assert s["steps"] == 5 and s["seeds"] == 10 and s["candidates"] == len(gen) == 30
-    assert s["status"] == {k: sum(r["status"] == k for r in gen) for k in ("ok", "invalid", "unparseable", "duplicate")}
+    statuses = ("ok", "invalid", "unparseable", "duplicate", "failed")
+    assert s["status"] == {k: sum(r["status"] == k for r in gen) for k in statuses}
     assert s["status"]["unparseable"] >= 1 and s["status"]["duplicate"] >= 1
     assert s["accepted"] == sum(m["accepted"] for m in metrics) > 0
     assert s["elites"] == metrics[-1]["num_elites"]

@@ -48,7 +48,10 @@ class OutOfOrderEngine:
         fut: Future = Future()
         with self._lock:
             self.submitted += 1
-            out = self.inner.complete([prompt], sampling)[0]
+            try:
+                out, error = self.inner.complete([prompt], sampling)[0], None
+            except Exception as exc:  # a refused prompt: its future fails, as an async engine's does
+                out, error = None, exc
             digest = hashlib.sha256(f"{prompt}{self.submitted}".encode()).digest()
             self.in_flight_seqs += sampling.n
             self.peak_seqs = max(self.peak_seqs, self.in_flight_seqs)
@@ -57,7 +60,10 @@ class OutOfOrderEngine:
             with self._lock:
                 self.in_flight_seqs -= sampling.n
             if fut.set_running_or_notify_cancel():  # not cancelled by the stream's stop
-                fut.set_result(out)
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(out)
 
         threading.Timer(digest[0] / 255 * 0.04, finish).start()
         return fut

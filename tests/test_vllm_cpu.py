@@ -320,3 +320,53 @@ def test_scheduled_flow_extends_a_campaign_on_vllm(model_dir: Path, tmp_path: Pa
     gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
     assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
     print(f"\nscheduled flow x 2 on vLLM: {time.monotonic() - t0:.0f} s wall")
+
+
+def test_prompt_over_the_context_is_refused_alone(engine) -> None:
+    """A prompt longer than max_model_len (2048 here), counted in tokens before it is sent,
+    fails its own request (RequestError); the call's other prompts are answered."""
+    from pipeline.engines import RequestError
+    from pipeline.engines.base import complete_each
+
+    long = "7 " * 2100  # about 2100 tokens: digits tokenize one each
+    fut = engine.submit(long, Sampling(max_tokens=4, seed=1))
+    with pytest.raises(RequestError, match="2048"):
+        fut.result(timeout=60)
+    outs = complete_each(engine, ["What is 2 + 2?", long, "What is 3 + 3?"], Sampling(max_tokens=8, seed=1))
+    assert isinstance(outs[1], RequestError)
+    assert all(len(o) == 1 and o[0].tokens > 0 for o in (outs[0], outs[2]))
+
+
+@pytest.mark.ci
+def test_streamed_campaign_with_refused_requests_on_vllm(engine, tmp_path: Path, figures) -> None:
+    """Real vLLM: a share of the seeds are longer than the context, so a mutation request
+    drawn from one is refused. The stream commits those candidates as failed and goes on;
+    the run's guarantees hold as for any run."""
+    from tests.figures import row_figures
+    from tests.test_stream import check_committed
+
+    seeds = tmp_path / "seeds.jsonl"
+    rows = [{"problem": f"What is {i} times {i + 2}?", "solution": f"{i} times {i + 2} is {i * (i + 2)}.",
+             "answer": str(i * (i + 2))} for i in range(2, 15)]
+    rows += [{"problem": f"Add up these digits: {'7 ' * 2100}{d}", "solution": f"They add up to {14700 + d}.",
+              "answer": str(14700 + d)} for d in range(4)]
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(_config(tmp_path / "config.toml", extra=f"""[seeds]
+source = "{seeds}"
+max_chars = 5000"""))
+    # Parents drawn uniformly from the seeds (4 of 17 too long): the over-long ones share a
+    # cell, so drawing by cell would rarely pick one.
+    config = config.replace("run", steps=2, batch_size=6, mode="stream", in_flight=8,
+                            selection="static_uniform").replace("solver", k=4)
+    summary = run_generation(config, tmp_path / "run", engine=engine, show_bar=False, progress=lambda m: None)
+    assert summary["mode"] == "stream" and summary["steps"] == 2
+    check_committed(tmp_path / "run", 2)
+    cands = [r for r in RunDir(tmp_path / "run").read_candidates().to_pylist() if r["step"] > 0]
+    failed = [r for r in cands if r["status"] == "failed"]
+    assert failed and all(r["reason"].startswith("mutation request refused") and "2048" in r["reason"]
+                          for r in failed)
+    counted = row_figures(tmp_path / "run", seeds=len(rows), batch=6)
+    assert counted["rows_lost"] == 0 and counted["rows_duplicated"] == 0
+    figures.record("failures.vllm_stream", runs=1, runs_stopped=0, candidates=len(cands), failed=len(failed),
+                   failed_with_reason=len(failed), archived_failed=0, **counted)
+    print(f"\nstreamed on vLLM with over-long seeds: {len(failed)} of {len(cands)} candidates failed, {counted}")

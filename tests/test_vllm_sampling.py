@@ -85,3 +85,33 @@ def test_registered_as_a_vllm_plugin_and_patches_the_cpu_sampler():
     register()
     register()  # vLLM may load plugins more than once in a process
     assert getattr(sampler.apply_top_k_top_p, "sparq", False)
+
+
+def test_ties_at_the_threshold_keep_vllms_count_on_bf16_rows(reference):
+    """bf16 logits tie often; at the top-p threshold vLLM keeps only as many tied tokens as
+    its cut needs (which ones follows its unstable sort). Before: every tied token was kept
+    (1-2 extra tokens in about one row in eight). Now: the same count per row, the same mask
+    outside the tied tokens, the same kept probability mass."""
+    import torch
+
+    gen = torch.Generator().manual_seed(7)
+    rows = 200
+    logits = torch.randn(rows, VOCAB, generator=gen) * 2.0
+    # Nuclei of about 7 tokens whose logits sit on a few bf16 steps, so they tie.
+    steps = torch.tensor([9.0, 9.0625, 9.125, 9.1875, 8.9375, 8.875])
+    for r in range(rows):
+        ids = torch.randperm(VOCAB, generator=gen)[:9]
+        logits[r, ids] = steps[torch.randint(len(steps), (9,), generator=gen)] + 8.0
+    logits = logits.to(torch.bfloat16).to(torch.float32)
+    p = torch.tensor([0.95, 0.9, 0.8, 0.7]).repeat(rows // 4)
+    ours, theirs, _ = masks(reference, logits, None, p)
+    kept_o, kept_t = torch.isfinite(ours), torch.isfinite(theirs)
+    assert torch.equal(kept_o.sum(-1), kept_t.sum(-1))
+    # Where they differ, only tokens tied at the row's threshold are exchanged.
+    threshold = torch.where(kept_t, logits, torch.full_like(logits, float("inf"))).min(-1).values
+    differ = kept_o != kept_t
+    assert torch.equal(differ & (logits != threshold.unsqueeze(1)), torch.zeros_like(differ))
+    probs = logits.softmax(-1)
+    assert torch.allclose((probs * kept_o).sum(-1), (probs * kept_t).sum(-1), atol=1e-6)
+    # The rows did tie at the threshold (the case this test is about).
+    assert int(((logits == threshold.unsqueeze(1)).sum(-1) > 1).sum()) > 10

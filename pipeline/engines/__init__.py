@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.config import EngineConfig
-from pipeline.engines.base import Completion, Engine, EngineError, EngineStats, Sampling
+from pipeline.engines.base import Completion, Engine, EngineError, EngineStats, RequestError, Sampling
 
 
 def make_engine(cfg: EngineConfig, *, seed: int = 0) -> Engine:
@@ -27,4 +27,4 @@ def make_engine(cfg: EngineConfig, *, seed: int = 0) -> Engine:
     raise ValueError(f"engine kind: expected transformers, vllm, openai or scripted, got {cfg.kind!r}")
 
 
-__all__ = ["Completion", "Engine", "EngineError", "EngineStats", "Sampling", "make_engine"]
+__all__ = ["Completion", "Engine", "EngineError", "EngineStats", "RequestError", "Sampling", "make_engine"]

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from pipeline.prompts import Prompt
@@ -19,6 +19,13 @@ from pipeline.prompts import Prompt
 
 class EngineError(RuntimeError):
     """An engine could not answer; the message names the endpoint or model."""
+
+
+class RequestError(EngineError):
+    """One request cannot be answered for a reason of its own: its prompt is longer than the
+    model's context, or the server rejected it as malformed (HTTP 400, 413, 422). Sending it
+    again gives the same answer, so its candidate fails (status `failed`) and the run goes
+    on; transport faults stay plain `EngineError`s, which are retried."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,49 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def complete_each(engine: Engine, prompts: Sequence[Prompt],
+                  sampling: Sampling) -> list[list[Completion] | RequestError]:
+    """`engine.complete`, with each prompt's own refusal (`RequestError`) in its place instead
+    of failing the call. One call for the batch; only when some prompt was refused, the batch
+    again prompt by prompt, each with the seed it had in the batch (`prompt_seed`), so where
+    the engine seeds per request the answered ones come out as the batch would have given
+    them. Engines with `submit` take the prompts at once (their batch stays full); the others
+    one at a time. Other errors (transport, a dead engine) propagate."""
+    try:
+        return list(engine.complete(prompts, sampling))
+    except RequestError as exc:
+        if len(prompts) == 1:
+            return [exc]
+    own = [replace(sampling, seed=prompt_seed(sampling, i)) for i in range(len(prompts))]
+    submit = getattr(engine, "submit", None)
+    if callable(submit):
+        futures = [submit(p, s) for p, s in zip(prompts, own, strict=True)]
+        flush = getattr(engine, "flush", None)
+        if callable(flush):
+            flush()
+        try:
+            return [outcome(f) for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    out: list[list[Completion] | RequestError] = []
+    for p, s in zip(prompts, own, strict=True):
+        try:
+            out.append(engine.complete([p], s)[0])
+        except RequestError as exc:
+            out.append(exc)
+    return out
+
+
+def outcome(fut: Future) -> list[Completion] | RequestError:
+    """A request's completions, or its refusal (other errors raise)."""
+    try:
+        return fut.result()
+    except RequestError as exc:
+        return exc
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from pipeline.config import EngineConfig
-from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, truncate_at_stop
+from pipeline.engines.base import Completion, EngineError, EngineStats, RequestError, Sampling, truncate_at_stop
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, resolve_model_path
 from pipeline.prompts import Prompt, load_chat_template
 
@@ -94,6 +94,7 @@ class TransformersEngine:
         import torch
 
         texts = [self._render(p) for p in prompts]
+        self._check_lengths(texts)
         per_batch = max(1, self._cfg.batch_size // sampling.n)
         out: list[list[Completion]] = []
         t0 = time.perf_counter()
@@ -104,6 +105,14 @@ class TransformersEngine:
                 out.extend(self._generate(texts[i : i + per_batch], sampling))
         self.stats.record(len(texts), out, time.perf_counter() - t0)
         return out
+
+    def _check_lengths(self, texts: list[str]) -> None:
+        """Refuse a prompt that does not fit `engine.max_model_len` in tokens (as vLLM does)."""
+        limit = self._cfg.max_model_len
+        for i, text in enumerate(texts):
+            n = len(self._tok(text).input_ids)
+            if n >= limit:
+                raise RequestError(f"{self.name}: prompt {i} is {n} tokens; engine.max_model_len is {limit}")
 
     def _generate(self, texts: list[str], sampling: Sampling) -> list[list[Completion]]:
         import torch

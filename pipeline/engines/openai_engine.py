@@ -17,7 +17,9 @@ One request per prompt (with `n` samples), spread over the configured base URLs:
 - `timeout_s` bounds each request as a whole (connect, send, the full answer), so a
   server that hangs or trickles bytes cannot stall a step.
 
-When every try fails the call raises `EngineError` naming the endpoints. The event loop
+A request the server refuses as such (HTTP 400, 413, 422: too long for the context, a
+malformed body) is not retried: it raises `RequestError`, and the campaign records its
+candidate as failed. When every try fails the call raises `EngineError` naming the endpoints. The event loop
 (on its own thread, shared by calls from any thread: concurrent calls share the slots)
 and the HTTP clients (one per endpoint, its connection pool sized to the endpoint's
 concurrency: one pool over many hosts costs time quadratic in the connections) live as
@@ -48,6 +50,7 @@ from pipeline.engines.base import (
     Completion,
     EngineError,
     EngineStats,
+    RequestError,
     Sampling,
     prompt_seed,
     record_on_completion,
@@ -66,6 +69,9 @@ KEEPALIVE_S = 2.0
 # OpenAI's API accepts at most 4 stop strings (`vllm serve` takes more, other servers may
 # not); later ones are applied by the client.
 MAX_STOP = 4
+# What a server answers to the request itself (vLLM: 400 for a prompt over max_model_len);
+# other 4xx (401, 403, 404: key, model or URL wrong) fail every request and stop the run.
+REFUSED = (400, 413, 422)
 
 
 class _Retryable(Exception):
@@ -353,6 +359,9 @@ class OpenAIEngine:
             raise _Retryable(f"{type(exc).__name__}: {exc}", transport=True) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}")
+        if resp.status_code in REFUSED:  # the request itself: the same answer on any endpoint
+            raise RequestError(f"openai engine: {endpoint} refused the request, HTTP {resp.status_code}: "
+                               f"{' '.join(resp.text[:200].split())}")
         if resp.status_code >= 400:
             raise EngineError(f"openai engine: {endpoint} answered HTTP {resp.status_code}: "
                               f"{' '.join(resp.text[:200].split())}")

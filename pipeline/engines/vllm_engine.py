@@ -37,7 +37,15 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 
 from pipeline.config import EngineConfig
-from pipeline.engines.base import Completion, EngineError, EngineStats, Sampling, prompt_seed, record_on_completion
+from pipeline.engines.base import (
+    Completion,
+    EngineError,
+    EngineStats,
+    RequestError,
+    Sampling,
+    prompt_seed,
+    record_on_completion,
+)
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, embedded_vllm_model_dir
 from pipeline.prompts import Prompt, PromptError, load_chat_template
 
@@ -118,6 +126,7 @@ class VLLMEngine:
         except Exception as exc:  # vLLM raises many types; the step must fail with one line
             raise EngineError(f"vllm engine: could not load {path}: {type(exc).__name__}: {exc}; {SWITCH}") from exc
         self.max_num_seqs = int(self._llm.vllm_config.scheduler_config.max_num_seqs)
+        self.max_model_len = int(self._llm.vllm_config.model_config.max_model_len)
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -135,7 +144,11 @@ class VLLMEngine:
                               output_kind=RequestOutputKind.FINAL_ONLY)
 
     def _input(self, prompt: Prompt) -> dict:
+        """vLLM's input for `prompt`, or RequestError when it does not fit the context (counted
+        in tokens here, before it is sent, so the refusal is one line and costs no engine time)."""
         if isinstance(prompt, str):
+            n = len(self._llm.get_tokenizer()(prompt).input_ids)
+            self._check_length(n)
             return {"prompt": prompt}
         # A chat: rendered and tokenized here (the template writes <bos> itself, so the
         # text must not be tokenized again with special tokens).
@@ -147,7 +160,14 @@ class VLLMEngine:
                               "prompt (e.g. *_fewshot) or set engine.chat_template (e.g. \"plain\")") from exc
         if hasattr(ids, "keys"):  # transformers 5 returns an encoding
             ids = ids["input_ids"]
+        self._check_length(len(ids))
         return {"prompt_token_ids": list(ids)}
+
+    def _check_length(self, n: int) -> None:
+        # vLLM needs room for at least one generated token.
+        if n >= self.max_model_len:
+            raise RequestError(f"{self.name}: the prompt is {n} tokens; the context (engine.max_model_len) "
+                               f"holds {self.max_model_len}")
 
     async def _generate(self, inp: dict, params) -> list[Completion]:
         request_id = f"sparq-{next(self._ids)}"
@@ -157,7 +177,9 @@ class VLLMEngine:
                 final = out
         except asyncio.CancelledError:
             raise  # vLLM aborts the request
-        except Exception as exc:  # engine death, a prompt longer than max_model_len, ...
+        except ValueError as exc:  # vLLM's validation of this request (its prompt, its parameters)
+            raise RequestError(f"{self.name}: vLLM refused the request: {exc}") from exc
+        except Exception as exc:  # engine death, ...
             raise EngineError(f"{self.name}: request failed: {type(exc).__name__}: {exc}") from exc
         if final is None:
             raise EngineError(f"{self.name}: request {request_id} ended without output")
@@ -167,8 +189,13 @@ class VLLMEngine:
     def _submit(self, prompt: Prompt, sampling: Sampling, index: int) -> Future[list[Completion]]:
         if self._llm is None:
             raise EngineError(f"{self.name}: the engine is closed")
-        return asyncio.run_coroutine_threadsafe(self._generate(self._input(prompt), self._params(sampling, index)),
-                                                self._loop)
+        try:
+            inp = self._input(prompt)
+        except RequestError as exc:  # this request's own fault: its future fails, the caller goes on
+            refused: Future[list[Completion]] = Future()
+            refused.set_exception(exc)
+            return refused
+        return asyncio.run_coroutine_threadsafe(self._generate(inp, self._params(sampling, index)), self._loop)
 
     def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:
         """One prompt into vLLM's running batch; its `sampling.n` completions as a future."""

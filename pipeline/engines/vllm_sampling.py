@@ -16,7 +16,10 @@ for the unmixed phases of steps mode (bench/streaming.py).
   when the `BOUND` largest already reach p the set lies inside them and the mask is exact.
   A row whose distribution is flatter than that, or whose top-k is larger than the bound
   (top-p is then taken over the renormalised top-k), is handled by vLLM's own function.
-Ties at the threshold keep every tied token (the sort keeps an arbitrary subset of them).
+Ties at the top-p threshold (bf16 logits tie often) keep as many tied tokens as vLLM does,
+the first by token id; vLLM's choice among equal logits follows its unstable sort, which no
+partial sort reproduces, so the masks are equal outside the tied tokens and the kept
+probability mass is equal (tests/test_vllm_sampling.py, on bf16-quantised rows).
 
 It is loaded as a vLLM general plugin (entry point `vllm.general_plugins` in
 pyproject.toml), which vLLM calls in every process it starts, the worker that samples
@@ -88,7 +91,17 @@ def apply_top_k_top_p(logits, k, p, *, original=None):
     covered = within_k | ((csum[:, -1] >= sub_p) & ~beyond_k)
     n_keep = keep.sum(dim=-1).clamp(min=1)
     threshold = vals.gather(1, (n_keep - 1).unsqueeze(1))
-    sub.masked_fill_(sub < threshold, float("-inf"))
+    # Ties at the threshold (routine with bf16 logits): vLLM keeps n_keep tokens in all, so
+    # only n_keep - (tokens above the threshold) of the tied ones; which ones follows its
+    # unstable sort, so here the first by token id: the same count and the same kept mass.
+    # Where top-k makes the cut (n_keep reaches k) vLLM keeps every token tied at the k-th
+    # value, and so does this.
+    tied_kept = n_keep - (vals > threshold).sum(dim=-1)
+    if sub_k is not None:
+        tied_kept = torch.where(n_keep >= sub_k, torch.full_like(tied_kept, vocab), tied_kept)
+    tied = sub == threshold
+    extra = tied & (tied.cumsum(dim=-1) > tied_kept.unsqueeze(1))
+    sub.masked_fill_((sub < threshold) | extra, float("-inf"))
     if not bool(covered.all()):
         wide = (~covered).nonzero().flatten()
         fallbacks += int(wide.numel())

@@ -64,6 +64,10 @@
       [`${occupied} / ${R.cells}`, "cells occupied"], [fmt(last >= 0 ? m.coverage[last] : null), "coverage"],
       [fmt(last >= 0 ? m.qd_score[last] : null), "QD score"],
       [checked ? fmt(valid / checked) : "n/a", checked ? `valid share (${valid} of ${checked} checked)` : "validity not checked"]];
+    // Candidates whose request the engine refused (too long for the context, rejected): the run went on.
+    let failed = 0;
+    for (let i = 0; i < R.c.id.length; i++) if (status(R, i) === "failed") failed++;
+    if (failed) cards.push([failed, "failed (request refused; see their reasons)"]);
     $("overview").replaceChildren(...cards.map(([v, l]) => el("div", { class: "card" },
       el("div", { class: "v", text: String(v) }), el("div", { class: "l", text: l }))));
     $("subtitle").textContent = `run ${R.run_id} \u00b7 ${R.path} \u00b7 ${R.archive_kind} archive \u00b7 ` +
