@@ -32,8 +32,8 @@ RESULTS = REPO / "bench" / "guarantees-results.json"
 DOC = REPO / "README.md"
 # The section of the README between these markers is generated; the rest is left alone.
 START, END = "<!-- guarantees:start -->", "<!-- guarantees:end -->"
-TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_failures.py", "tests/test_fuzz.py",
-         "tests/test_security.py",
+TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_failures.py", "tests/test_lifeline.py",
+         "tests/test_fuzz.py", "tests/test_security.py",
          "tests/test_storage.py::test_second_writer_is_refused_with_pid",
          "tests/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
 
@@ -227,6 +227,16 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          "context, `ci`)",
          _result(results, "test_failures::", "test_vllm_cpu::test_streamed_campaign_with_refused"),
          f"{failures('steps')}; {failures('stream')}; {failures('vllm_stream')}"),
+        ("Every process a campaign starts (vLLM's engine core, Prefect's temporary server, the judge's forkserver "
+         "and workers, multiprocessing's resource tracker) dies with it when it is killed alone with SIGKILL, and "
+         "`--resume` then starts (a watchdog per process, pipeline/lifeline.py)",
+         "test_lifeline.py (scripted campaign with and without Prefect, a process tree); "
+         "test_vllm_cpu.py::test_killed_generate_leaves_no_engine_core_and_resumes (`ci`)",
+         _result(results, "test_lifeline::", "test_vllm_cpu::test_killed_generate"),
+         "; ".join(f"{name}: " + (f"{d['children']} processes started, {d['survivors']} survived, resumed"
+                                  if (d := f(f"lifeline.{key}")) else _not_run(figures, [f"lifeline.{key}"]))
+                   for key, name in (("no_prefect", "--no-prefect"), ("prefect", "Prefect flow"),
+                                     ("vllm", "vLLM")))),
         ("A failed step leaves the run as it was (same files, same bytes, checkpoint unchanged, lock released) "
          "and the run continues once the fault passes; `sparq generate` exits 3 with one line",
          "test_faults.py::test_engine_fault_fails_the_step_cleanly, "
@@ -301,7 +311,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         "|---|---|---|---|",
     ]
     # The figures each row is made of (None: the row's text carries no count, or marks its own).
-    keys = [None, None, None, None, ["engine."], ["failures."], ["engine_step."], ["storage.read_only"],
+    keys = [None, None, None, None, ["engine."], ["failures."], ["lifeline."], ["engine_step."], ["storage.read_only"],
             ["storage.disk_full_"], ["storage.second_writer"], ["fuzz"], ["fuzz"], ["fuzz"], ["fuzz"],
             ["security.static_scan", "security.payloads"], ["security.storage_formats"], ["security.api_key"],
             None, None]

@@ -377,6 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.storage import RunError
 
     args = build_parser().parse_args(argv)
+    if args.func in (cmd_generate, cmd_export, cmd_schedule, cmd_finetune, cmd_evaluate, cmd_pipeline):
+        # The engine core, Prefect's server, the judge's and Dask's workers die with this
+        # process, even when it is killed with SIGKILL (pipeline/lifeline.py).
+        from pipeline.lifeline import watch
+
+        watch()
     try:
         return args.func(args)
     except (ConfigError, SeedError, RunError, PromptError, FinetuneInputError) as exc:

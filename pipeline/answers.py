@@ -30,6 +30,8 @@ from types import TracebackType
 
 from math_verify import parse, verify
 
+from pipeline.lifeline import watch
+
 # Only the tail of a long generation can hold its final answer; capping the
 # scan keeps extraction linear in a bounded size whatever the model emits.
 SCAN_CHARS = 4000
@@ -623,6 +625,7 @@ class AnswerJudge:
         self._executor = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        watch()  # the forkserver and its workers die with this process, however it dies
         executor = ProcessPoolExecutor(
             max_workers=self.max_workers, mp_context=_mp_context(), initializer=_init_worker
         )

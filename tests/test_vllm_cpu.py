@@ -370,3 +370,49 @@ max_chars = 5000"""))
     figures.record("failures.vllm_stream", runs=1, runs_stopped=0, candidates=len(cands), failed=len(failed),
                    failed_with_reason=len(failed), archived_failed=0, **counted)
     print(f"\nstreamed on vLLM with over-long seeds: {len(failed)} of {len(cands)} candidates failed, {counted}")
+
+
+@pytest.mark.ci
+def test_killed_generate_leaves_no_engine_core_and_resumes(tmp_path: Path, figures) -> None:
+    """SIGKILL of `sparq generate` alone while it streams on in-process vLLM: its engine core
+    (and every other process it started) dies with it, and --resume starts and commits."""
+    from pipeline.lifeline import alive, descendants
+
+    config = _config(tmp_path / "config.toml")
+    run_dir, log = tmp_path / "run", tmp_path / "generate.log"
+    env = dict(os.environ, **OFFLINE)
+    with log.open("w") as fh:
+        proc = subprocess.Popen(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir),
+                                          "--steps", "20", "--no-prefect"),
+                                cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    children: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "streaming: up to" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, _tail(log)
+            time.sleep(0.5)
+        time.sleep(2)  # requests in flight
+        children = descendants(proc.pid)
+        names = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                 for p in children if Path(f"/proc/{p}/cmdline").exists()]
+        assert any("EngineCore" in n or "VLLM" in n for n in names) or len(children) >= 3, names
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(p, s) for p, s in children.items()):
+            assert time.monotonic() < deadline, f"survivors: {[p for p, s in children.items() if alive(p, s)]}"
+            time.sleep(0.2)
+    finally:
+        for pid, started in children.items():
+            if alive(pid, started):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    committed = RunDir(run_dir).read_checkpoint().step
+    resumed = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--resume",
+                                       "--steps", str(committed + 1), "--no-prefect", "--quiet"),
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert RunDir(run_dir).read_checkpoint().step == committed + 1
+    figures.record("lifeline.vllm", children=len(children), survivors=0, resumed=1)
+    print(f"\nkilled at step {committed}: {len(children)} processes it had started, none survived; resumed")

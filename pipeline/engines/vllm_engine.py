@@ -46,6 +46,7 @@ from pipeline.engines.base import (
     prompt_seed,
     record_on_completion,
 )
+from pipeline.lifeline import watch
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, embedded_vllm_model_dir
 from pipeline.prompts import Prompt, PromptError, load_chat_template
 
@@ -98,6 +99,7 @@ def _cuda_visible() -> bool:
 class VLLMEngine:
     def __init__(self, cfg: EngineConfig, *, seed: int = 0) -> None:
         AsyncLLM, AsyncEngineArgs, UsageContext = _import_vllm()  # noqa: N806 - vLLM's class names
+        watch()  # vLLM's engine core process dies with this one, however it dies
         mismatch = device_mismatch(cfg.device, _cuda_visible())
         if mismatch is not None:
             raise EngineError(mismatch)
