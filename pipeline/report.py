@@ -175,9 +175,9 @@ def _operators_html(s: dict[str, Any]) -> str:
     if not s["operators"]:
         return '<p class="muted">No generated candidates yet.</p>'
     rows = [[_e(o["operator"]), str(o["candidates"]), str(o["ok"]), str(o["invalid"]), str(o["duplicate"]),
-             str(o["unparseable"]), str(o["archived"]), _num(o["yield"])] for o in s["operators"]]
-    return _table(["operator", "candidates", "ok", "invalid", "duplicate", "unparseable", "archived", "yield"], rows,
-                  numeric=frozenset({1, 2, 3, 4, 5, 6, 7}), compact=True)
+             str(o["unparseable"]), str(o["failed"]), str(o["archived"]), _num(o["yield"])] for o in s["operators"]]
+    return _table(["operator", "candidates", "ok", "invalid", "duplicate", "unparseable", "failed", "archived",
+                   "yield"], rows, numeric=frozenset({1, 2, 3, 4, 5, 6, 7, 8}), compact=True)
 
 
 def _lineage_html(chain: list[dict[str, Any]] | None) -> str:
