@@ -6,8 +6,9 @@ hours on adversarial LaTeX such as ``9^{9^{9^{9}}}``. math-verify's own
 timeout uses ``signal.alarm``, which raises outside the main thread (our
 orchestrator runs tasks in threads), so we always disable it
 (``parsing_timeout=None``, ``timeout_seconds=None``) and enforce a limit
-ourselves: ``AnswerJudge`` runs ``judge`` in worker processes and kills a
-worker that runs past the limit. Problems whose comparisons are all decided
+ourselves: ``AnswerJudge`` runs ``judge`` in the worker processes of a
+``TimedPool`` (pipeline/timed_pool.py, the generic part), which kills a worker
+that runs past the limit. Problems whose comparisons are all decided
 without math-verify (``judge_fast``: equal normalised strings, distinct
 plain numbers) are judged in the caller, with the same verdict.
 """
@@ -15,22 +16,15 @@ plain numbers) are judged in the caller, with the same verdict.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import re
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
 
 from math_verify import parse, verify
 
-from pipeline.lifeline import watch
+from pipeline.timed_pool import TimedPool
 
 # Only the tail of a long generation can hold its final answer; capping the
 # scan keeps extraction linear in a bounded size whatever the model emits.
@@ -453,215 +447,77 @@ def _init_worker() -> None:
         answers_equal(reference, predicted)
 
 
-def _worker_pid() -> int:
-    time.sleep(0.01)  # long enough that one idle worker cannot take every probe
-    return os.getpid()
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers fork from a clean single-threaded server process,
-    # never from the orchestrator (fork would copy its threads' held locks
-    # and any CUDA state: deadlock-prone), and, with math-verify preloaded
-    # into the server, a worker (re)start costs milliseconds instead of the
-    # ~1 s sympy import that spawn pays on every restart after a timeout.
-    # The preload list is process-global and only applies if the server is
-    # not running yet; if it is, workers still work, just start slower.
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    preload = ["math_verify"]
-    if __name__ != "__main__":
-        preload.append(__name__)
-    ctx.set_forkserver_preload(preload)
-    return ctx
-
-
 class AnswerJudge:
-    """Judges problems in worker processes with a per-problem time limit.
+    """Judges problems in worker processes with a per-problem time limit
+    (pipeline/timed_pool.py: timeouts, restarts, a crash charged only to its culprit).
 
-    Use as a context manager (or call ``close``). ``judge_many`` may be
-    called from any thread; calls are serialised, because a restart after a
-    timeout kills every worker and would break another caller's in-flight
-    work. The pool is started once and reused across calls.
+    Use as a context manager (or call ``close``). ``judge_many`` may be called from any
+    thread; calls are serialised, because a restart after a timeout kills every worker and
+    would break another caller's in-flight work. The pool is started once and reused.
     """
 
-    def __init__(
-        self,
-        max_workers: int = 2,
-        timeout_s: float = 10.0,
-        *,
-        startup_timeout_s: float = 120.0,
-    ) -> None:
-        if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
-            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
-        if not isinstance(timeout_s, int | float) or not timeout_s > 0:
-            raise ValueError(
-                f"timeout_s must be a number > 0 (seconds per problem), got {timeout_s!r}"
-            )
-        if not isinstance(startup_timeout_s, int | float) or not startup_timeout_s > 0:
-            raise ValueError(f"startup_timeout_s must be a number > 0, got {startup_timeout_s!r}")
-        self.max_workers = max_workers
-        self.timeout_s = float(timeout_s)
-        self.startup_timeout_s = float(startup_timeout_s)
-        self._executor: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self.restarts = 0  # pool restarts after timeouts or crashes, for monitoring
-        # What a worker runs per problem: a module-level function (workers import it by name).
-        self.judge_fn: Callable[[str, tuple[str, ...]], Verdict] = judge
+    def __init__(self, max_workers: int = 2, timeout_s: float = 10.0, *, startup_timeout_s: float = 120.0) -> None:
+        # math_verify and this module are preloaded into the forkserver, so a restarted
+        # worker does not pay the ~1 s sympy import.
+        self.pool: TimedPool[Verdict] = TimedPool(
+            judge, max_workers=max_workers, timeout_s=timeout_s, startup_timeout_s=startup_timeout_s,
+            initializer=_init_worker, preload=("math_verify", __name__), name="answer-judge")
+        self.max_workers = self.pool.max_workers
+        self.timeout_s = self.pool.timeout_s
+        self.startup_timeout_s = self.pool.startup_timeout_s
+
+    @property
+    def restarts(self) -> int:
+        """Pool restarts after timeouts or crashes, for monitoring."""
+        return self.pool.restarts
+
+    @property
+    def judge_fn(self) -> Callable[[str, tuple[str, ...]], Verdict]:
+        """What a worker runs per problem: a module-level function (workers import it by name)."""
+        return self.pool.fn
+
+    @judge_fn.setter
+    def judge_fn(self, fn: Callable[[str, tuple[str, ...]], Verdict]) -> None:
+        self.pool.fn = fn
+
+    @property
+    def _executor(self):  # the live executor (tests kill its workers)
+        return self.pool.executor
 
     def __enter__(self) -> AnswerJudge:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def start(self) -> None:
         """Start and warm the worker pool if it is not running."""
-        with self._lock:
-            if self._executor is None:
-                self._executor = self._new_pool()
+        self.pool.start()
 
     def close(self) -> None:
         """Stop the workers (killing any still busy)."""
-        with self._lock:
-            if self._executor is not None:
-                _kill_pool(self._executor)
-                self._executor = None
+        self.pool.close()
 
     def judge_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:
         """Judge ``(reference, attempts)`` items, in order, each within ``timeout_s``.
 
         A problem that runs past the limit gets ``timed_out_verdict`` and the pool is
         restarted; problems that were in flight beside it are resubmitted, not penalised.
-        A worker crash (``BrokenProcessPool``) names no culprit, so every problem in flight
-        at the crash becomes a suspect and runs again alone: a problem is charged (timed
-        out) only for a crash while it ran alone, after an earlier crash too, and a
-        problem that was merely beside the culprit gets its real verdict.
+        A worker crash names no culprit, so every problem in flight at the crash runs again
+        alone: a problem is charged (timed out) only for a crash while it ran alone, after
+        an earlier crash too; one merely beside the culprit gets its real verdict.
         """
         work = [(reference, tuple(attempts)) for reference, attempts in items]
         # Problems decided without math-verify (regex work, bounded) are judged here: a
         # round trip to a worker costs more than the judging itself, and on a loaded
         # machine far more (measured: bench/ceiling.py).
         results: list[Verdict | None] = [judge_fast(*item) for item in work]
-        crashes = [0] * len(work)
-        suspects: set[int] = set()
-        with self._lock:
-            if self._executor is None:
-                self._executor = self._new_pool()
-            elif getattr(self._executor, "_broken", False):
-                # Workers died while idle; restart now, as a submit would, even when no
-                # problem of this call needs them.
-                self._restart()
-            pending = deque(i for i, r in enumerate(results) if r is None)
-            # At most max_workers in flight, so a submitted problem starts at
-            # once and its deadline measures its own run, not queueing.
-            in_flight: dict[Future[Verdict], tuple[int, float]] = {}
-            while pending or in_flight:
-                while pending and len(in_flight) < self.max_workers:
-                    i = pending[0]
-                    # A suspect runs alone, so a crash while it runs is its own.
-                    if in_flight and (i in suspects or any(j in suspects for j, _ in in_flight.values())):
-                        break
-                    pending.popleft()
-                    in_flight[self._submit(work[i])] = (i, time.monotonic() + self.timeout_s)
-                nearest = min(deadline for _, deadline in in_flight.values())
-                wait_s = max(0.0, nearest - time.monotonic())
-                alone = len(in_flight) == 1
-                done, _ = wait(in_flight, timeout=wait_s, return_when=FIRST_COMPLETED)
-                broken = False
-                for future in done:
-                    i, _ = in_flight.pop(future)
-                    try:
-                        results[i] = future.result()
-                    except BrokenProcessPool:
-                        # A worker died (its problem crashed it, or the OOM killer chose it).
-                        broken = True
-                        crashes[i] += 1
-                        if alone and crashes[i] >= 2:
-                            results[i] = timed_out_verdict(*work[i])
-                        else:
-                            suspects.add(i)
-                            pending.appendleft(i)
-                now = time.monotonic()
-                expired = [f for f, (_, d) in in_flight.items() if d <= now and not f.done()]
-                for future in expired:
-                    i, _ = in_flight.pop(future)
-                    results[i] = timed_out_verdict(*work[i])
-                if expired or broken:
-                    for i, _ in in_flight.values():
-                        if broken:  # in flight at the crash: as suspect as the rest
-                            suspects.add(i)
-                        pending.appendleft(i)
-                    in_flight.clear()
-                    self._restart()
-        verdicts = [r for r in results if r is not None]
-        if len(verdicts) != len(work):
-            raise RuntimeError(
-                f"judge_many lost items: {len(verdicts)} verdicts for {len(work)} items"
-            )
-        return verdicts
-
-    def _submit(self, item: tuple[str, tuple[str, ...]]) -> Future[Verdict]:
-        assert self._executor is not None
-        try:
-            return self._executor.submit(self.judge_fn, *item)
-        except BrokenProcessPool:
-            # A worker died while idle (e.g. the OOM killer chose it for
-            # another process's memory); nothing of ours was running.
-            self._restart()
-            return self._executor.submit(self.judge_fn, *item)
-
-    def _restart(self) -> None:
-        if self._executor is not None:
-            _kill_pool(self._executor)
-            self._executor = None
-        self.restarts += 1
-        self._executor = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        watch()  # the forkserver and its workers die with this process, however it dies
-        executor = ProcessPoolExecutor(
-            max_workers=self.max_workers, mp_context=_mp_context(), initializer=_init_worker
-        )
-        # Workers are created lazily and initialised on their own schedule;
-        # probe until every one has answered, so no problem's time limit is
-        # spent on a worker's start-up.
-        deadline = time.monotonic() + self.startup_timeout_s
-        seen: set[int] = set()
-        try:
-            while len(seen) < self.max_workers:
-                probes = [executor.submit(_worker_pid) for _ in range(self.max_workers)]
-                try:
-                    for probe in probes:
-                        remaining = deadline - time.monotonic()
-                        seen.add(probe.result(timeout=max(remaining, 0.001)))
-                    if time.monotonic() > deadline and len(seen) < self.max_workers:
-                        raise TimeoutError
-                except TimeoutError:
-                    raise TimeoutError(
-                        f"answer-judge workers did not start within {self.startup_timeout_s} s "
-                        f"({len(seen)} of {self.max_workers} answered); expected about a second"
-                    ) from None
-        except BaseException:
-            _kill_pool(executor)
-            raise
-        return executor
-
-
-def _kill_pool(executor: ProcessPoolExecutor) -> None:
-    # shutdown() does not stop a worker that is busy in sympy, so kill the
-    # processes themselves. _processes is private, but it is the only handle
-    # on them; it is None after shutdown, so read it first.
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-    for process in processes:
-        process.join(timeout=5)
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo or self.pool.executor is None or getattr(self.pool.executor, "_broken", False):
+            # Also with nothing to send: the pool starts (or restarts after an idle death) now.
+            judged = self.pool.run_many([work[i] for i in todo], timed_out_verdict)
+            for i, v in zip(todo, judged, strict=True):
+                results[i] = v
+        return results  # type: ignore[return-value]  # every item has its verdict

@@ -383,8 +383,8 @@ def test_judge_many_keeps_fast_problems_off_the_pool(answer_judge, monkeypatch):
     items = [("17", ["The answer is 17.", "The answer is 19."]), ("8", ["The answer is 8.0", "no"]),
              ("3/4", [r"\boxed{0.75}"])]
     submitted = []
-    real_submit = answer_judge._submit
-    monkeypatch.setattr(answer_judge, "_submit", lambda item: submitted.append(item) or real_submit(item))
+    real_submit = answer_judge.pool._submit
+    monkeypatch.setattr(answer_judge.pool, "_submit", lambda item: submitted.append(item) or real_submit(item))
     assert answer_judge.judge_many(items) == [judge(r, a) for r, a in items]
     assert [r for r, _ in submitted] == ["3/4"]
 
