@@ -53,8 +53,9 @@ def complete_requests_task(cfg: EngineConfig, seed: int,
 
 
 @task(name="verify-chunk", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def judge_chunk_task(timeout_s: float, items: list[tuple[str, tuple[str, ...]]]) -> list[Verdict]:
-    return remote.judge_chunk(timeout_s, items)
+def judge_chunk_task(timeout_s: float, items: list[tuple[str, tuple[str, ...]]],
+                     domain: str = "math") -> list[Verdict]:
+    return remote.judge_chunk(timeout_s, items, domain)
 
 
 # What sends one chunk of (prompt, sampling) requests and returns its future: a Prefect
@@ -176,13 +177,13 @@ class FanoutEngine:
 
 
 class FanoutJudge:
-    def __init__(self, *, timeout_s: float, chunk_size: int) -> None:
-        self._timeout, self._chunk = timeout_s, chunk_size
+    def __init__(self, *, timeout_s: float, chunk_size: int, domain: str = "math") -> None:
+        self._timeout, self._chunk, self._domain = timeout_s, chunk_size, domain
         self.tasks = 0
 
     def judge_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:
         work = [(ref, tuple(attempts)) for ref, attempts in items]
-        futures = [judge_chunk_task.submit(self._timeout, work[a:b])
+        futures = [judge_chunk_task.submit(self._timeout, work[a:b], self._domain)
                    for a, b in remote.chunks(len(work), self._chunk)]
         self.tasks += len(futures)
         return [v for f in futures for v in f.result()]

@@ -87,7 +87,8 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
         # comes from the given config, which describes this execution, not the campaign.
         own = effective_config(RunDir(run_dir), config, resume) or config
         engine = FanoutEngine(own.engine, seed=own.run.seed, chunk_size=config.dask.chunk_size)
-        judge = FanoutJudge(timeout_s=own.solver.verify_timeout_s, chunk_size=config.dask.chunk_size)
+        judge = FanoutJudge(timeout_s=own.solver.verify_timeout_s, chunk_size=config.dask.chunk_size,
+                            domain=own.domain.kind)
 
     def log(msg: str) -> None:
         logger.info(msg)

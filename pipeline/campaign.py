@@ -41,15 +41,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from archives import AddStatus, Archive, CVTArchive, SkillSetArchive, load_archive, skill_key
-from pipeline.answers import AnswerJudge, Verdict
+from pipeline.answers import Verdict
 from pipeline.archiving import build_archive, descriptors_for, has_descriptor, table_descriptors
 from pipeline.config import Config, dump_config, load_config
+from pipeline.domains import Judge, make_domain
 from pipeline.embedding import Embedder
 from pipeline.engines import Completion, Engine, RequestError, Sampling, make_engine
 from pipeline.engines.base import complete_each
 from pipeline.failures import Refusals, failed_reason
 from pipeline.labels import label_examples, parse_skills, render_label
-from pipeline.mutation import Mutation, ParseFailure, parse_mutation
+from pipeline.mutation import Mutation, ParseFailure
 from pipeline.niche import NicheView, target_text
 from pipeline.operators import (
     Counts,
@@ -81,7 +82,7 @@ from pipeline.seeds import Seed, load_seeds
 from pipeline.selection import PoolRow, make_sampler
 from pipeline.solverate import AdaptiveConfig, next_round, quality_function
 from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
-from pipeline.validity import Validity, check_reference, judge_verdict
+from pipeline.validity import Validity
 
 _OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: ArchiveOutcome.IMPROVE,
             AddStatus.NOT_ADDED: ArchiveOutcome.NOT_ADDED}
@@ -167,9 +168,10 @@ class Campaign:
     """Owns the engine, embedder, judge, archive and run directory of one campaign."""
 
     def __init__(self, config: Config, run: RunDir, *, engine: Engine | None = None,
-                 judge: AnswerJudge | None = None, progress: Progress = print) -> None:
+                 judge: Judge | None = None, progress: Progress = print) -> None:
         self.config = config
         self.run = run
+        self.domain = make_domain(config.domain)
         self.run_id = run.path.resolve().name
         self.log = progress
         self._engine = engine
@@ -178,7 +180,7 @@ class Campaign:
         self._owns_engine = engine is None
         self._embedder: Embedder | None = None
         # A judge handed in (e.g. one that fans out to a cluster) must offer judge_many and close.
-        self._judge: AnswerJudge | None = judge
+        self._judge: Judge | None = judge
         self.mutate_prompt = load_prompt(config.generator.prompt)
         self.solve_prompt = load_prompt(config.solver.prompt)
         self.quality = quality_function(config.quality.function, config.quality.lo, config.quality.hi)
@@ -207,7 +209,7 @@ class Campaign:
     # -- opening -------------------------------------------------------------------
     @classmethod
     def open(cls, run_dir: Path | str, *, config: Config | None = None, resume: bool = False,
-             steps: int | None = None, engine: Engine | None = None, judge: AnswerJudge | None = None,
+             steps: int | None = None, engine: Engine | None = None, judge: Judge | None = None,
              progress: Progress = print) -> Campaign:
         """Open a new run directory, or resume a committed one.
 
@@ -264,9 +266,9 @@ class Campaign:
         return self._embedder
 
     @property
-    def judge(self) -> AnswerJudge:
+    def judge(self) -> Judge:
         if self._judge is None:
-            self._judge = AnswerJudge(timeout_s=self.config.solver.verify_timeout_s)
+            self._judge = self.domain.new_judge(self.config.solver.verify_timeout_s)
         return self._judge
 
     def close(self) -> None:
@@ -500,7 +502,7 @@ class Campaign:
     def parse_draft(self, slot: int, parent: Parent, out: Completion, pending: set[str]) -> Draft:
         """A mutation's output as a draft: ok, unparseable, or a duplicate of a committed
         problem or of one in `pending` (the problem ids not yet committed; updated here)."""
-        parsed = parse_mutation(out.text, self._spec(parent).prompt.response_prefix)
+        parsed = self.domain.parse(out.text, self._spec(parent).prompt.response_prefix)
         d = Draft(slot=slot, parent=parent, raw_output=out.text, gen_tokens=out.tokens, status=Status.OK)
         if isinstance(parsed, ParseFailure):
             d.status, d.reason = Status.UNPARSEABLE, parsed.reason
@@ -518,7 +520,7 @@ class Campaign:
         """The deterministic validity checks, as soon as a draft is parsed: with the
         archive gate, a draft they reject is invalid and never solved."""
         m = d.mutation
-        d.validity = check_reference(m.problem, m.solution, m.answer, self.config.validity.checks)
+        d.validity = self.domain.check(m, self.config.validity.checks)
         if not d.validity.valid and self.config.validity.gate == "archive":
             d.status, d.reason = Status.INVALID, d.validity.reason
 
@@ -617,7 +619,7 @@ class Campaign:
         judge's replies (method "judge") are read for their verdicts."""
         if self.config.verifier.method == "judge":
             for d, outs in done:
-                verdict, why = judge_verdict([o.text for o in outs])
+                verdict, why = self.domain.read_judgements([o.text for o in outs])
                 self.apply_verification(d, verdict, sum(o.tokens for o in outs), why)
             return
         verdicts = self.judge.judge_many([(d.mutation.answer, [o.text for o in outs]) for d, outs in done])

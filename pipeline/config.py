@@ -387,8 +387,22 @@ class DaskConfig:
                "a scheduler address such as tcp://host:8786, or empty for a LocalCluster", self.address)
 
 
+DOMAIN_KINDS = ("math",)  # pipeline/domains: DOMAINS has one entry per name
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    # What kind of problem the campaign grows (pipeline/domains/): its parsing, judging,
+    # validity checks and export rows.
+    kind: str = "math"
+
+    def validate(self, p: str) -> None:
+        check(self.kind in DOMAIN_KINDS, f"{p}.kind", f"one of {DOMAIN_KINDS}", self.kind)
+
+
 @dataclass(frozen=True)
 class Config:
+    domain: DomainConfig = field(default_factory=DomainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)

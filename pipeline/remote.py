@@ -17,15 +17,16 @@ import multiprocessing
 import threading
 from collections.abc import Sequence
 
-from pipeline.answers import AnswerJudge, Verdict
-from pipeline.config import EngineConfig
+from pipeline.answers import Verdict
+from pipeline.config import DomainConfig, EngineConfig
+from pipeline.domains import Judge, make_domain
 from pipeline.engines import Completion, Engine, RequestError, Sampling, make_engine
 from pipeline.engines.base import complete_each, outcome, prompt_seed
 from pipeline.prompts import Prompt
 
 _lock = threading.Lock()
 _engines: dict[tuple[EngineConfig, int], Engine] = {}
-_judges: dict[float, AnswerJudge] = {}
+_judges: dict[tuple[str, float], Judge] = {}
 
 
 def worker_engine(cfg: EngineConfig, seed: int) -> Engine:
@@ -39,14 +40,18 @@ def worker_engine(cfg: EngineConfig, seed: int) -> Engine:
         return _engines[key]
 
 
-def worker_judge(timeout_s: float) -> AnswerJudge:
+def worker_judge(timeout_s: float, domain: str = "math") -> Judge:
+    """This process's judge of `domain` problems, built on first use."""
     with _lock:
-        if timeout_s not in _judges:
+        key = (domain, timeout_s)
+        if key not in _judges:
             _allow_children()  # the judge's pool: a worker that hangs in math-verify must be killable
-            judge = AnswerJudge(timeout_s=timeout_s)
-            judge.start()
-            _judges[timeout_s] = judge
-        return _judges[timeout_s]
+            judge = make_domain(DomainConfig(kind=domain)).new_judge(timeout_s)
+            start = getattr(judge, "start", None)
+            if callable(start):
+                start()
+            _judges[key] = judge
+        return _judges[key]
 
 
 def _allow_children() -> None:
@@ -121,5 +126,5 @@ def complete_requests(cfg: EngineConfig, seed: int,
     return out  # type: ignore[return-value]  # every index is in exactly one group
 
 
-def judge_chunk(timeout_s: float, items: Sequence[tuple[str, Sequence[str]]]) -> list[Verdict]:
-    return worker_judge(timeout_s).judge_many(list(items))
+def judge_chunk(timeout_s: float, items: Sequence[tuple[str, Sequence[str]]], domain: str = "math") -> list[Verdict]:
+    return worker_judge(timeout_s, domain).judge_many(list(items))

@@ -15,3 +15,20 @@ def test_math_behind_the_domain_interface_gives_the_same_rows(tmp_path: Path):
     unparseable outputs, wrong references) commits the same candidates, attempts and metrics
     as the code before the domain interface (digest written by it: tests/data/)."""
     assert digest(golden_run(tmp_path)) == json.loads(GOLDEN.read_text())
+
+
+def test_every_domain_kind_has_a_plug_in_and_the_loader_names_a_bad_one():
+    import pytest
+
+    from pipeline.config import DOMAIN_KINDS, ConfigError, from_dict
+    from pipeline.domains import DOMAINS, make_domain
+
+    assert tuple(DOMAINS) == DOMAIN_KINDS
+    with pytest.raises(ConfigError, match=r"domain\.kind.*one of \('math',\).*'poetry'"):
+        from_dict({"domain": {"kind": "poetry"}}, source="c.toml")
+    math = make_domain(from_dict({}).domain)
+    parsed = math.parse(" What is 5 times 8?\nNew solution: 5 times 8 is 25. The answer is 25.", "New problem:")
+    assert parsed.problem == "What is 5 times 8?" and parsed.answer == "25"
+    validity = math.check(parsed, math.check_names)
+    assert not validity.valid and "arithmetic" in validity.failed
+    assert math.messages("Q?", "A.") == [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]
