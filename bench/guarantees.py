@@ -173,7 +173,8 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         d = f(f"failures.{mode}")
         if not d:
             return f"{mode}: " + _not_run(figures, [f"failures.{mode}"])
-        return (f"{mode}: {d['runs']} runs (one resumed), {d['runs_stopped']} stopped, {d['candidates']} candidates, "
+        return (f"{mode}: {d['runs']} run{'s' * (d['runs'] > 1)} ({d.get('resumed', 0)} resumed), "
+                f"{d['runs_stopped']} stopped, {d['candidates']} candidates, "
                 f"{d['failed']} failed ({d['failed'] / max(1, d['candidates']):.0%}), {d['failed_with_reason']} "
                 f"with the reason, {d['archived_failed']} archived, {_lost([d])}, duplicated {d['rows_duplicated']}")
 

@@ -120,7 +120,7 @@ def test_refused_requests_fail_their_candidates_and_the_run_goes_on(tmp_path: Pa
     assert rows["rows_lost"] == 0 and rows["rows_duplicated"] == 0
     after = _failed(tmp_path / "run")
     generated = [r for r in RunDir(tmp_path / "run").read_candidates().to_pylist() if r["step"] > 0]
-    figures.record(f"failures.{mode}", runs=2, runs_stopped=0, candidates=len(generated), failed=len(after),
+    figures.record(f"failures.{mode}", runs=2, resumed=1, runs_stopped=0, candidates=len(generated), failed=len(after),
                    failed_with_reason=sum("refused" in (r["reason"] or "") for r in after),
                    archived_failed=sum(r["archive_outcome"] != "ineligible" for r in after), **rows)
 

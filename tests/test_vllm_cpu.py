@@ -367,7 +367,7 @@ max_chars = 5000"""))
                           for r in failed)
     counted = row_figures(tmp_path / "run", seeds=len(rows), batch=6)
     assert counted["rows_lost"] == 0 and counted["rows_duplicated"] == 0
-    figures.record("failures.vllm_stream", runs=1, runs_stopped=0, candidates=len(cands), failed=len(failed),
+    figures.record("failures.vllm_stream", runs=1, resumed=0, runs_stopped=0, candidates=len(cands), failed=len(failed),
                    failed_with_reason=len(failed), archived_failed=0, **counted)
     print(f"\nstreamed on vLLM with over-long seeds: {len(failed)} of {len(cands)} candidates failed, {counted}")
 
