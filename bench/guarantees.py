@@ -136,7 +136,8 @@ def suite_runs() -> dict[str, str]:
     failed = [r for r in runs if r["exit_code"] != 0]
     commits = sorted({r["commit"][:7] for r in runs})
     why = "; ".join(f"run {r['index']} ({r['commit'][:7]}): "
-                    f"{', '.join(r['failed_tests']) or 'exit ' + str(r['exit_code'])}" for r in failed)
+                    f"{', '.join(r['failed_tests']) or 'exit ' + str(r['exit_code'])}"
+                    + (f" ({r['cause']})" if r.get("cause") else "") for r in failed)
     mins = [r["seconds"] / 60 for r in runs]
     figure = (f"{len(runs)} runs on {', '.join(commits)} ({min(mins):.0f}-{max(mins):.0f} min each), "
               f"{len(failed)} failed" + (f": {why}" if why else ""))
