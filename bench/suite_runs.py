@@ -78,8 +78,9 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     command = ["make", "test"] if args.make else [".ci/run"]
     failures = 0
+    done = len(json.loads(RECORD.read_text())["runs"]) if RECORD.exists() else 0
     for i in range(1, args.runs + 1):
-        entry = one_run(i, args.work, command, args.work / "venv")
+        entry = one_run(done + i, args.work, command, args.work / "venv")
         record(entry)
         failures += entry["exit_code"] != 0
         print(f"run {i}/{args.runs}: exit {entry['exit_code']}, {entry['passed']} passed, "
