@@ -43,6 +43,7 @@ from pipeline.engines import Sampling, make_engine
 from pipeline.generate import run_generation
 from pipeline.inspection import ARCHIVED
 from pipeline.prompts import load_prompt
+from pipeline.seeds import load_seeds
 from pipeline.storage import RunDir
 from pipeline.validity import check_reference
 
@@ -96,7 +97,7 @@ def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
     passed = [r for r, res in zip(rows, results, strict=True) if res.valid]
     t0 = time.perf_counter()
     verdicts = verify_rows(engine, config, passed, verifier_m) if passed and verifier_m > 0 else []
-    by_id = {r["id"]: vd for r, vd in zip(passed, verdicts, strict=True)}
+    by_id = {r["id"]: vd for r, vd in zip(passed, verdicts, strict=True)} if verdicts else {}
     gates = {}
     for share in sorted({config.verifier.share, 1.0}):
         rejects = [(i, r["id"] in by_id and by_id[r["id"]]["contradicts"] and by_id[r["id"]]["share"] >= share)
@@ -110,6 +111,13 @@ def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
     gate = gates[config.verifier.share] if on else checks
     lines.append(_line(f"**the gate as configured** ({'checks + verifier' if on else 'checks; verifier m = 0'})",
                        gate))
+    # The bundled seeds: valid problems written for this project, harder than the embedded
+    # model's, so a check tuned on its output that rejects them would reject a stronger
+    # generator's valid problems too.
+    seeds = load_seeds(config.seeds)
+    kept = sum(check_reference(s.problem, s.solution, s.answer, config.validity.checks).valid for s in seeds)
+    lines.append(f"| the deterministic checks on the {len(seeds)} bundled seeds (all valid but one: "
+                 f"1000 / 400 = 2 laps) | {len(seeds) - kept} | | | {kept / len(seeds):.3f} ({kept}/{len(seeds)}) |")
     cats = Counter(r["category"] for r, (_, rej) in zip(rows, gate, strict=True) if r["label"] == "invalid" and not rej)
     lines += ["", f"Invalid rows the configured gate lets through, by category: {dict(cats.most_common())}; "
               f"verifier time {time.perf_counter() - t0:.0f} s, {sum(vd['tokens'] for vd in verdicts)} tokens."]

@@ -83,6 +83,13 @@ _PHRASES = [
     (re.compile(r"\bmultiplied\s+by\b", re.I), " * "),
     (re.compile(r"\bdivided\s+by\b", re.I), " / "),
     (re.compile(r"\bper\s*cent\b", re.I), "% "),
+    # "Adding 9 gives 24 + 9 = 33": the added number is no side of a claim.
+    (re.compile(r"\b(adding|subtracting|taking\s+away|removing)\s+(\$?\d[\d.,]{0,40})((?:\s+[a-z]+)?)\s+(?:gives|makes)\b",
+                re.I), r"\1 \2\3, so"),
+    # "49 / 9 is 5 with remainder 4" claims 49 = 9 * 5 + 4 (true or false as that is).
+    # (?<!\d) and bounded digit runs: a 20,000-digit number costs linear time, not quadratic.
+    (re.compile(r"(?<!\d)(\d{1,40})\s*(?:/|÷|divided\s+by)\s*(\d{1,40})\s+(?:is|=|equals|gives)\s+(\d{1,40})\s*,?\s*"
+                r"(?:with\s+(?:a\s+)?remainder(?:\s+of)?|remainder|r)\s+(\d+)", re.I), r"\1 = \2 * \3 + \4"),
 ]
 _RELATION_WORDS = {"is", "are", "equals", "equal", "gives", "makes", "was", "were"}
 _OP_WORDS = {"plus": "+", "minus": "-", "times": "*"}
@@ -146,7 +153,14 @@ class Claim:
             lv, rv = lv * lu[1], rv * ru[1]
         if lv == rv or _converted(self.left, self.right) or _converted(self.right, self.left):
             return True
+        if _percent_points(self.right, lv) or _percent_points(self.left, rv):
+            return True
         return _rounds_to(lv, self.right.text) or _rounds_to(rv, self.left.text)
+
+
+def _percent_points(side: Side, other: Fraction) -> bool:
+    """ "0.6 times 100 = 60%": a bare percent set equal to its number of points."""
+    return bool(re.fullmatch(r"\s*[\d.,]+\s*%\s*", side.text)) and side.value is not None and other == side.value * 100
 
 
 def _converted(quantity: Side, computed: Side) -> bool:

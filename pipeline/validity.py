@@ -20,6 +20,14 @@ checks (their names are what rows record):
   own earlier results, or from `constants_for(problem)`; a problem that gives no number at all while
   its solution computes one is ill-posed, and so is an answer that only restates one of
   the problem's numbers with nothing computed.
+- `unused_data`: the solution uses every number the problem gives (as written or
+  converted to another unit); "a rectangle 10 cm by 8 cm" solved as "10 times 10" left
+  the 8 out, and so did a solution that answers only part of the question;
+- `dimensions`: the last computation has the dimension the question asks for (a volume
+  is no product of two lengths, a perimeter no product of two lengths, a length no area
+  divided by 2), read from the units of its operands (pipeline/dimensions.py);
+- `shape`: a square is given no two different side lengths ("a square 20 m long and 10 m
+  wide").
 
 `check_reference` runs them all and returns a `Validity`.
 """
@@ -32,7 +40,19 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from pipeline.answers import Verdict
-from pipeline.arith import UNITS, Claim, chains, claims, evaluate, number_value, numbers, tokenize
+from pipeline.arith import (
+    MAX_CHARS,
+    MAX_DIGITS,
+    UNITS,
+    Claim,
+    chains,
+    claims,
+    evaluate,
+    number_value,
+    numbers,
+    tokenize,
+)
+from pipeline.dimensions import POWER_NAMES, asked_power, final_power, quantity_powers
 
 # Numbers a solution may use that no problem states. 0, 1 and 2 always; the others only
 # where the problem's words call for them (60 where it speaks of minutes or hours, 100 of
@@ -51,6 +71,11 @@ _CONTEXT_CONSTANTS: tuple[tuple[re.Pattern[str], tuple[Fraction, ...]], ...] = t
         (r"year|\bday", (365,)),
         (r"week|year", (52,)),
         (r"half|halves", (Fraction(1, 2),)),
+        (r"square", (4,)),  # its sides (2 for a rectangle is always there)
+        (r"triangle|triangular", (3,)),
+        (r"pentagon", (5,)),
+        (r"hexagon", (6,)),
+        (r"octagon", (8,)),
     ))
 
 
@@ -195,24 +220,33 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     factors = factors_for(problem)
     constants = constants_for(problem)
     converted = {g * f for g in given for f in factors} | {g / f for g in given for f in factors}
-    allowed = given | constants | converted
+    allowed = given | constants | converted | derived_numbers(problem, given)
+    allowed |= _parts(allowed)
     foreign: list[Fraction] = []
     computes = False
     for chain in chains(_body(solution)):
+        # A side that restates the value of a grounded side of its chain ("2/3 = 10/15",
+        # "9 / 45 = 1/5") grounds its own numbers: they are that value written otherwise.
+        grounded = {side.value for side in chain if side.value is not None
+                    and all(x in allowed for x in side.literals)}
         for side in chain:
             if side.computes:
                 computes = True
+                if side.value in grounded or side.value in allowed:
+                    continue
                 foreign += [x for x in side.literals if x not in allowed and x not in foreign]
         for side in chain:  # a chain's results may be used by what follows
             if side.value is not None:
                 allowed.add(side.value)
+                allowed |= _parts({side.value})
             allowed.update(side.literals)
     if not given and computes:
         return "ill-posed: the problem gives no numbers but the solution computes with some"
     value = _answer_value(answer)
     if not given and value is not None and value not in constants:
         return f"ill-posed: the problem gives no numbers but the answer is {answer}"
-    if value is not None and value in given and not claims(_body(solution)):
+    if value is not None and value in given and not claims(_body(solution)) and not _PICKS_RE.search(problem) \
+            and not any(t.kind == "var" for t in tokenize(problem)):
         # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
         # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
         return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"
@@ -223,6 +257,52 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
         shown = ", ".join(_fmt(x) for x in foreign[:4])
         return f"ill-posed: the solution computes with {shown}, which the problem never gives"
     return None
+
+
+# Questions whose answer may be one of the given numbers ("the least common multiple of 3
+# and 9" is 9, "which is larger").
+_PICKS_RE = re.compile(
+    r"common\s+(?:multiple|factor|divisor)|\b(?:gcd|lcm|gcf|which|largest|smallest|greatest|least)\b", re.I)
+_COUNTING_RE = re.compile(r"\b(?:ways?|orders?|arrange\w*|codes?|handshakes?|choose|chosen|permutations?|"
+                          r"combinations?|line|digits?|teams?|committees?|pairs?)\b", re.I)
+_AVERAGE_RE = re.compile(r"\b(?:average|mean)\b", re.I)
+_DIVIDES_RE = re.compile(r"\b(?:remainder|left\s+over|multiples?|divisible|divided|shared\s+equally|as\s+many\s+as)\b",
+                         re.I)
+_MAX_DERIVED_FROM = 24
+_TIMES_AS_RE = re.compile(r"\btimes\s+as\b", re.I)
+_RATIO_RE = re.compile(r"(?<!\d)(\d{1,12})\s*:\s*(\d{1,12})(?:\s*:\s*(\d{1,12}))?")
+
+
+def derived_numbers(problem: str, given: set[Fraction]) -> set[Fraction]:
+    """Numbers a correct solution derives from the problem's without a stated computation:
+    n - 1, n - 2, ... in counting (8 digits, then 7 for the second), how many numbers an
+    average is over, the parts of a ratio 2:5 (7 in all, 3 more), and whole quotients
+    (34 / 5 -> 6) where the problem speaks of remainders or multiples."""
+    out: set[Fraction] = set()
+    if len(given) > _MAX_DERIVED_FROM:  # pairs of many numbers would ground anything (and cost time)
+        return out
+    ints = sorted(int(g) for g in given if g.denominator == 1 and 0 < g <= 10**6)
+    if _COUNTING_RE.search(problem):
+        out |= {Fraction(k) for n in ints if n <= 12 for k in range(1, n)}
+    if _AVERAGE_RE.search(problem):
+        out |= {Fraction(k) for k in range(2, len(numbers(problem)) + 2)}
+    for m in _RATIO_RE.finditer(problem):
+        parts = [int(x) for x in m.groups() if x]
+        out |= {Fraction(sum(parts))} | {Fraction(abs(a - b)) for a in parts for b in parts if a != b}
+        out |= {Fraction(a + b) for a in parts for b in parts if a != b}
+    if _TIMES_AS_RE.search(problem):  # "4 times as old as Sam, together 50": 4 + 1 = 5 parts
+        out |= {g + d for g in given for d in (1, -1)}
+    if any(t.kind == "var" for t in tokenize(problem)):  # "8x + 13 = 3x + 73": 8 - 3 = 5
+        out |= {a - b for a in given for b in given if a > b} | {a + b for a in given for b in given}
+    if _DIVIDES_RE.search(problem):
+        out |= {Fraction(a // b + d) for a in ints for b in ints if a > b > 1 for d in (0, 1)}
+    return out
+
+
+def _parts(values: set[Fraction]) -> set[Fraction]:
+    """The numerators and denominators of fractions: 1/5 of an hour is "1/5 of 60"."""
+    return {Fraction(v.numerator) for v in values if v.denominator != 1} | \
+        {Fraction(v.denominator) for v in values if v.denominator != 1}
 
 
 def _self_cancelling(body: str) -> str | None:
@@ -240,6 +320,86 @@ def _self_cancelling(body: str) -> str | None:
     return None
 
 
+# Numbers written in digits (number words are as often phrasing, "two-digit codes", "no
+# digit used twice", as data), with whether a percent sign or word follows.
+_DIGITS_RE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?!\w)(\s*%|\s*percent)?", re.I)
+
+
+# A number that names a thing is no datum: "Crate 3 holds ...", "Room 12", "#4", "No. 7".
+_LABEL_BEFORE_RE = re.compile(r"(?:\b[A-Z][a-z]*|#|\bNo\.)\s*$")
+
+
+def _named_factors(text: str) -> set[Fraction]:
+    """Ratios between the units `text` names ("4 meters" and "10 centimeters": 100), not
+    every unit of their dimension: 3 feet and a 30 would pass as 3 * 10 mm per cm."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+    sizes: dict[str, set[Fraction]] = {}
+    for w in words:
+        if w in UNITS and len(w) > 1:
+            dim, size = UNITS[w]
+            sizes.setdefault(dim, set()).add(size)
+    return {a / b for group in sizes.values() for a in group for b in group if a > b}
+
+
+def check_unused_data(problem: str, solution: str, answer: str) -> str | None:
+    # 0 and 1 are often words of the text, not data ("one shirt and one pair of pants").
+    # Digits only: number words are as often phrasing ("two-digit codes", "Two of them")
+    # as data; 0 and 1 are often words of the text too ("1 to 8", "one pair of pants").
+    given: dict[Fraction, bool] = {}  # value -> written as a percent
+    for m in _DIGITS_RE.finditer(problem[:MAX_CHARS]):
+        if len(m.group(1)) > MAX_DIGITS or _LABEL_BEFORE_RE.search(problem[max(0, m.start() - 24):m.start()]):
+            continue
+        value = Fraction(m.group(1).replace(",", ""))
+        if value not in (0, 1):
+            given[value] = given.get(value, False) or bool(m.group(2))
+    if not given or _COMPUTATION_RE.match(problem.strip()) or \
+            any(t.kind == "var" or t.text == "=" for t in tokenize(problem)):
+        # An equation's solution needs not restate its right side ("5x + 18 = 58": "5x = 40").
+        return None
+    if not claims(_body(solution)):
+        return None  # a solution that shows no computation says nothing of what it used
+    used = set(numbers(solution)) | set(numbers(answer))
+    factors = _named_factors(f"{problem} {solution}")
+    unused = [g for g, percent in given.items() if g not in used
+              and not any(g * f in used or g / f in used for f in factors) and not (percent and g / 100 in used)]
+    if not unused:
+        return None
+    shown = ", ".join(_fmt(x) for x in unused[:4])
+    return f"the problem gives {shown}, which the solution never uses"
+
+
+def check_dimensions(problem: str, solution: str, answer: str) -> str | None:
+    asked = asked_power(problem)
+    if asked is None:
+        return None
+    found = final_power(problem, _body(solution), constants_for(problem))
+    if found is None or found[1] == asked:
+        return None
+    text, power = found
+    got = POWER_NAMES.get(power, f"length^{power}")
+    return f"the question asks for {POWER_NAMES[asked]} but {text} gives {got}"
+
+
+_SQUARE_SHAPE_RE = re.compile(r"\bsquare\b(?!\s+(?:units?|feet|foot|meters?|metres?|inch(?:es)?|yards?|miles?|"
+                              r"centimet(?:er|re)s?|millimet(?:er|re)s?|kilomet(?:er|re)s?|cm|mm|km|m|ft|in|yd|root)\b)",
+                              re.I)
+_SIDE_RE = re.compile(r"(\d[\d,.]*)\s*[a-z]*\s*(?:long|wide|tall|high|in\s+length|in\s+width)\b", re.I)
+
+
+def check_shape(problem: str, solution: str, answer: str) -> str | None:
+    if not _SQUARE_SHAPE_RE.search(problem):
+        return None
+    lengths = {v: p for v, p in quantity_powers(problem).items() if p == 1}
+    sides = []
+    for m in _SIDE_RE.finditer(problem):
+        value = number_value(m.group(1).rstrip(".,"))
+        if value is not None and value in lengths and value not in sides:
+            sides.append(value)
+    if len(sides) < 2:
+        return None
+    return f"ill-posed: a square with sides {_fmt(sides[0])} and {_fmt(sides[1])}"
+
+
 Check = Callable[[str, str, str], "str | None"]
 CHECKS: dict[str, Check] = {
     "arithmetic": check_arithmetic,
@@ -247,6 +407,9 @@ CHECKS: dict[str, Check] = {
     "problem_expression": check_problem_expression,
     "equation": check_equation,
     "grounding": check_grounding,
+    "unused_data": check_unused_data,
+    "dimensions": check_dimensions,
+    "shape": check_shape,
 }
 
 

@@ -42,6 +42,9 @@ cells = 16
 mutate = 1.0
 crossover = 0.5
 harder = 0.5
+[validity]
+# The checks the digest was written with; later checks change which rows are valid.
+checks = ["arithmetic", "final_answer", "problem_expression", "equation", "grounding"]
 """)
     run_dir = base / "run"
     run_generation(load_config(cfg), run_dir, show_bar=False, progress=lambda m: None)

@@ -12,14 +12,19 @@ from pathlib import Path
 import pytest
 
 from pipeline.arith import MAX_CHARS, claims, evaluate, number_value
+from pipeline.config import VALIDITY_CHECKS, load_config
+from pipeline.seeds import load_seeds
 from pipeline.validity import (
     CHECKS,
     check_arithmetic,
+    check_dimensions,
     check_equation,
     check_final_answer,
     check_grounding,
     check_problem_expression,
     check_reference,
+    check_shape,
+    check_unused_data,
     constants_for,
 )
 
@@ -54,6 +59,11 @@ def _labelled() -> list[dict]:
         ("6 rows of 7 is 6 x 7 = 42 tulips", [True]),
         ("Tom is 5.", []),  # a bare "is" between quantities is no claim
         ("2x + 3 = 11", []),  # symbolic: not checked
+        ("As a percent, 0.6 times 100 = 60%.", [True]),  # percent points, as written
+        ("0.6 times 100 = 6%.", [False]),
+        ("49 / 9 is 5 with remainder 4.", [True]),  # claims 49 = 9 * 5 + 4
+        ("68 / 3 is 22 with remainder 3.", [False]),
+        ("2 feet is 24 inches. Adding 9 gives 24 + 9 = 33.", [True, True]),  # "9 gives ..." is no claim
     ],
 )
 def test_claims_are_found_and_evaluated_exactly(text: str, holds: list[bool]):
@@ -80,6 +90,9 @@ def test_hostile_text_is_parsed_in_bounded_time_and_runs_nothing():
         "__import__('os').system('true') = 0",
         "1" * 50_000 + " + 1 = 2",
         "1 + " * 20_000 + "1 = 5",
+        "1:" * 10_000 + "1 = 5 divided by 3 is 1 remainder 2",  # the ratio and remainder patterns
+        "Adding " + "9" * 30_000 + " gives 1 = 1",
+        " ".join(str(i) for i in range(3_000)) + " ways, divided",  # pairs of many numbers
     ]
     for text in hostile:
         t0 = time.perf_counter()
@@ -187,7 +200,98 @@ def test_check_reference_runs_the_named_checks_in_order():
     only = check_reference("What is 5 times 8?", "5 times 8 is 25. The answer is 25.", "25", ("grounding",))
     assert only.valid and only.reason is None
     assert check_reference("What is 5 times 8?", "5 times 8 is 40. The answer is 40.", "40").valid
-    assert set(CHECKS) == {"arithmetic", "final_answer", "problem_expression", "equation", "grounding"}
+    assert set(CHECKS) == {"arithmetic", "final_answer", "problem_expression", "equation", "grounding",
+                           "unused_data", "dimensions", "shape"}
+    assert tuple(CHECKS) == VALIDITY_CHECKS  # the config's names are the checks, in order
+
+
+@pytest.mark.parametrize(
+    ("problem", "solution", "answer", "ok"),
+    [
+        ("Sam has 12 apples and eats 5. How many are left?", "12 - 5 = 7. The answer is 7.", "7", True),
+        # "10 times 10" for a 10 cm by 8 cm rectangle leaves the 8 out
+        ("A rectangle has a length of 10 centimeters and a width of 8 centimeters. What is its area?",
+         "The area is 10 times 10 = 100. The answer is 100.", "100", False),
+        ("A box is 6 feet long, 5 feet wide and 3 feet tall. What is the area of the top and bottom?",
+         "The area is 6 times 5 = 30. The answer is 30.", "30", False),  # 3 ft is no 30 mm
+        # converted units count as used; number words and 0/1 are phrasing
+        ("Quinn cuts a rope 4 meters long into pieces 10 centimeters long. How many pieces?",
+         "400 / 10 = 40. The answer is 40.", "40", True),
+        ("How many two-digit codes can be made from the digits 1 to 8 if no digit is used twice?",
+         "8 choices, then 7: 8 times 7 = 56. The answer is 56.", "56", True),
+        ("What is 20% of 50?", "0.2 times 50 = 10. The answer is 10.", "10", True),
+        ("Tom saves 20% of his 50 dollars. How much does he save?", "0.2 * 50 = 10. The answer is 10.", "10", True),
+        # an equation's right side needs no restating
+        ("Solve for x: 5x + 18 = 58.", "5x = 40, so x = 8. The answer is 8.", "8", True),
+        # a number that names a thing is no datum; a solution that computes nothing says nothing
+        ("Crate 3 holds 5 rows of 8 jars. How many jars?", "5 times 8 is 40. The answer is 40.", "40", True),
+        ("Ann has 10 marbles and gives away 3. How many are left?", "Working it out gives 7. The answer is 7.",
+         "7", True),
+    ],
+)
+def test_unused_data(problem: str, solution: str, answer: str, ok: bool):
+    reason = check_unused_data(problem, solution, answer)
+    assert (reason is None) is ok, reason
+    if not ok:
+        assert "never uses" in reason
+
+
+@pytest.mark.parametrize(
+    ("problem", "solution", "answer", "ok"),
+    [
+        ("A box is 6 feet long and 4 feet wide. What is its volume in cubic feet?",
+         "The volume is 6 times 4 = 24. The answer is 24.", "24", False),
+        ("A rectangle has a length of 5 feet and a width of 4 feet. What is its perimeter in feet?",
+         "The perimeter is 5 times 4 = 20. The answer is 20.", "20", False),
+        ("A rectangle has an area of 36 square meters. What is the length of the rectangle?",
+         "The length is 36 divided by 2 = 18. The answer is 18.", "18", False),
+        ("A dog has a tail 15 inches long. What is its length in inches?",
+         "15 inches times 15 inches = 225 inches. The answer is 225.", "225", False),
+        # right dimensions
+        ("A rectangular photo is 5 centimeters long and 2 centimeters wide. What is its perimeter in centimeters?",
+         "5 + 2 = 7. The perimeter is 2 times 7 = 14. The answer is 14.", "14", True),  # 2: constant or side?
+        ("A rectangle is 5 feet long and 4 feet wide. What is its perimeter in feet?",
+         "2 * (5 + 4) = 18. The answer is 18.", "18", True),
+        ("A box is 6 feet long, 4 feet wide and 2 feet tall. What is its volume in cubic feet?",
+         "The base is 6 times 4 = 24. The volume is 24 times 2 = 48. The answer is 48.", "48", True),
+        ("A triangle has a base of 6 meters and a height of 4 meters. What is its area?",
+         "1/2 times 6 times 4 = 12. The answer is 12.", "12", True),
+        ("A square has a side of 5 cm. What is its area in square cm?", "5^2 = 25. The answer is 25.", "25", True),
+        # no length asked, or an operand of unknown unit: nothing to check
+        ("A garden is 10 by 8 meters. What is its perimeter?", "10 times 8 = 80. The answer is 80.", "80", True),
+        ("A car drives 120 kilometers in 2 hours. What is its speed in kilometers per hour?",
+         "120 / 2 = 60. The answer is 60.", "60", True),
+        ("On a map 1 cm = 5 km. Two towns are 3 cm apart on the map. How far apart are they, in km?",
+         "3 times 5 = 15. The answer is 15.", "15", True),
+    ],
+)
+def test_dimensions(problem: str, solution: str, answer: str, ok: bool):
+    reason = check_dimensions(problem, solution, answer)
+    assert (reason is None) is ok, reason
+
+
+@pytest.mark.parametrize(
+    ("problem", "ok"),
+    [
+        ("A square is 20 meters long and 10 meters wide. What is its area in square meters?", False),
+        ("A square table top is 11 centimeters long and 6 centimeters wide. What is its area?", False),
+        ("A square is 10 meters long and 10 meters wide. What is its area in square meters?", True),
+        ("A rectangle is 20 meters long and 10 meters wide. What is its area in square meters?", True),
+        ("A floor of 20 square meters is 5 meters long and 4 meters wide. How wide is it?", True),
+    ],
+)
+def test_shape(problem: str, ok: bool):
+    assert (check_shape(problem, "", "") is None) is ok
+
+
+def test_the_bundled_seeds_pass_the_checks():
+    # The seeds are valid problems written for this project, harder than the embedded
+    # model's: checks tuned on its output must not reject them. The 5 left: 1000 / 400 = 2
+    # laps (the seed itself rounds 2.5 down unasked), "multiples of 2 or 3" (43 / 6, an lcm
+    # the problem never states) and "9 times 1 up to 9 times 5, which is 5 numbers".
+    seeds = load_seeds(load_config(None).seeds)
+    rejected = [s.problem for s in seeds if not check_reference(s.problem, s.solution, s.answer).valid]
+    assert len(rejected) <= 5, rejected
 
 
 # -- the labelled set: the ground truth -----------------------------------------------
