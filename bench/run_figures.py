@@ -1,4 +1,4 @@
-"""Throughput figures of a finished run directory (used for the README's measurements).
+"""Throughput figures of a finished run directory (used for the measurements in docs/measured.md).
 
     python bench/run_figures.py RUN_DIR
 

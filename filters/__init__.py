@@ -1,1 +1,1 @@
-"""Filters for export (dedup, decontamination, difficulty, validity); see README status."""
+"""Filters for export (dedup, decontamination, difficulty, validity); see docs/status.md."""

@@ -1,1 +1,1 @@
-"""Fine-tuning stage (TRL SFT with LoRA) and evaluation; see README status."""
+"""Fine-tuning stage (TRL SFT with LoRA) and evaluation; see docs/status.md."""

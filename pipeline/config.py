@@ -155,7 +155,7 @@ class EngineConfig:
     # vllm
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 4096
-    # vllm: skip torch.compile and CUDA graphs. Measured on CPU here (README, engine section):
+    # vllm: skip torch.compile and CUDA graphs. Measured on CPU here (docs/engines.md):
     # start 34 s instead of 77 s, at 10% fewer tokens/s; on a GPU set it to false.
     enforce_eager: bool = True
     # scripted (tests only): a JSON file of canned outputs
@@ -309,7 +309,7 @@ class OperatorsConfig:
         check(0 <= self.ucb_c <= 1e6, f"{p}.ucb_c", "a number in [0, 1e6]", self.ucb_c)
 
 
-# Where an invalid candidate stops (pipeline/validity.py, README "Validity"): "archive" =
+# Where an invalid candidate stops (pipeline/validity.py, docs/validity.md): "archive" =
 # committed with its reasons, never archived, never a parent (no solve is sent when the
 # deterministic checks reject it); "export" = archived as today, dropped at export; "none"
 # = SPARQ exactly (checks recorded, nothing gated, no verifier).

@@ -11,7 +11,7 @@ The elites come from the archive snapshot (RUN/archive/elites.parquet, the archi
 answer for any archive kind) joined with their candidate rows. A crash between the snapshot
 and the checkpoint leaves a snapshot of the uncommitted next step; the elites are then
 derived from the committed candidates with the archive rule (`derive_elites`), which the
-archive property (README, `pipeline.campaign.rederive_archive`) makes equal to a snapshot
+archive property (docs/run-directory.md, `pipeline.campaign.rederive_archive`) makes equal to a snapshot
 of the committed step.
 """
 
