@@ -132,9 +132,9 @@ def _accepted(run_dir: Path) -> tuple[list[dict], dict]:
     return acc, tokens
 
 
-def part_campaigns(engine, config, out: Path, steps: int | None) -> list[str]:
+def part_campaigns(engine, config, out: Path, steps: int | None, gates: tuple[str, ...] = GATES) -> list[str]:
     runs = {}
-    for gate in GATES:
+    for gate in gates:
         cfg = config.replace("validity", gate=gate)
         if steps:
             cfg = cfg.replace("run", steps=steps)
@@ -180,6 +180,8 @@ def score(out: Path, labels_path: Path) -> list[str]:
     lines = ["| gate | accepted | labelled valid | valid share | tokens | valid accepted per million tokens |",
              "|---|---|---|---|---|---|"]
     for gate in GATES:
+        if not (out / f"gate-{gate}").is_dir():
+            continue  # a --gates run of the other gate only
         acc, tok = _accepted(out / f"gate-{gate}")
         ks = [k for k in key if k["gate"] == gate]
         valid = sum(labels[k["item"]] == "valid" for k in ks)
@@ -198,6 +200,8 @@ def main() -> int:
     ap.add_argument("--config", default=None, help="campaign config (default: the packaged default)")
     ap.add_argument("--steps", type=int, default=None, help="campaign commits (default: the config's)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "validity-runs", help="run directories")
+    ap.add_argument("--gates", nargs="+", default=list(GATES), choices=list(GATES),
+                    help="campaigns: the gates run (default both)")
     ap.add_argument("--score", type=Path, default=None, help="hand labels of --out/to-label.jsonl")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/results.md")
     add_threads_arg(ap)
@@ -222,7 +226,7 @@ def main() -> int:
             lines += part_labels(engine, config, args.split, args.verifier_m) + [""]
             print("\n".join(lines), flush=True)
         if "campaigns" in args.parts:
-            camp = part_campaigns(engine, config, args.out, args.steps)
+            camp = part_campaigns(engine, config, args.out, args.steps, tuple(args.gates))
             print("\n".join(camp), flush=True)
             lines += camp
     finally:

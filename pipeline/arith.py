@@ -463,7 +463,13 @@ def _names_a_part(tokens: list[Token], chain: list[Side]) -> bool:
         return False
     before = tokens[first.start - 1]
     relation = tokens[_skip_words(tokens, first.end)]
-    return before.kind == "word" and before.text.lower() == "of" and relation.text != "="
+    if relation.text == "=":
+        return False
+    if before.kind == "word" and before.text.lower() == "of":
+        return True
+    # "The sum of 22 and 22 is 22 + 22": the second of two numbers after "of".
+    return (before.text.lower() == "and" and first.start >= 3 and tokens[first.start - 2].kind == "num"
+            and tokens[first.start - 3].text.lower() == "of")
 
 
 def claims(text: str) -> list[Claim]:
@@ -479,8 +485,10 @@ def claims(text: str) -> list[Claim]:
 
 
 def _converts(a: Side, b: Side) -> bool:
+    # Two bare quantities in known units of one dimension: "2 hours = 120 minutes", and
+    # "4 days is 2 days" (same unit, so the same number or false).
     ua, ub = UNITS.get(a.unit or ""), UNITS.get(b.unit or "")
-    return bool(ua and ub and ua[0] == ub[0] and a.unit != b.unit)
+    return bool(ua and ub and ua[0] == ub[0])
 
 
 def numbers(text: str) -> list[Fraction]:

@@ -52,7 +52,7 @@ from pipeline.arith import (
     numbers,
     tokenize,
 )
-from pipeline.dimensions import POWER_NAMES, asked_power, final_power, quantity_powers
+from pipeline.dimensions import POWER_NAMES, asked_power, final_power, quantity_powers, question
 
 # Numbers a solution may use that no problem states. 0, 1 and 2 always; the others only
 # where the problem's words call for them (60 where it speaks of minutes or hours, 100 of
@@ -159,7 +159,11 @@ def check_final_answer(problem: str, solution: str, answer: str) -> str | None:
 def check_problem_expression(problem: str, solution: str, answer: str) -> str | None:
     m = _COMPUTATION_RE.match(problem.strip())
     if m is None:
-        return None
+        # "40/4 = 10. Find 3/4 of 40.": a last sentence that is one computation of numbers
+        # only (no words: "What is 5 times that number?" refers to earlier text).
+        m = _COMPUTATION_RE.match(question(problem).strip())
+        if m is None or any(t.kind not in ("num", "op") for t in tokenize(m.group("expr"))):
+            return None
     expected = evaluate(m.group("expr"))
     value = _answer_value(answer)
     if expected is None or value is None or not chains(f"{m.group('expr')} = 0") or _same(expected, value, answer):
@@ -227,12 +231,14 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     for chain in chains(_body(solution)):
         # A side that restates the value of a grounded side of its chain ("2/3 = 10/15",
         # "9 / 45 = 1/5") grounds its own numbers: they are that value written otherwise.
-        grounded = {side.value for side in chain if side.value is not None
+        grounded = {side.value for side in chain if side.value is not None and side.computes
                     and all(x in allowed for x in side.literals)}
         for side in chain:
             if side.computes:
                 computes = True
-                if side.value in grounded or side.value in allowed:
+                if side.value in grounded or (side.value in allowed and side.value not in CONSTANTS):
+                    # it restates a given number or an earlier result (not 0, 1 or 2,
+                    # which "14 - 12 = 2" would reach from anywhere)
                     continue
                 foreign += [x for x in side.literals if x not in allowed and x not in foreign]
         for side in chain:  # a chain's results may be used by what follows
@@ -250,6 +256,9 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
         # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
         # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
         return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"
+    nowhere = _answer_from_nowhere(problem, _body(solution), answer, value)
+    if nowhere is not None:
+        return nowhere
     cancel = None if _COMPUTATION_RE.match(problem.strip()) else _self_cancelling(_body(solution))
     if cancel is not None:  # ("Find the value of 10 divided by 10." asks for exactly that)
         return f"ill-posed: the result comes from {cancel}, a number cancelling itself"
@@ -305,6 +314,23 @@ def _parts(values: set[Fraction]) -> set[Fraction]:
         {Fraction(v.denominator) for v in values if v.denominator != 1}
 
 
+_FRACTION_RE = re.compile(r"(?<!\d)(\d{1,12})\s*/\s*(\d{1,12})(?!\d)")
+
+
+def _answer_from_nowhere(problem: str, body: str, answer: str, value: Fraction | None) -> str | None:
+    """A numeric answer that neither the problem, nor any number or result of a solution
+    that has numbers, contains ("1 ticket and 2 tickets cost $5. The answer is 15.")."""
+    written = set(numbers(body))
+    if value is None or not written:
+        return None
+    results = {side.value for chain in chains(body) for side in chain if side.value is not None}
+    results |= {Fraction(int(a), int(b)) for a, b in _FRACTION_RE.findall(body[:MAX_CHARS]) if int(b)}
+    known = written | results | set(numbers(problem)) | _parts(written | results)
+    if any(_same(v, value, answer) or v == value for v in known):
+        return None
+    return f"ill-posed: the answer {answer} appears nowhere in the solution, which never computes it"
+
+
 def _self_cancelling(body: str) -> str | None:
     """The solution's last computation when it is "a - a" or "a / a": a problem whose
     answer comes from a number cancelling itself ("30 - 30 = 0", "450 / 450 = 1") asks
@@ -314,7 +340,7 @@ def _self_cancelling(body: str) -> str | None:
         return None
     side = found[-1].left if found[-1].left.computes else found[-1].right
     lits = side.literals
-    text = side.text.replace(" ", "")
+    text = re.sub(r"[A-Za-z\s]", "", side.text)  # "15 minutes - 15" cancels as "15 - 15" does
     if len(lits) == 2 and lits[0] == lits[1] and side.value in (0, 1) and re.fullmatch(r"[\d.,]+[-/][\d.,]+", text):
         return side.text
     return None

@@ -64,6 +64,8 @@ def _labelled() -> list[dict]:
         ("49 / 9 is 5 with remainder 4.", [True]),  # claims 49 = 9 * 5 + 4
         ("68 / 3 is 22 with remainder 3.", [False]),
         ("2 feet is 24 inches. Adding 9 gives 24 + 9 = 33.", [True, True]),  # "9 gives ..." is no claim
+        ("4 days is 2 days, so 2 times 4 = 8.", [False, True]),  # one unit, two numbers: false
+        ("The sum of 22 and 22 is 22 + 22 = 44.", [True]),  # "of 22 and 22" is the subject
     ],
 )
 def test_claims_are_found_and_evaluated_exactly(text: str, holds: list[bool]):
@@ -174,9 +176,23 @@ def test_equation(problem: str, answer: str, ok: bool):
          "Each teacher has 6 students. The answer is 6.", "6", False),
         ("Tom has 3 apples and eats 1. How many are left?", "He has 2 left. The answer is 2.", "2", True),
         ("Find the value of 10 divided by 10.", "10 divided by 10 = 1. The answer is 1.", "1", True),
-        # a number cancelling itself
+        # a number cancelling itself, with its unit or without
         ("A group of 30 people go to a party. How many are left over?", "30 - 30 = 0. The answer is 0.", "0",
          False),
+        ("A tank is full at 15 minutes. How long will it be full?", "15 minutes - 15 = 0. The answer is 0.", "0",
+         False),
+        # an answer the solution never reaches
+        ("A ticket is $5. How much do 1 ticket and 2 tickets cost?",
+         "1 ticket and 2 tickets cost $5. The answer is 15.", "15", False),
+        ("Compute 2/3 - 1/5.", "2/3 = 10/15 and 1/5 = 3/15. So 10/15 - 3/15 = 7/15. The answer is 7/15.", "7/15",
+         True),
+        # a result reached from a foreign number is not saved by equalling a constant (2)
+        ("What is the remainder when 12 is divided by 4?", "14 - 12 = 2. The answer is 2.", "2", False),
+        ("What is the remainder when 34 is divided by 5?", "5 times 6 = 30, and 34 - 30 = 4. The answer is 4.", "4",
+         True),
+        ("Priya and Leo share 70 cookies in the ratio 2:5. How many more does Leo get?",
+         "2 + 5 = 7 parts. Each part is 70 / 7 = 10. Leo gets 3 parts more: 3 times 10 = 30. The answer is 30.", "30",
+         True),
     ],
 )
 def test_grounding(problem: str, solution: str, answer: str, ok: bool):
@@ -203,6 +219,13 @@ def test_check_reference_runs_the_named_checks_in_order():
     assert set(CHECKS) == {"arithmetic", "final_answer", "problem_expression", "equation", "grounding",
                            "unused_data", "dimensions", "shape"}
     assert tuple(CHECKS) == VALIDITY_CHECKS  # the config's names are the checks, in order
+
+
+def test_problem_expression_reads_a_last_sentence_of_numbers_only():
+    assert check_problem_expression("40/4 = 10. Find 3/4 of 40.", "", "40") is not None
+    assert check_problem_expression("40/4 = 10. Find 3/4 of 40.", "", "30") is None
+    # words in the expression refer to earlier text: nothing to evaluate
+    assert check_problem_expression("Sam has 8 apples. What is 5 times that number?", "", "40") is None
 
 
 @pytest.mark.parametrize(
