@@ -1,8 +1,8 @@
-"""Run the guarantee tests and rewrite the README's Guarantees section from their figures.
+"""Run the guarantee tests and rewrite the Guarantees page (docs/guarantees.md) from their figures.
 
     .venv/bin/python bench/guarantees.py            # short variants (what `pytest -m "not slow"` runs)
     .venv/bin/python bench/guarantees.py --full     # also the @pytest.mark.ci variants (20 random kills, ...)
-    .venv/bin/python bench/guarantees.py --render   # only re-render the README section from bench/guarantees.json
+    .venv/bin/python bench/guarantees.py --render   # only re-render docs/guarantees.md from bench/guarantees.json
     .venv/bin/python bench/guarantees.py --junit X  # merge pass/fail from a pytest --junitxml file X (a rerun
                                                     # made with SPARQ_GUARANTEES_JSON=bench/guarantees.json)
 
@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = REPO / "bench" / "guarantees.json"
 RESULTS = REPO / "bench" / "guarantees-results.json"
-DOC = REPO / "README.md"
-# The section of the README between these markers is generated; the rest is left alone.
+DOC = REPO / "docs" / "guarantees.md"
+# The part of docs/guarantees.md between these markers is generated; the rest is left alone.
 START, END = "<!-- guarantees:start -->", "<!-- guarantees:end -->"
 TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_failures.py", "tests/test_lifeline.py",
          "tests/test_fuzz.py", "tests/test_security.py",
@@ -308,7 +308,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          suite["result"], suite["figure"]),
     ]
     lines = [
-        "## Guarantees",
+        "# Guarantees",
         "",
         "What a campaign on preemptible machines can rely on, the test that checks each promise and the figure "
         f"from the last run ({meta.get('run_at', 'never')}, {'full' if meta.get('full') else 'short'} variants, "
@@ -349,7 +349,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="also the long @pytest.mark.ci variants")
-    ap.add_argument("--render", action="store_true", help="only rewrite the README's Guarantees section")
+    ap.add_argument("--render", action="store_true", help="only rewrite the Guarantees page (docs/guarantees.md)")
     ap.add_argument("--junit", type=Path, metavar="XML", help="results of a pytest run made elsewhere")
     args = ap.parse_args()
     if args.junit:  # tests rerun elsewhere replace their earlier results

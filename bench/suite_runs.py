@@ -9,7 +9,7 @@ installs the venv as a new user's would; later runs reuse that venv (moved into 
 clone at the same path, so its absolute paths stay valid) and pip only checks it. Every
 run appends {index, commit, command, exit_code, seconds, passed, failed_tests} to
 bench/suite-runs.json, as soon as it ends, and keeps its log under the work directory;
-bench/guarantees.py shows the record in the README's Guarantees table. A failed run's cause,
+bench/guarantees.py shows the record in the Guarantees table (docs/guarantees.md). A failed run's cause,
 once found (e.g. the kernel log's OOM kill), goes into its entry as "cause" by hand.
 """
 

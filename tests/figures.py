@@ -1,7 +1,7 @@
 """Figures reported by the guarantee tests (trials run, faults injected, inputs tried, rows lost).
 
 Each test calls `Figures.record(name, **values)`; the values are merged into one JSON file:
-$SPARQ_GUARANTEES_JSON when set (bench/guarantees.py sets it and rebuilds the README's Guarantees section
+$SPARQ_GUARANTEES_JSON when set (bench/guarantees.py sets it and rebuilds the Guarantees page, docs/guarantees.md
 from it), else guarantees.json in pytest's base temporary directory.
 
 A figure is a count of what the test observed, never a literal written after an assertion
