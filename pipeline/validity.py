@@ -259,6 +259,10 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     nowhere = _answer_from_nowhere(problem, _body(solution), answer, value)
     if nowhere is not None:
         return nowhere
+    doubled = _self_combined(problem, _body(solution))
+    if doubled is not None:
+        return (f"ill-posed: the answer comes from {doubled}, the problem's one {doubled.split()[0]} "
+                "combined with itself")
     cancel = None if _COMPUTATION_RE.match(problem.strip()) else _self_cancelling(_body(solution))
     if cancel is not None:  # ("Find the value of 10 divided by 10." asks for exactly that)
         return f"ill-posed: the result comes from {cancel}, a number cancelling itself"
@@ -329,6 +333,28 @@ def _answer_from_nowhere(problem: str, body: str, answer: str, value: Fraction |
     if any(_same(v, value, answer) or v == value for v in known):
         return None
     return f"ill-posed: the answer {answer} appears nowhere in the solution, which never computes it"
+
+
+# Words that make a number's use twice natural ("a square of side 5: 5 x 5", "each of the 3
+# teams has 3 players", "twice").
+_REPEAT_RE = re.compile(r"\b(?:squares?|squared|cubes?|cubed|twice|double[sd]?|each|every|per|both|same|times\s+as|"
+                        r"again|area)\b", re.I)
+
+
+def _self_combined(problem: str, body: str) -> str | None:
+    """The solution's one computation when it is "a + a" or "a x a" of a number the problem
+    states once, with nothing calling for it twice ("A bag contains 3 boxes. How many
+    boxes?" -> "3 times 3 = 9"; "A car has 10 seats. How many cars?" -> "10 + 10")."""
+    found = claims(body)
+    if len(found) != 1:  # after other steps, a result may equal a given number ("6 / 3 = 2; 2 x 2")
+        return None
+    side = found[0].left if found[0].left.computes else found[0].right
+    lits = side.literals
+    if len(lits) != 2 or lits[0] != lits[1] or lits[0] in constants_for(problem) or _REPEAT_RE.search(problem):
+        return None
+    if not re.fullmatch(r"[\d.,]+[+*][\d.,]+", re.sub(r"[A-Za-z\s$]", "", side.text)):
+        return None
+    return side.text if numbers(problem).count(lits[0]) == 1 else None
 
 
 def _self_cancelling(body: str) -> str | None:

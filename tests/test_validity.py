@@ -181,6 +181,13 @@ def test_equation(problem: str, answer: str, ok: bool):
          False),
         ("A tank is full at 15 minutes. How long will it be full?", "15 minutes - 15 = 0. The answer is 0.", "0",
          False),
+        # the problem's one number combined with itself, nothing calling for it twice
+        ("A bag contains 3 boxes of apples. How many boxes of apples does it contain?",
+         "3 times 3 = 9. The answer is 9.", "9", False),
+        ("A car has 10 seats. How many cars are there in total?", "10 + 10 = 20. The answer is 20.", "20", False),
+        ("A square has a side of 5 meters. What is its area?", "5 times 5 = 25. The answer is 25.", "25", True),
+        ("How many inches are in 12 feet?", "12 feet is 12 times 12 = 144. The answer is 144.", "144", True),
+        ("Find 2/3 of 6.", "First, 6 / 3 = 2. Then 2 times 2 = 4. The answer is 4.", "4", True),
         # an answer the solution never reaches
         ("A ticket is $5. How much do 1 ticket and 2 tickets cost?",
          "1 ticket and 2 tickets cost $5. The answer is 15.", "15", False),
