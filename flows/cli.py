@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_ENGINE = 3
@@ -33,19 +34,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.dask_address and (args.no_prefect or "://" not in args.dask_address):
         return _fail("--dask-address: expected a scheduler address such as tcp://host:8786 "
                      f"(and no --no-prefect: Dask runs through the flow), got {args.dask_address!r}")
-    if args.no_prefect:
-        summary = run_generation(config, args.run_dir, resume=args.resume, steps=args.steps,
-                                 show_bar=not args.quiet)
-    else:
-        os.environ.setdefault("DO_NOT_TRACK", "1")
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        from flows.generate import run_generate
+    from flows.quiet import LOG, library_output_to
 
-        summary = run_generate(run_dir=args.run_dir, config_path=args.config, steps=args.steps,
-                               resume=args.resume, dask_address=args.dask_address)
+    log = None if args.verbose or not _loads_a_model(config, args) else Path(args.run_dir) / LOG
+    with library_output_to(log):
+        if args.no_prefect:
+            summary = run_generation(config, args.run_dir, resume=args.resume, steps=args.steps,
+                                     show_bar=not args.quiet)
+        else:
+            os.environ.setdefault("DO_NOT_TRACK", "1")
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            from flows.generate import run_generate
+
+            summary = run_generate(run_dir=args.run_dir, config_path=args.config, steps=args.steps,
+                                   resume=args.resume, dask_address=args.dask_address)
     print(format_summary(summary))
     print(f"\nrun directory: {summary['run_dir']}")
+    if log is not None:
+        print(f"engine and library messages: {log} (--verbose shows them here)")
     return 0
+
+
+def _loads_a_model(config, args: argparse.Namespace) -> bool:
+    """Whether this run starts a local model (vLLM or transformers), whose libraries talk:
+    the config's engine, or on --resume the run's own saved one."""
+    from pipeline.config import load_config
+
+    saved = Path(args.run_dir) / "config.toml"
+    if args.resume and saved.is_file():
+        try:
+            config = load_config(saved)
+        except Exception:  # noqa: BLE001 (the run itself reports a broken config)
+            pass
+    return config.engine.kind in ("vllm", "transformers")
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
@@ -247,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fan engine calls and verification out to this Dask scheduler (tcp://host:8786) "
                         "through prefect-dask; [dask] enabled = true in the config does the same on a LocalCluster")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--verbose", action="store_true",
+                   help="show the engine's and libraries' own messages (vLLM, torch warnings) here instead of "
+                        "keeping them in RUN_DIR/logs/engine.log")
     g.set_defaults(func=cmd_generate)
 
     sc = sub.add_parser(

@@ -87,16 +87,16 @@ class RunConfig:
         check(1 <= self.max_failed_in_a_row <= MANY, f"{p}.max_failed_in_a_row", f"an integer in [1, {MANY}]",
               self.max_failed_in_a_row)
 
-    def streams(self, engine_kind: str) -> bool:
-        """Whether this campaign runs as a stream on an engine of `engine_kind`.
+    def streams(self, engine_streams: bool) -> bool:
+        """Whether this campaign runs as a stream on an engine that does (`engine_streams`,
+        declared per backend in pipeline/engines BACKENDS) or does not.
 
-        auto: the engines with a continuous batch to keep full, openai endpoints and
-        in-process vLLM (GPU and CPU: on 2 cores the stream decoded 178.5 tokens/s against
-        162.1 in steps mode, bench/streaming.py). transformers and the scripted engine
-        answer batch by batch, so they run steps."""
+        auto: as the engine declares (a continuous batch to keep full: openai endpoints and
+        in-process vLLM; on 2 cores the stream decoded 178.5 tokens/s against 162.1 in steps
+        mode, bench/streaming.py); "stream" or "steps" whatever the engine."""
         if self.mode != "auto":
             return self.mode == "stream"
-        return engine_kind in ("openai", "vllm")
+        return engine_streams
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.campaign import Campaign, Phase, Progress
 from pipeline.config import Config
+from pipeline.engines import streams as engine_streams
 from pipeline.records import StepMetrics
 from pipeline.storage import RunDir
 
@@ -30,7 +31,7 @@ def streams(camp: Campaign) -> bool:
     """Whether `drive` runs this campaign as a stream: by `run.mode` and the campaign's
     engine kind. With Dask fan-out that is the engine the workers build, and
     the stream drives their chunk tasks (flows/fanout.py)."""
-    return camp.config.run.streams(camp.config.engine.kind)
+    return camp.config.run.streams(engine_streams(camp.config.engine.kind))
 
 
 def drive(camp: Campaign, on_commit, *, phase: Phase | None = None) -> str:

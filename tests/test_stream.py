@@ -17,6 +17,7 @@ import pytest
 from pipeline.campaign import Campaign, rederive_archive
 from pipeline.config import ConfigError, load_config
 from pipeline.engines import Sampling
+from pipeline.engines import streams as engine_streams
 from pipeline.engines.scripted import ScriptedEngine
 from pipeline.generate import run_generation
 from pipeline.storage import RunDir
@@ -179,13 +180,24 @@ def test_time_based_commit(tmp_path: Path):
 
 def test_auto_mode_picks_by_engine(tmp_path: Path):
     base = load_config(scripted_config(tmp_path))
-    assert not base.run.streams("scripted") and not base.run.streams("transformers")
-    assert base.run.streams("vllm") and base.run.streams("openai")  # CPU vLLM too: bench/streaming.py
-    assert base.replace("run", mode="stream").run.streams("transformers")
+    assert not base.run.streams(engine_streams("scripted")) and not base.run.streams(engine_streams("transformers"))
+    assert base.run.streams(engine_streams("vllm")) and base.run.streams(engine_streams("openai"))  # CPU vLLM too
+    assert base.replace("run", mode="stream").run.streams(engine_streams("transformers"))
     steps = base.replace("run", mode="steps")
-    assert not steps.run.streams("vllm")
+    assert not steps.run.streams(engine_streams("vllm"))
+
     summary = run_generation(base, tmp_path / "run", show_bar=False, progress=lambda m: None)
     assert summary["mode"] == "steps"
+
+
+def test_an_engine_streams_exactly_when_it_has_its_own_submit_path():
+    # The one declaration (BACKENDS) agrees with what the stream's submitter looks for.
+    from pipeline.engines import BACKENDS, engine_class
+
+    for kind, backend in BACKENDS.items():
+        cls = engine_class(kind)
+        has_submit = callable(getattr(cls, "submit", None)) and callable(getattr(cls, "capacity", None))
+        assert backend.streams == has_submit, kind
 
 
 @pytest.mark.parametrize("text", ['mode = "barrier"', "in_flight = -1", "commit_seconds = 0"])

@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+
 from pipeline.config import EngineConfig
 from pipeline.engines.base import Completion, Engine, EngineError, EngineStats, RequestError, Sampling
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One engine kind: where its class lives (imported only when chosen) and whether it
+    streams: answers through `submit` with a continuous batch to keep full, so
+    `run.mode = "auto"` runs a stream on it (openai endpoints, in-process vLLM on GPU and
+    CPU: bench/streaming.py) rather than steps (transformers, scripted: batch by batch)."""
+
+    module: str
+    cls: str
+    streams: bool
+
+
+# Adding an engine: its module, and one line here.
+BACKENDS: dict[str, Backend] = {
+    "transformers": Backend("pipeline.engines.hf", "TransformersEngine", streams=False),
+    "vllm": Backend("pipeline.engines.vllm_engine", "VLLMEngine", streams=True),
+    "openai": Backend("pipeline.engines.openai_engine", "OpenAIEngine", streams=True),
+    "scripted": Backend("pipeline.engines.scripted", "ScriptedEngine", streams=False),
+}
+
+
+def engine_class(kind: str) -> type:
+    if kind not in BACKENDS:
+        raise ValueError(f"engine kind: expected one of {tuple(BACKENDS)}, got {kind!r}")
+    backend = BACKENDS[kind]
+    return getattr(importlib.import_module(backend.module), backend.cls)
+
+
+def streams(kind: str) -> bool:
+    """Whether engines of `kind` stream (BACKENDS); unknown kinds do not."""
+    return kind in BACKENDS and BACKENDS[kind].streams
+
+
 def make_engine(cfg: EngineConfig, *, seed: int = 0) -> Engine:
     """Build the engine named by `cfg.kind` (imports heavy backends only when chosen)."""
-    if cfg.kind == "transformers":
-        from pipeline.engines.hf import TransformersEngine
-
-        return TransformersEngine(cfg, seed=seed)
-    if cfg.kind == "vllm":
-        from pipeline.engines.vllm_engine import VLLMEngine
-
-        return VLLMEngine(cfg, seed=seed)
-    if cfg.kind == "openai":
-        from pipeline.engines.openai_engine import OpenAIEngine
-
-        return OpenAIEngine(cfg, seed=seed)
+    cls = engine_class(cfg.kind)
     if cfg.kind == "scripted":
-        from pipeline.engines.scripted import ScriptedEngine
-
-        return ScriptedEngine.from_file(cfg.script)
-    raise ValueError(f"engine kind: expected transformers, vllm, openai or scripted, got {cfg.kind!r}")
+        return cls.from_file(cfg.script)
+    return cls(cfg, seed=seed)
 
 
-__all__ = ["Completion", "Engine", "EngineError", "EngineStats", "RequestError", "Sampling", "make_engine"]
+__all__ = ["BACKENDS", "Backend", "Completion", "Engine", "EngineError", "EngineStats", "RequestError", "Sampling",
+           "engine_class", "make_engine", "streams"]

@@ -1,0 +1,67 @@
+"""flows/quiet.py: a CLI run's engine and library output goes to RUN/logs/engine.log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from flows.quiet import library_output_to
+
+
+def test_child_processes_c_level_writes_and_warnings_go_to_the_log(tmp_path: Path, capfd):
+    log = tmp_path / "run" / "logs" / "engine.log"
+    before = os.environ.get("VLLM_LOGGING_CONFIG_PATH")
+    with library_output_to(log):
+        print("campaign progress", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('engine core says hi\\n')"], check=True)
+        os.write(2, b"a C library line\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("torch.something is deprecated", FutureWarning, stacklevel=1)
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    err = capfd.readouterr().err
+    text = log.read_text()
+    assert "campaign progress" in err
+    for line in ("engine core says hi", "a C library line"):
+        assert line not in err and line in text
+    assert os.environ.get("VLLM_LOGGING_CONFIG_PATH") == before  # the environment is put back
+    print("after", file=sys.stderr)
+    assert "after" in capfd.readouterr().err  # and so is the terminal
+
+
+def test_python_warnings_inside_the_block_are_logged(tmp_path: Path, capfd):
+    log = tmp_path / "logs" / "engine.log"
+    with library_output_to(log):
+        warnings.warn_explicit("weights are tied", FutureWarning, "x.py", 1)
+    assert "weights are tied" in log.read_text()
+    assert "weights are tied" not in capfd.readouterr().err
+
+
+def test_the_vllm_logging_config_writes_vllms_loggers_to_the_log(tmp_path: Path):
+    log = tmp_path / "logs" / "engine.log"
+    with library_output_to(log):
+        config = json.loads(Path(os.environ["VLLM_LOGGING_CONFIG_PATH"]).read_text())
+    logger = logging.getLogger("vllm.test_quiet")
+    saved = logging.getLogger("vllm").handlers[:], logging.getLogger("vllm").propagate
+    try:
+        logging.config.dictConfig(config)  # what vLLM does with the file at import
+        logger.warning("Triton is not installed")
+        for h in logging.getLogger("vllm").handlers:
+            h.flush()
+    finally:
+        for h in logging.getLogger("vllm").handlers:
+            h.close()
+        logging.getLogger("vllm").handlers, logging.getLogger("vllm").propagate = saved
+    assert "Triton is not installed" in log.read_text()
+
+
+def test_off_when_no_log_is_given(capfd):
+    with library_output_to(None):
+        os.write(2, b"shown\n")
+    assert "shown" in capfd.readouterr().err
