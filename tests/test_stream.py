@@ -194,6 +194,9 @@ def test_an_engine_streams_exactly_when_it_has_its_own_submit_path():
     # The one declaration (BACKENDS) agrees with what the stream's submitter looks for.
     from pipeline.engines import BACKENDS, engine_class
 
+    from pipeline.config import ENGINE_KINDS
+
+    assert tuple(BACKENDS) == ENGINE_KINDS  # the config's list of kinds is the registry's
     for kind, backend in BACKENDS.items():
         cls = engine_class(kind)
         has_submit = callable(getattr(cls, "submit", None)) and callable(getattr(cls, "capacity", None))
