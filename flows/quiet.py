@@ -9,12 +9,14 @@ one-line errors (`--verbose` shows them as before).
 How: vLLM's loggers get a file handler through VLLM_LOGGING_CONFIG_PATH (its engine-core
 process inherits the variable); file descriptor 2, which child processes and C libraries
 write to, points at the log file, while Python's `sys.stderr` keeps the terminal; Python
-warnings are written to the log; Hugging Face progress bars are off.
+warnings are written to the log, and so is the "vllm" logger of this process (some vLLM
+modules log before vLLM reads its config); Hugging Face progress bars are off.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -67,9 +69,20 @@ def library_output_to(log: Path | None) -> Iterator[None]:
         fh.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     warnings.showwarning = to_log
+    # vLLM modules that log before vLLM applies its config (its Triton probe at import)
+    # would reach the root logger, which Prefect prints: they go to the file too.
+    vllm_logger = logging.getLogger("vllm")
+    handler = logging.FileHandler(log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_vllm_logging_config(log)["formatters"]["plain"]["format"]))
+    propagate_before = vllm_logger.propagate
+    vllm_logger.addHandler(handler)
+    vllm_logger.propagate = False
     try:
         yield
     finally:
+        vllm_logger.removeHandler(handler)
+        handler.close()
+        vllm_logger.propagate = propagate_before
         terminal.flush()
         os.dup2(saved, 2)
         os.close(saved)

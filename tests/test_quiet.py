@@ -61,6 +61,14 @@ def test_the_vllm_logging_config_writes_vllms_loggers_to_the_log(tmp_path: Path)
     assert "Triton is not installed" in log.read_text()
 
 
+def test_vllm_messages_logged_before_vllms_own_config_go_to_the_log(tmp_path: Path, capfd):
+    log = tmp_path / "logs" / "engine.log"
+    with library_output_to(log):
+        logging.getLogger("vllm.triton_utils.importing").warning("Triton is installed, but no CPU backend")
+    assert "no CPU backend" in log.read_text() and "no CPU backend" not in capfd.readouterr().err
+    assert logging.getLogger("vllm").propagate  # put back
+
+
 def test_off_when_no_log_is_given(capfd):
     with library_output_to(None):
         os.write(2, b"shown\n")
