@@ -11,7 +11,26 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 from flows.quiet import library_output_to
+
+
+@pytest.fixture(autouse=True)
+def _logging_on():
+    """Earlier tests in the same worker may have turned logging off globally (logging.disable)
+    or disabled existing loggers (a dictConfig with disable_existing_loggers); these tests
+    check this module's wiring, so they run with logging on and put the state back."""
+    manager = logging.root.manager
+    names = ("vllm", "vllm.test_quiet", "vllm.triton_utils.importing")
+    saved = manager.disable, {n: logging.getLogger(n).disabled for n in names}
+    logging.disable(logging.NOTSET)
+    for n in names:
+        logging.getLogger(n).disabled = False
+    yield
+    logging.disable(saved[0])
+    for n, disabled in saved[1].items():
+        logging.getLogger(n).disabled = disabled
 
 
 def test_child_processes_c_level_writes_and_warnings_go_to_the_log(tmp_path: Path, capfd):
