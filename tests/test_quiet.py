@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
 import os
@@ -62,30 +61,42 @@ def test_python_warnings_inside_the_block_are_logged(tmp_path: Path, capfd):
     assert "weights are tied" not in capfd.readouterr().err
 
 
+def _in_a_fresh_interpreter(code: str) -> str:
+    # Logging is process-wide state that other tests of the same worker change (levels,
+    # handlers, disabled loggers); these two run where nothing has touched it, as a CLI does.
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
 def test_the_vllm_logging_config_writes_vllms_loggers_to_the_log(tmp_path: Path):
     log = tmp_path / "logs" / "engine.log"
-    with library_output_to(log):
-        config = json.loads(Path(os.environ["VLLM_LOGGING_CONFIG_PATH"]).read_text())
-    logger = logging.getLogger("vllm.test_quiet")
-    saved = logging.getLogger("vllm").handlers[:], logging.getLogger("vllm").propagate
-    try:
-        logging.config.dictConfig(config)  # what vLLM does with the file at import
-        logger.warning("Triton is not installed")
-        for h in logging.getLogger("vllm").handlers:
-            h.flush()
-    finally:
-        for h in logging.getLogger("vllm").handlers:
-            h.close()
-        logging.getLogger("vllm").handlers, logging.getLogger("vllm").propagate = saved
+    _in_a_fresh_interpreter(f"""
+import json, logging.config, os
+from pathlib import Path
+from flows.quiet import library_output_to
+with library_output_to(Path({str(log)!r})):
+    config = json.loads(Path(os.environ["VLLM_LOGGING_CONFIG_PATH"]).read_text())
+logging.config.dictConfig(config)  # what vLLM does with the file at import
+logging.getLogger("vllm.platforms.cpu").warning("Triton is not installed")
+logging.shutdown()
+""")
     assert "Triton is not installed" in log.read_text()
 
 
-def test_vllm_messages_logged_before_vllms_own_config_go_to_the_log(tmp_path: Path, capfd):
+def test_vllm_messages_logged_before_vllms_own_config_go_to_the_log(tmp_path: Path):
     log = tmp_path / "logs" / "engine.log"
-    with library_output_to(log):
-        logging.getLogger("vllm.triton_utils.importing").warning("Triton is installed, but no CPU backend")
-    assert "no CPU backend" in log.read_text() and "no CPU backend" not in capfd.readouterr().err
-    assert logging.getLogger("vllm").propagate  # put back
+    shown = _in_a_fresh_interpreter(f"""
+import logging, sys
+from pathlib import Path
+from flows.quiet import library_output_to
+logging.basicConfig(stream=sys.stdout)  # a console handler on the root, as Prefect's
+with library_output_to(Path({str(log)!r})):
+    logging.getLogger("vllm.triton_utils.importing").warning("Triton is installed, but no CPU backend")
+assert logging.getLogger("vllm").propagate  # put back
+""")
+    assert "no CPU backend" in log.read_text() and "no CPU backend" not in shown
 
 
 def test_off_when_no_log_is_given(capfd):

@@ -192,9 +192,8 @@ def test_auto_mode_picks_by_engine(tmp_path: Path):
 
 def test_an_engine_streams_exactly_when_it_has_its_own_submit_path():
     # The one declaration (BACKENDS) agrees with what the stream's submitter looks for.
-    from pipeline.engines import BACKENDS, engine_class
-
     from pipeline.config import ENGINE_KINDS
+    from pipeline.engines import BACKENDS, engine_class
 
     assert tuple(BACKENDS) == ENGINE_KINDS  # the config's list of kinds is the registry's
     for kind, backend in BACKENDS.items():
