@@ -64,8 +64,11 @@ def test_python_warnings_inside_the_block_are_logged(tmp_path: Path, capfd):
 def _in_a_fresh_interpreter(code: str) -> str:
     # Logging is process-wide state that other tests of the same worker change (levels,
     # handlers, disabled loggers); these two run where nothing has touched it, as a CLI does.
+    # Importing TRL (the fine-tuning tests) sets VLLM_LOGGING_LEVEL=ERROR in the process
+    # environment, which vLLM's config, and so the log file, then honours: run at the default.
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_LOGGING_LEVEL"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[1], env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
