@@ -315,7 +315,7 @@ class OperatorsConfig:
 # = SPARQ exactly (checks recorded, nothing gated, no verifier).
 GATES = ("archive", "export", "none")
 VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation", "grounding", "unused_data",
-                   "dimensions", "shape")
+                   "dimensions", "shape", "closed_form", "asks")
 VERIFIER_ENGINES = ("campaign", "own")
 # "solve": the verifier re-solves the problem and its majority answer must not contradict
 # the reference; "judge": an instruction-tuned model reads problem, solution and answer

@@ -27,7 +27,13 @@ checks (their names are what rows record):
   is no product of two lengths, a perimeter no product of two lengths, a length no area
   divided by 2), read from the units of its operands (pipeline/dimensions.py);
 - `shape`: a square is given no two different side lengths ("a square 20 m long and 10 m
-  wide").
+  wide", "a square garden 10 m by 2 m");
+- `closed_form`: a question of a form whose answer follows from its words alone (a
+  remainder, a least common multiple, orders of n people in a line, a rectangle's or
+  triangle's area, a unit conversion, ...: pipeline/forms.py) has that answer, whatever
+  the solution computed;
+- `asks`: the problem asks something (a question or an instruction; "2 * 8 is 16." asks
+  nothing).
 
 `check_reference` runs them all and returns a `Validity`.
 """
@@ -53,6 +59,7 @@ from pipeline.arith import (
     tokenize,
 )
 from pipeline.dimensions import POWER_NAMES, asked_power, final_power, quantity_powers, question
+from pipeline.forms import agrees, expected
 
 # Numbers a solution may use that no problem states. 0, 1 and 2 always; the others only
 # where the problem's words call for them (60 where it speaks of minutes or hours, 100 of
@@ -251,8 +258,11 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     value = _answer_value(answer)
     if not given and value is not None and value not in constants:
         return f"ill-posed: the problem gives no numbers but the answer is {answer}"
-    if value is not None and value in given and not claims(_body(solution)) and not _PICKS_RE.search(problem) \
+    computing_claims = [c for c in claims(_body(solution)) if c.left.computes or c.right.computes
+                        or c.left.value != c.right.value or c.left.unit != c.right.unit]
+    if value is not None and value in given and not computing_claims and not _PICKS_RE.search(problem) \
             and not any(t.kind == "var" for t in tokenize(problem)):
+        # ("110 miles = 110 miles" restates, it computes nothing.)
         # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
         # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
         return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"
@@ -420,10 +430,21 @@ def check_unused_data(problem: str, solution: str, answer: str) -> str | None:
     return f"the problem gives {shown}, which the solution never uses"
 
 
+_WORDED_ANSWER_RE = re.compile(
+    r"^\s*\$?\d[\d,]{0,20}(?:\.\d{1,12})?(?:\s{0,2}/\s{0,2}\d{1,12})?(?:\s+[a-z]{1,20}){1,4}\s*\.?\s*$", re.I)
+
+
 def check_dimensions(problem: str, solution: str, answer: str) -> str | None:
     asked = asked_power(problem)
     if asked is None:
         return None
+    value = _answer_value(answer)
+    if value is not None and _WORDED_ANSWER_RE.match(answer):
+        # "400 feet" for an area asked in square feet: the answer's own unit is wrong
+        power = quantity_powers(answer).get(value)
+        if power is not None and power != asked:
+            got = POWER_NAMES.get(power, f"length^{power}")
+            return f"the question asks for {POWER_NAMES[asked]} but the answer {answer} is {got}"
     found = final_power(problem, _body(solution), constants_for(problem))
     if found is None or found[1] == asked:
         return None
@@ -436,6 +457,7 @@ _SQUARE_SHAPE_RE = re.compile(r"\bsquare\b(?!\s+(?:units?|feet|foot|meters?|metr
                               r"centimet(?:er|re)s?|millimet(?:er|re)s?|kilomet(?:er|re)s?|cm|mm|km|m|ft|in|yd|root)\b)",
                               re.I)
 _SIDE_RE = re.compile(r"(\d[\d,.]*)\s*[a-z]*\s*(?:long|wide|tall|high|in\s+length|in\s+width)\b", re.I)
+_BY_RE = re.compile(r"(\d[\d,.]*)\s*[a-z]*\s+by\s+(\d[\d,.]*)", re.I)
 
 
 def check_shape(problem: str, solution: str, answer: str) -> str | None:
@@ -443,13 +465,37 @@ def check_shape(problem: str, solution: str, answer: str) -> str | None:
         return None
     lengths = {v: p for v, p in quantity_powers(problem).items() if p == 1}
     sides = []
-    for m in _SIDE_RE.finditer(problem):
-        value = number_value(m.group(1).rstrip(".,"))
+    found = [m.group(1) for m in _SIDE_RE.finditer(problem)]
+    found += [g for m in _BY_RE.finditer(problem) for g in m.groups()]  # "a square garden 10 m by 2 m"
+    for text in found:
+        value = number_value(text.rstrip(".,"))
         if value is not None and value in lengths and value not in sides:
             sides.append(value)
     if len(sides) < 2:
         return None
     return f"ill-posed: a square with sides {_fmt(sides[0])} and {_fmt(sides[1])}"
+
+
+def check_closed_form(problem: str, solution: str, answer: str) -> str | None:
+    value = _answer_value(answer)
+    if value is None:
+        return None
+    for form in expected(problem):
+        if not _same(form.value, value, answer) and not agrees(form, value):
+            return f"the question is a {form.name}, which gives {_fmt(form.value)}, but the answer is {answer}"
+    return None
+
+
+_ASKS_RE = re.compile(
+    r"\?|\b(?:what|how|which|who|whom|whose|when|where|why|find|compute|calculate|evaluate|solve|simplify|"
+    r"determine|convert|express|write|give|list|round|estimate|show|prove|multiply|divide|add|subtract|factor|"
+    r"expand|name|count|tell|work\s+out|figure\s+out)\b", re.I)
+
+
+def check_asks(problem: str, solution: str, answer: str) -> str | None:
+    if _ASKS_RE.search(problem) or evaluate(problem.strip().rstrip(".=")) is not None:
+        return None  # a bare expression ("12 * 10.") asks for its value
+    return "ill-posed: the problem asks nothing (no question and no instruction)"
 
 
 Check = Callable[[str, str, str], "str | None"]
@@ -462,6 +508,8 @@ CHECKS: dict[str, Check] = {
     "unused_data": check_unused_data,
     "dimensions": check_dimensions,
     "shape": check_shape,
+    "closed_form": check_closed_form,
+    "asks": check_asks,
 }
 
 

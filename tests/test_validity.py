@@ -17,6 +17,8 @@ from pipeline.seeds import load_seeds
 from pipeline.validity import (
     CHECKS,
     check_arithmetic,
+    check_asks,
+    check_closed_form,
     check_dimensions,
     check_equation,
     check_final_answer,
@@ -95,6 +97,10 @@ def test_hostile_text_is_parsed_in_bounded_time_and_runs_nothing():
         "1:" * 10_000 + "1 = 5 divided by 3 is 1 remainder 2",  # the ratio and remainder patterns
         "Adding " + "9" * 30_000 + " gives 1 = 1",
         " ".join(str(i) for i in range(3_000)) + " ways, divided",  # pairs of many numbers
+        "A square " + "1 by " * 10_000 + "2. What is its area?",  # the closed forms' patterns
+        "How many " + "x " * 10_000 + "are in 2 days?",
+        "A rectangle is " + "1, " * 10_000 + "long and 2 wide. What is its perimeter?",
+        "A shop has " + "3 tables and " * 5_000 + "2 chairs. How many tables does the shop have?",
     ]
     for text in hostile:
         t0 = time.perf_counter()
@@ -224,7 +230,7 @@ def test_check_reference_runs_the_named_checks_in_order():
     assert only.valid and only.reason is None
     assert check_reference("What is 5 times 8?", "5 times 8 is 40. The answer is 40.", "40").valid
     assert set(CHECKS) == {"arithmetic", "final_answer", "problem_expression", "equation", "grounding",
-                           "unused_data", "dimensions", "shape"}
+                           "unused_data", "dimensions", "shape", "closed_form", "asks"}
     assert tuple(CHECKS) == VALIDITY_CHECKS  # the config's names are the checks, in order
 
 
@@ -308,10 +314,88 @@ def test_dimensions(problem: str, solution: str, answer: str, ok: bool):
         ("A square is 10 meters long and 10 meters wide. What is its area in square meters?", True),
         ("A rectangle is 20 meters long and 10 meters wide. What is its area in square meters?", True),
         ("A floor of 20 square meters is 5 meters long and 4 meters wide. How wide is it?", True),
+        ("A square garden is 10 meters by 2 meters. What is its area in square meters?", False),
+        ("A square garden is 10 meters by 10 meters. What is its area in square meters?", True),
     ],
 )
 def test_shape(problem: str, ok: bool):
     assert (check_shape(problem, "", "") is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("problem", "answer", "ok"),
+    [
+        ("What is the remainder when 12 is divided by 4?", "2", False),
+        ("What is the remainder when 14 is divided by 4?", "2", True),
+        ("What is the smallest common multiple of 22 and 20?", "22", False),
+        ("What is the least common multiple of 4 and 6?", "12", True),
+        ("What is the greatest common factor of 12 and 18?", "6", True),
+        ("How many more than 10 is 20?", "30", False),
+        ("How many more than 10 is 20?", "10", True),
+        ("Multiply 1/2 by 3/4.", "1/4", False),
+        ("Multiply 1/2 by 3/4.", "3/8", True),
+        ("How many hours are in 2 days?", "8", False),
+        ("How many hours are in 2 days?", "48", True),
+        ("How many yards are in 10 feet?", "10", False),
+        ("How many yards are in 10 feet?", "3.33", True),  # rounded to its own decimals
+        ("How many inches are in 2 feet and 9 inches?", "33", True),  # a sum, not the form
+        ("Convert 12 minutes to seconds.", "60", False),
+        ("How many centimeters are in 3 inches?", "7.6", True),  # metric-imperial: within 1%
+        ("What is the area of a triangle with a base of 20 inches and a height of 10 inches?", "200", False),
+        ("What is the area of a triangle with a base of 20 inches and a height of 10 inches?", "100", True),
+        ("A rectangle is 2 meters long and 4 meters wide. What is its area in square meters?", "4", False),
+        ("A rectangle is 2 meters long and 4 meters wide. What is its area in square meters?", "8", True),
+        ("A rectangular garden is 150 meters long and 100 meters wide. How many meters of fencing does the "
+         "gardener need?", "15000", False),
+        ("A rectangular garden is 150 meters long and 100 meters wide. How many meters of fencing does the "
+         "gardener need?", "500", True),
+        # a third number or a second unit changes the plain form: nothing to check
+        ("A rectangle is 2 meters long and 4 meters wide, with a 1 meter path around it. What is its area?", "99",
+         True),
+        ("A rectangle is 2 meters long and 40 centimeters wide. What is its area in square meters?", "0.8", True),
+        ("A square has 2 sides that are 5 centimeters long. What is its perimeter in centimeters?", "10", False),
+        ("A square has a perimeter of 10 meters long. What is its area in square meters?", "100", False),
+        ("A square has a perimeter of 10 meters long. What is its area in square meters?", "6.25", True),
+        ("In how many different orders can 4 friends stand in a line?", "12", False),
+        ("In how many different orders can 4 friends stand in a line?", "24", True),
+        ("In how many ways can 4 friends sit at a round table?", "6", True),  # not a line
+        ("A book costs $4. How much do 2 books cost, in cents?", "8", False),
+        ("A book costs $4. How much do 2 books cost, in cents?", "800", True),
+        ("A book costs $2. How much does it cost, in dollars?", "4", False),
+        ("A club has 10 members. The number of members grew by 20%. How many members does the club have now?",
+         "30", False),
+        ("A club has 10 members. The number of members grew by 20%. How many members does the club have now?",
+         "12", True),
+        ("A restaurant has 3 tables and 2 chairs. How many tables does the restaurant have?", "5", False),
+        ("A box has 3 rows of 4 eggs. How many eggs does the box have?", "12", True),  # no restatement
+    ],
+)
+def test_closed_form(problem: str, answer: str, ok: bool):
+    reason = check_closed_form(problem, "", answer)
+    assert (reason is None) is ok, reason
+
+
+@pytest.mark.parametrize(
+    ("problem", "ok"),
+    [("2 * 8 is 16.", False), ("Tom has 3 apples.", False), ("12 * 10.", True), ("What is 12 * 10?", True),
+     ("Find 3/4 of 40.", True), ("Tom has 3 apples and eats 1. How many are left?", True)],
+)
+def test_asks(problem: str, ok: bool):
+    assert (check_asks(problem, "", "1") is None) is ok
+
+
+def test_an_answers_own_unit_must_have_the_asked_dimension():
+    problem = "A rectangle is 20 feet wide and 20 feet long. What is its area in square feet?"
+    assert "is a length" in check_dimensions(problem, "20 times 20 = 400. The answer is 400.", "400 feet")
+    assert check_dimensions(problem, "20 times 20 = 400. The answer is 400.", "400 square feet") is None
+    assert check_dimensions(problem, "20 times 20 = 400. The answer is 400.", "400") is None
+
+
+def test_a_restated_quantity_computes_nothing():
+    problem = "A car costs $10,000. How many cars does it take to drive 110 miles?"
+    reason = check_grounding(problem, "Each car costs $10,000. 110 miles = 110 miles to drive. The answer is 110.",
+                             "110")
+    assert reason is not None and "restates" in reason
 
 
 def test_the_bundled_seeds_pass_the_checks():
