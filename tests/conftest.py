@@ -100,8 +100,22 @@ def vllm_problem() -> str | None:
     return "; ".join(found) if found else None
 
 
+# The files that take minutes, longest first. pytest-xdist (--dist loadfile) hands files to
+# its 2 workers in collection order, so a long file collected last (test_vllm_cpu.py, by
+# name) ran alone at the end while the other worker idled; started first, they overlap
+# with the many short files instead.
+LONG_FILES = ("test_vllm_cpu.py", "test_crash.py", "test_e2e.py", "test_schedule.py", "test_dask.py",
+              "test_finetune.py")
+
+
+def _long_first(item: pytest.Item) -> int:
+    name = item.path.name
+    return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     asked = (config.getoption("markexpr") or "").split()
+    items.sort(key=_long_first)  # stable: each file's own order is kept
     # Long variants (@pytest.mark.ci) run only in CI (CI set) or when asked for with -m ci.
     if not (os.environ.get("CI") or "ci" in asked):
         skip = pytest.mark.skip(reason="long variant: runs with CI=1 or -m ci")

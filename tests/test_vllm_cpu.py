@@ -151,6 +151,9 @@ def model_dir() -> Path:
 
 
 # Runs first in this file, before the module's shared engine exists (one model in memory).
+# A long variant: tests/test_e2e.py runs the same path (`sparq generate`, the Prefect flow, the
+# packaged default engine) in every `make test`; this one also checks make run's own sizes.
+@pytest.mark.ci
 def test_generate_flow_on_the_default_vllm_engine(model_dir: Path, tmp_path: Path) -> None:
     """`sparq generate` as `make run` runs it: the Prefect flow, the packaged default engine."""
     config = _config(tmp_path / "config.toml")  # no [engine] keys: the packaged default
