@@ -98,8 +98,8 @@ def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
     t0 = time.perf_counter()
     verdicts = verify_rows(engine, config, passed, verifier_m) if passed and verifier_m > 0 else []
     by_id = {r["id"]: vd for r, vd in zip(passed, verdicts, strict=True)} if verdicts else {}
-    gates = {}
-    for share in sorted({config.verifier.share, 1.0}):
+    gates = {config.verifier.share: checks}
+    for share in sorted({config.verifier.share, 1.0}) if verdicts else []:  # --verifier-m 0: no verifier rows
         rejects = [(i, r["id"] in by_id and by_id[r["id"]]["contradicts"] and by_id[r["id"]]["share"] >= share)
                    for i, r in zip(inv, rows, strict=True)]
         lines.append(_line(f"verifier (the campaign's engine, m = {verifier_m}, share >= {share}; on the "

@@ -313,7 +313,25 @@ def _restated_count(problem: str) -> list[Form]:
     return [Form("count the problem states", hits[0])] if len(hits) == 1 else []
 
 
-_FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count)
+_MORE_NOUN_RE = re.compile(r"\bhow\s+many\s+more\s+([a-z]{1,15})\b[^?]{0,60}?\bthan\s+(?:the\s+)?([a-z]{1,15})\b", re.I)
+
+
+def _more_of_one_than_other(problem: str) -> list[Form]:
+    """ "A man has 22 apples and 18 oranges. How many more apples than oranges?" is 22 - 18."""
+    m = _MORE_NOUN_RE.search(_question(problem))
+    if m is None or len(_given(problem)) != 2:
+        return []
+    counts = {}
+    for n, noun in re.findall(r"(?<![\d.,/])(\d{1,12})\s+([a-z]{1,15})\b", problem, re.I):
+        counts.setdefault(_stem(noun), Fraction(int(n)))
+    a, b = counts.get(_stem(m.group(1))), counts.get(_stem(m.group(2)))
+    if a is None or b is None or a == b and _stem(m.group(1)) == _stem(m.group(2)):
+        return []
+    return [Form("difference of two counts", a - b)]
+
+
+_FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count,
+          _more_of_one_than_other)
 
 
 def expected(problem: str) -> list[Form]:

@@ -347,8 +347,11 @@ def _answer_from_nowhere(problem: str, body: str, answer: str, value: Fraction |
 
 # Words that make a number's use twice natural ("a square of side 5: 5 x 5", "each of the 3
 # teams has 3 players", "twice").
-_REPEAT_RE = re.compile(r"\b(?:squares?|squared|cubes?|cubed|twice|double[sd]?|each|every|per|both|same|times\s+as|"
-                        r"again|area)\b", re.I)
+# Words that call for a number twice. "square" as a shape, not as a unit: "500 yards long.
+# What is its area in square yards?" -> "500 x 500" squares a length no shape calls square.
+_REPEAT_RE = re.compile(r"\b(?:squares?(?!\s+(?:units?|feet|foot|yards?|met(?:er|re)s?|inch(?:es)?|miles?|"
+                        r"centimet(?:er|re)s?|millimet(?:er|re)s?|kilomet(?:er|re)s?|cm|mm|m|km|in|ft|yd)\b)|"
+                        r"squared|cubes?|cubed|twice|double[sd]?|each|every|per|both|same|times\s+as|again)\b", re.I)
 
 
 def _self_combined(problem: str, body: str) -> str | None:

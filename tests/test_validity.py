@@ -368,6 +368,9 @@ def test_shape(problem: str, ok: bool):
          "12", True),
         ("A restaurant has 3 tables and 2 chairs. How many tables does the restaurant have?", "5", False),
         ("A box has 3 rows of 4 eggs. How many eggs does the box have?", "12", True),  # no restatement
+        ("A man has 22 apples and 18 oranges. How many more apples does he have now than oranges?", "40", False),
+        ("A man has 22 apples and 18 oranges. How many more apples does he have now than oranges?", "4", True),
+        ("Ann has 5 pens. Bob has 3 more pens than Ann. How many more pens does Bob have than Ann?", "3", True),
     ],
 )
 def test_closed_form(problem: str, answer: str, ok: bool):
