@@ -33,7 +33,7 @@ DOC = REPO / "docs" / "guarantees.md"
 # The part of docs/guarantees.md between these markers is generated; the rest is left alone.
 START, END = "<!-- guarantees:start -->", "<!-- guarantees:end -->"
 TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_failures.py", "tests/test_lifeline.py",
-         "tests/test_fuzz.py", "tests/test_security.py",
+         "tests/test_fuzz.py", "tests/test_security.py", "tests/test_sandbox.py",
          "tests/test_storage.py::test_second_writer_is_refused_with_pid",
          "tests/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
 
@@ -176,6 +176,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         f("storage.second_writer")
     scan, pay, fmt, key = (f("security.static_scan"), f("security.payloads"), f("security.storage_formats"),
                            f("security.api_key"))
+    box = f("sandbox.escapes")
 
     def failures(mode: str) -> str:
         d = f(f"failures.{mode}")
@@ -284,14 +285,22 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          "an accepted config is usable",
          "test_fuzz.py::test_config_errors_name_the_key", _result(results, "test_fuzz::test_config"),
          f"{fz('config')} config dicts tried"),
-        ("Generated text is never executed: no eval/exec/pickle/shell in the library; Python, shell and template "
-         "payloads in problems, answers and solver outputs run nothing",
+        ("Generated text is never executed outside the sandbox: no eval/exec/pickle/shell in the library (the "
+         "sandbox's launcher is the one exec); Python, shell and template payloads in math problems, answers and "
+         "solver outputs run nothing",
          "test_security.py::test_library_never_executes_or_unpickles, ::test_generated_payloads_are_stored_never_run",
          _result(results, "test_security::test_library", "test_security::test_generated",
                  "test_security::test_scanner"),
          f"{scan.get('files_scanned', 0)} files scanned, {scan.get('findings', 0)} findings; "
          f"{pay.get('payloads', 0)} payloads through {pay.get('attempts_judged', 0)} judged attempts, "
          f"{pay.get('executed', 0)} executed"),
+        ("Generated code (the code domain's references and attempts) runs only in the sandbox: a process per run "
+         "under CPU, memory, file-size and process limits, no network, no file outside its throwaway directory, "
+         "killed with everything it started at the timeout",
+         "test_sandbox.py (escapes: sockets, files, environment, /proc, fork bomb, loops, memory, output, orphans)",
+         _result(results, "test_sandbox::"),
+         f"{box.get('escape_tests', 0)} escape tests; layers: "
+         f"{', '.join(box.get('layers', [])) or 'none recorded'}"),
         ("Run storage holds no pickle: Parquet, JSON, TOML, .npy (allow_pickle=False) only",
          "test_security.py::test_run_storage_has_no_pickle", _result(results, "test_security::test_run_storage"),
          f"{fmt.get('files_checked', 0)} files checked, {fmt.get('pickles', 0)} pickles"),
@@ -322,7 +331,8 @@ def render(figures: dict, results: dict, meta: dict) -> str:
     # The figures each row is made of (None: the row's text carries no count, or marks its own).
     keys = [None, None, None, None, ["engine."], ["failures."], ["lifeline."], ["engine_step."], ["storage.read_only"],
             ["storage.disk_full_"], ["storage.second_writer"], ["fuzz"], ["fuzz"], ["fuzz"], ["fuzz"],
-            ["security.static_scan", "security.payloads"], ["security.storage_formats"], ["security.api_key"],
+            ["security.static_scan", "security.payloads"], ["sandbox."], ["security.storage_formats"],
+            ["security.api_key"],
             None, None]
     rows = [(p, t, r, fig if k is None or (_ran_result(r) and any(n.startswith(tuple(k)) for n in fresh))
              else _not_run(figures, k)) for (p, t, r, fig), k in zip(rows, keys, strict=True)]

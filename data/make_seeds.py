@@ -1775,12 +1775,53 @@ def count_table(seeds: list[dict], heldout: list[dict]) -> list[str]:
     return lines
 
 
+# The code seeds are written by hand, not generated here; the README describes them too, so that
+# this script still reproduces the README byte for byte. Keep the counts in step with
+# `python data/make_code_seeds.py`, which validates those files.
+CODE_SEEDS_SECTION = [
+    "## Code seeds (Python functions with unit tests)",
+    "",
+    "A second domain: `seeds/code.jsonl` holds 110 seed problems and `eval/code_heldout.jsonl` "
+    "30 held-out ones, 22 and 6 per skill (`strings`, `lists`, `arithmetic`, `parsing`, `dicts`). "
+    "They are not generated: every problem, reference solution and test was written by hand for "
+    "this project (nothing copied from a dataset or the web), and `make_seeds.py` leaves them alone. "
+    "The held-out functions are different functions from the seeds, not renamings; function names "
+    "are unique across both files.",
+    "",
+    "One JSON object per line, keys sorted, exactly these four:",
+    "",
+    "- `problem`: the specification, naming the function and its signature in backticks "
+    "(under 400 characters).",
+    "- `solution`: a reference implementation, standard library only, no I/O, no randomness "
+    "(under 600 characters).",
+    "- `answer`: the unit tests, 4-8 lines of `assert name(...) == ...` on literal arguments, "
+    "edge cases included (empty input, zero, negatives, one element).",
+    "- `skill`: one of the five skills.",
+    "",
+    "Most bodies are one to six lines; some need a loop with a condition, string parsing or a little "
+    "number theory, so the 270M student's solve rates spread out.",
+    "",
+    "Validate them (nothing is rewritten; exit status 1 on any problem):",
+    "",
+    "```",
+    ".venv/bin/python data/make_code_seeds.py",
+    "```",
+    "",
+    "It checks the keys, skills and limits, that the problem names the function the solution "
+    "defines and every test calls, and then, in a fresh `python -I` subprocess per row (5 s limit), "
+    "that the reference passes its tests, that the function with its body replaced by "
+    "`return None` fails every assert, and that one returning its first argument fails at least one.",
+    "",
+]
+
+
 def render_readme(seeds: list[dict], heldout: list[dict], seed: int) -> str:
     example = json.dumps(seeds[0], sort_keys=True)
     lines = [
         "# Bundled data",
         "",
-        "This folder is written by `data/make_seeds.py`; edit the script, not these files.",
+        "This folder is written by `data/make_seeds.py`; edit the script, not these files "
+        "(all but the hand-written code seeds, see the last section).",
         "Regenerate everything (byte-identical output) with:",
         "",
         "```",
@@ -1829,6 +1870,7 @@ def render_readme(seeds: list[dict], heldout: list[dict], seed: int) -> str:
         "",
         *count_table(seeds, heldout),
         "",
+        *CODE_SEEDS_SECTION,
     ]
     return "\n".join(lines)
 

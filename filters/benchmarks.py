@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from filters.config import HELDOUT_NAME, BenchmarkSpec
 from filters.errors import ExportInputError
-from pipeline.seeds import BUNDLED_EVAL, SeedError, read_rows
+from pipeline.seeds import BUNDLED_CODE_EVAL, BUNDLED_EVAL, SeedError, read_rows
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,11 @@ class BenchmarkSet:
     empty_rows: int  # rows whose problem was null or blank (counted in the card, not matched)
 
 
-def heldout_spec() -> BenchmarkSpec:
+def heldout_spec(domain: str = "math") -> BenchmarkSpec:
+    """The bundled held-out split of a domain's problems (math: pipeline/data/eval/heldout.jsonl;
+    code: code_heldout.jsonl, named "code-heldout")."""
+    if domain == "code":
+        return BenchmarkSpec(name=f"code-{HELDOUT_NAME}", source=str(BUNDLED_CODE_EVAL), column="problem")
     return BenchmarkSpec(name=HELDOUT_NAME, source=str(BUNDLED_EVAL), column="problem")
 
 
@@ -57,6 +61,6 @@ def load_benchmark(spec: BenchmarkSpec) -> BenchmarkSet:
     return BenchmarkSet(spec.name, spec.source, tuple(items), empty)
 
 
-def load_benchmarks(specs: tuple[BenchmarkSpec, ...]) -> list[BenchmarkSet]:
-    """The held-out split first, then the configured sets."""
-    return [load_benchmark(s) for s in (heldout_spec(), *specs)]
+def load_benchmarks(specs: tuple[BenchmarkSpec, ...], domains: tuple[str, ...] = ("math",)) -> list[BenchmarkSet]:
+    """The held-out split of each domain exported first, then the configured sets."""
+    return [load_benchmark(s) for s in (*(heldout_spec(d) for d in domains), *specs)]

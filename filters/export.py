@@ -102,7 +102,7 @@ def _decontam_index(cfg: ExportConfig, runs: Sequence[RunInfo], embed: Embed | N
         if run.embedder is not None and run.embedder != d.embedder:
             raise ExportConfigError(f"config key 'export.decontam.embedder': {d.embedder!r} differs from "
                                     f"archive.embedder {run.embedder!r} of run {run.path}")
-    sets = load_benchmarks(d.benchmarks)
+    sets = load_benchmarks(d.benchmarks, tuple(sorted({r.domain for r in runs})))
     items = [it for s in sets for it in s.items]
     log(f"decontamination: embedding {len(items)} benchmark items ({', '.join(s.name for s in sets)})")
     emb = (embed or _default_embed(d.embedder))([it.text for it in items])
@@ -395,7 +395,7 @@ def export_runs(run_dirs: Sequence[str | Path], out: str | Path, *, config: Expo
         log(f"write: {red.sel.count} selected pairs, {len(decisions) - red.sel.count} rejected rows from the "
             f"reduce step ({_rss()})")
         written = map_shards(write_shard, todo, WRITE_META, ctx, [groups[(s.run_index, s.step)] for s in todo],
-                             plan=WritePlan(str(out), cfg.sources))
+                             plan=WritePlan(str(out), cfg.sources, tuple(r.domain for r in disc.runs)))
         seconds["write"] = time.perf_counter() - t
 
     data_rows = int(written["data_rows"].sum())

@@ -51,6 +51,7 @@ class RunInfo:
     committed_step: int
     embedder: str | None  # archive.embedder of RUN/config.toml, None when there is none
     centroids: str | None  # RUN/archive/centroids.npy, None when absent
+    domain: str = "math"  # domain.kind of RUN/config.toml (runs written before domains: math)
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,27 @@ class Discovery:
     ignored: tuple[str, ...]  # uncommitted shards and temporary files, never read
 
 
-def _run_embedder(run: RunDir) -> str | None:
+def _run_config(run: RunDir) -> dict:
+    """RUN/config.toml as a dict ({} when there is none)."""
     if not run.config_path.is_file():
-        return None
+        return {}
     try:
         with run.config_path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ExportInputError(f"{run.config_path}: not valid TOML ({exc})") from None
+
+
+def _run_embedder(data: dict) -> str | None:
+    if not data:
+        return None
     archive = data.get("archive", {})
     return str(archive.get("embedder", "embedded")) if isinstance(archive, dict) else None
+
+
+def _run_domain(data: dict) -> str:
+    domain = data.get("domain", {})
+    return str(domain.get("kind", "math")) if isinstance(domain, dict) else "math"
 
 
 def discover(run_dirs: list[str]) -> Discovery:
@@ -88,8 +100,9 @@ def discover(run_dirs: list[str]) -> Discovery:
             raise ExportInputError(f"run directory {d}: no {run.checkpoint_path.name}, so no committed step "
                                    "(not a run directory, or its first step never committed)")
         centroids = run.archive_dir / "centroids.npy"
-        runs.append(RunInfo(index, str(run.path), ckpt.step, _run_embedder(run),
-                            str(centroids) if centroids.is_file() else None))
+        data = _run_config(run)
+        runs.append(RunInfo(index, str(run.path), ckpt.step, _run_embedder(data),
+                            str(centroids) if centroids.is_file() else None, _run_domain(data)))
         for kind in ("candidates", "attempts"):
             folder = run.path / kind
             committed = {p.name for p in run.shard_paths(kind, upto=ckpt.step)}

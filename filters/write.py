@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 
 from filters.schema import CANDIDATE_COLUMNS, DATA_SCHEMA, REJECTED_SCHEMA
 from filters.shards import ShardSpec, read_shard
+from pipeline.config import DomainConfig
+from pipeline.domains import Domain, make_domain
 from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA
 from pipeline.storage import atomic_write_table
 
@@ -34,6 +36,7 @@ DECISION_COLUMNS = ("id", "pair_no", "filter", "filter_reason", "filter_detail",
 class WritePlan:
     out_dir: str
     sources: tuple[str, ...]
+    domains: tuple[str, ...] = ()  # [domain] kind of each run, by run index (absent: math)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,9 @@ def pairs_of(candidate: dict, attempts: list[tuple[int, str]], sources: tuple[st
     return out
 
 
-def _data_row(c: dict, pair: Pair) -> dict:
+def _data_row(c: dict, pair: Pair, domain: Domain) -> dict:
     return {
-        "messages": [{"role": "user", "content": c["problem"]}, {"role": "assistant", "content": pair.content}],
+        "messages": domain.messages(c["problem"], pair.content),  # the domain's chat turns
         "problem_id": c["problem_id"], "cell": c["cell"], "solve_rate": c["solve_rate"], "quality": c["quality"],
         "run": c["run_id"], "step": c["step"], "source": pair.source, "id": c["id"], "attempt": pair.attempt,
         "answer": c["answer"],
@@ -77,6 +80,8 @@ def _rejected_row(c: dict, d: dict, pair: Pair | None) -> dict:
 
 def write_shard(spec: ShardSpec, decisions: pd.DataFrame, plan: WritePlan) -> pd.DataFrame:
     data, rejected = [], []
+    kind = plan.domains[spec.run_index] if spec.run_index < len(plan.domains) else "math"
+    domain = make_domain(DomainConfig(kind=kind))
     if len(decisions):
         ids = pa.array(decisions["id"].unique().tolist(), pa.string())
         cands = read_shard(spec.candidates, CANDIDATES_SCHEMA, CANDIDATE_COLUMNS)
@@ -99,7 +104,7 @@ def write_shard(spec: ShardSpec, decisions: pd.DataFrame, plan: WritePlan) -> pd
                 pairs = pairs_cache[d["id"]] = pairs_of(c, attempts[d["id"]], plan.sources)
             pair = pairs[d["pair_no"]]
             if d["filter"] is None:
-                data.append(_data_row(c, pair))
+                data.append(_data_row(c, pair, domain))
             else:
                 rejected.append(_rejected_row(c, d, pair))
     out = Path(plan.out_dir)

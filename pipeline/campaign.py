@@ -420,7 +420,8 @@ class Campaign:
         return next((s for s in self.operators if s.name == parent.operator), self.operators[0])
 
     def _render(self, spec: OperatorSpec, p: Parent) -> Prompt:
-        values = {"problem": p.problem, "solution": p.solution}
+        # (answer: the code domain's prompts show a parent's tests; math's ignore it)
+        values = {"problem": p.problem, "solution": p.solution, "answer": p.answer}
         if spec.role == "crossover":
             second = p.second or p
             values.update(problem2=second.problem, solution2=second.solution)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    # "bundled" = pipeline/data/seeds/seeds.jsonl (package data); otherwise a local .jsonl or
+    # "bundled" = pipeline/data/seeds/seeds.jsonl (package data; "bundled-code": the code
+    # domain's pipeline/data/seeds/code.jsonl); otherwise a local .jsonl or
     # .parquet path, or "hf:NAME" for a `datasets` dataset (loaded with `split`).
     source: str = "bundled"
     split: str = "train"
@@ -316,6 +318,11 @@ class OperatorsConfig:
 GATES = ("archive", "export", "none")
 VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation", "grounding", "unused_data",
                    "dimensions", "shape", "closed_form", "asks")
+# The code domain's checks (pipeline/domains/code.py): the reference is Python defining the
+# function the problem names, the tests call it, the reference passes them in the sandbox,
+# and a function returning None does not.
+CODE_CHECKS = ("syntax", "names_function", "tests_call", "reference_passes", "tests_discriminate")
+CHECK_NAMES = {"math": VALIDITY_CHECKS, "code": CODE_CHECKS}  # [validity] checks, per [domain] kind
 VERIFIER_ENGINES = ("campaign", "own")
 # "solve": the verifier re-solves the problem and its majority answer must not contradict
 # the reference; "judge": an instruction-tuned model reads problem, solution and answer
@@ -335,8 +342,9 @@ class ValidityConfig:
     def validate(self, p: str) -> None:
         check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)
         check(self.gate in GATES, f"{p}.gate", f"one of {GATES}", self.gate)
+        known = tuple(dict.fromkeys(c for names in CHECK_NAMES.values() for c in names))
         for c in self.checks:
-            check(c in VALIDITY_CHECKS, f"{p}.checks", f"names from {VALIDITY_CHECKS}", list(self.checks))
+            check(c in known, f"{p}.checks", f"names from {known}", list(self.checks))
 
 
 @dataclass(frozen=True)
@@ -388,7 +396,7 @@ class DaskConfig:
                "a scheduler address such as tcp://host:8786, or empty for a LocalCluster", self.address)
 
 
-DOMAIN_KINDS = ("math",)  # pipeline/domains: DOMAINS has one entry per name
+DOMAIN_KINDS = ("math", "code")  # pipeline/domains: DOMAINS has one entry per name
 
 
 @dataclass(frozen=True)
@@ -415,6 +423,13 @@ class Config:
     validity: ValidityConfig = field(default_factory=ValidityConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
+
+    def validate(self, p: str) -> None:
+        # The checks are the chosen domain's: math's names mean nothing to code problems.
+        names = CHECK_NAMES[self.domain.kind]
+        check(all(c in names for c in self.validity.checks), "validity.checks",
+              f"names from {names}: the checks of domain {self.domain.kind!r} (set [validity] checks to them)",
+              list(self.validity.checks))
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like a loaded file)."""
@@ -549,9 +564,20 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
     return build(Config, data, "", source)
 
 
+def packaged_config(path: Path | str) -> Path | str:
+    """A bare name of a packaged config ("code": pipeline/configs/code.toml) as its path,
+    unless a file of that name exists here; anything else unchanged."""
+    text = str(path)
+    packaged = DEFAULT_CONFIG.parent / f"{text}.toml"
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) and not Path(text).exists() and packaged.is_file():
+        return packaged
+    return path
+
+
 def load_config(path: Path | str | None = None) -> Config:
-    """The packaged default, overridden by the keys of `path` (if given)."""
-    return load_layered(Config, DEFAULT_CONFIG, path)
+    """The packaged default, overridden by the keys of `path` (if given: a TOML file, or
+    the name of a packaged config such as "code")."""
+    return load_layered(Config, DEFAULT_CONFIG, None if path is None else packaged_config(path))
 
 
 def replace_section(config: Any, section: str, changes: dict[str, Any], error: type[ConfigError] = ConfigError) -> Any:

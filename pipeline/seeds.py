@@ -24,6 +24,12 @@ from pipeline.records import normalize_text
 BUNDLED_DATA = Path(__file__).resolve().parent / "data"
 BUNDLED_SEEDS = BUNDLED_DATA / "seeds" / "seeds.jsonl"
 BUNDLED_EVAL = BUNDLED_DATA / "eval" / "heldout.jsonl"
+# The code domain's (pipeline/domains/code.py): function specifications with reference
+# implementations and assert-line tests, written for this project (data/make_code_seeds.py).
+BUNDLED_CODE_SEEDS = BUNDLED_DATA / "seeds" / "code.jsonl"
+BUNDLED_CODE_EVAL = BUNDLED_DATA / "eval" / "code_heldout.jsonl"
+BUNDLED_SOURCES = {"bundled": BUNDLED_SEEDS, "bundled-eval": BUNDLED_EVAL, "bundled-code": BUNDLED_CODE_SEEDS,
+                   "bundled-code-eval": BUNDLED_CODE_EVAL}
 
 
 class SeedError(ValueError):
@@ -51,11 +57,7 @@ class Seed:
 
 
 def resolve_source(source: str) -> str:
-    if source == "bundled":
-        return str(BUNDLED_SEEDS)
-    if source == "bundled-eval":
-        return str(BUNDLED_EVAL)
-    return source
+    return str(BUNDLED_SOURCES[source]) if source in BUNDLED_SOURCES else source
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -123,11 +125,12 @@ def read_rows(source: str, columns: list[str], *, split: str = "train", subset: 
               optional: Sequence[str] = ()) -> list[tuple[str, dict[str, Any]]]:
     """The rows of a seed-style source, each with where it sits in the source.
 
-    `source` is "bundled", "bundled-eval", a .jsonl or .parquet path, or hf:NAME (loaded
-    with `split` and `subset`). `columns` must exist (checked on the first JSONL row, on the
-    schema of the others); the `optional` columns are read where present (a JSONL row
-    keeps all its keys; later rows are not checked: the caller does). Returns (where, row)
-    pairs in source order: where is the source's own numbering, "line N" of a JSONL file
+    `source` is one of BUNDLED_SOURCES ("bundled", "bundled-eval", "bundled-code", ...), a
+    .jsonl or .parquet path, or hf:NAME (loaded with `split` and `subset`). `columns` must
+    exist (checked on the first JSONL row, on the schema of the others); the `optional`
+    columns are read where present (a JSONL row keeps all its keys; later rows are not
+    checked: the caller does). Returns (where, row) pairs in source order: where is the
+    source's own numbering, "line N" of a JSONL file
     (blank lines count, as in an editor) or "row N" of a Parquet file or dataset split,
     both counted from 1. Raises SeedError naming the source. An empty JSONL file gives [].
     """

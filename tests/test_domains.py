@@ -24,7 +24,7 @@ def test_every_domain_kind_has_a_plug_in_and_the_loader_names_a_bad_one():
     from pipeline.domains import DOMAINS, make_domain
 
     assert tuple(DOMAINS) == DOMAIN_KINDS
-    with pytest.raises(ConfigError, match=r"domain\.kind.*one of \('math',\).*'poetry'"):
+    with pytest.raises(ConfigError, match=r"domain\.kind.*one of \('math', 'code'\).*'poetry'"):
         from_dict({"domain": {"kind": "poetry"}}, source="c.toml")
     math = make_domain(from_dict({}).domain)
     parsed = math.parse(" What is 5 times 8?\nNew solution: 5 times 8 is 25. The answer is 25.", "New problem:")

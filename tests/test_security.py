@@ -3,6 +3,9 @@
 - The library (every package that handles generated text) has no eval/exec/compile,
   no pickle-family module, no shell, no numpy/torch load that may unpickle; a static scan
   (AST, so `model.eval()` is not a false alarm) checks it, and checks itself on a planted case.
+  Generated code runs only in the sandbox: pipeline/sandbox.py is the one module allowed to
+  exec a program (its launcher execs the interpreter inside the sandbox's namespaces and
+  limits; tests/test_sandbox.py tries the escapes), and only for that.
 - A scripted run whose problems, solutions and solver answers carry Python, shell and
   template payloads stores them verbatim and runs none of them (each would create a file).
 - Every file a run writes is Parquet, JSON, TOML or .npy read with allow_pickle=False.
@@ -81,10 +84,19 @@ def test_scanner_finds_planted_cases():
     assert len(found) == 8, found  # everything but model.eval() and np.load(p) (safe default)
 
 
+# The sandbox's launcher execs the interpreter that runs generated code (in its namespaces,
+# under its limits): the one exec the library has. Anything else there is still a finding.
+SANDBOX = "pipeline/sandbox.py"
+SANDBOX_ALLOWED = re.compile(r": calls os\.execve?\(\)$")
+
+
 def test_library_never_executes_or_unpickles(figures):
     files = [p for pkg in LIBRARY for p in sorted((REPO / pkg).rglob("*.py"))]
     assert len(files) > 20
     findings = [f for p in files for f in scan_source(p.read_text(encoding="utf-8"), str(p.relative_to(REPO)))]
+    sandboxed = [f for f in findings if f.startswith(SANDBOX + ":") and SANDBOX_ALLOWED.search(f)]
+    assert 1 <= len(sandboxed) <= 2, findings  # the launcher's exec is there (so the scan sees it)
+    findings = [f for f in findings if f not in sandboxed]
     assert findings == []
     figures.record("security.static_scan", files_scanned=len(files), findings=len(findings))
 

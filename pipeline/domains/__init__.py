@@ -65,7 +65,13 @@ def _math() -> Domain:
     return MathDomain()
 
 
-DOMAINS: dict[str, Callable[[], Domain]] = {"math": _math}
+def _code() -> Domain:
+    from pipeline.domains.code import CodeDomain
+
+    return CodeDomain()
+
+
+DOMAINS: dict[str, Callable[[], Domain]] = {"math": _math, "code": _code}
 
 
 def make_domain(cfg: DomainConfig) -> Domain:
