@@ -18,7 +18,18 @@ kind places rows by: unit embeddings (CVT, novelty) or skill labels (skill-set).
 This module owns what the kinds share: the record types (``AddStatus``, ``Elite``,
 ``ArchiveStats``, ``NO_STEP``), ``ArchiveBase`` (the methods that read the same for every
 kind: ``add_single``, ``elite``, ``sample_elites``, ``stats``) and the batch, stats,
-sampling and snapshot helpers. A kind adds only "which cell?" and "does it replace?".
+sampling and snapshot helpers. A kind adds only "which cell?" and "does it replace?", and
+what the pipeline asks of a kind (so nothing outside archives/ tests a class):
+
+- ``from_config(cfg, *, seed, embeddings, seed_skills)``: a new, empty archive built from the
+  archive config (pipeline/config.py's ``ArchiveConfig``, read by attribute) and the seeds;
+  raises ``ArchiveBuildError`` when these seeds cannot build the kind;
+- ``labels_skills``: rows are placed by skill labels (the candidates' ``skill`` column, which
+  a model gives each new row) rather than by the problem embedding;
+- ``centroids_file``: the snapshot file holding the cells' centroids, if the kind has them;
+- ``niches()``: the niche operator's targets (archives/niches.py).
+
+The kinds are registered in archives/registry.py.
 """
 
 from __future__ import annotations
@@ -31,23 +42,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archives.centroids import normalize_rows
+from archives.niches import Niches
 
 __all__ = [
-    "NO_STEP", "AddStatus", "Archive", "ArchiveBase", "ArchiveStats", "Elite", "check_batch", "check_embeddings",
-    "compute_stats", "elites_table", "read_elites", "read_embeddings", "read_state", "sample_cells", "write_snapshot",
+    "NO_STEP", "AddStatus", "Archive", "ArchiveBase", "ArchiveBuildError", "ArchiveStats", "Elite", "check_batch",
+    "check_embeddings", "compute_stats", "elites_table", "read_elites", "read_embeddings", "read_state",
+    "sample_cells", "write_snapshot",
 ]
 
 ELITES_FILE = "elites.parquet"
 STATE_FILE = "state.json"
 # Step recorded for rows added without ``steps``.
 NO_STEP = -1
+
+
+class ArchiveBuildError(ValueError):
+    """An archive kind cannot be built from this config and these seeds (``from_config``);
+    the message says why and what to set."""
 
 
 class AddStatus(IntEnum):
@@ -99,6 +117,8 @@ class Elite:
 class Archive(Protocol):
     kind: str
     cells: int
+    labels_skills: bool
+    centroids_file: str | None
 
     def add(self, ids: Sequence[str], descriptors: Any, qualities: Sequence[float], *,
             steps: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
@@ -120,6 +140,8 @@ class Archive(Protocol):
 
     def new_empty(self) -> Archive: ...
 
+    def niches(self) -> Niches: ...
+
     def __len__(self) -> int: ...
 
 
@@ -134,6 +156,18 @@ class ArchiveBase(ABC):
 
     cells: int
     _stats: ArchiveStats | None
+    # Capabilities the pipeline asks about (see the module doc); a kind overrides them.
+    labels_skills: ClassVar[bool] = False
+    centroids_file: ClassVar[str | None] = None
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: Any, *, seed: int, embeddings: np.ndarray, seed_skills: Sequence[str | None]) -> Any:
+        """A kind's own; see the module docstring."""
+
+    def niches(self) -> Niches:
+        """The niche operator's view of this archive now (archives/niches.py)."""
+        raise TypeError(f"archive: no niche targets for {type(self).__name__}")
 
     @abstractmethod
     def add(self, ids: Sequence[str], descriptors: Any, qualities: Sequence[float], *,

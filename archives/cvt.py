@@ -30,6 +30,8 @@ from archives.base import (
     read_state,
     write_snapshot,
 )
+from archives.centroids import build_centroids
+from archives.niches import CellNiches
 
 __all__ = ["CVTArchive"]
 
@@ -59,6 +61,7 @@ class CVTArchive(ArchiveBase):
     """
 
     kind = "cvt"
+    centroids_file = _CENTROIDS_FILE
 
     def __init__(self, *, centroids: np.ndarray) -> None:
         arr = np.asarray(centroids)
@@ -92,9 +95,18 @@ class CVTArchive(ArchiveBase):
         self._ids: list[str | None] = [None] * self.cells
         self._stats: ArchiveStats | None = None
 
+    @classmethod
+    def from_config(cls, cfg: Any, *, seed: int, embeddings: np.ndarray,
+                    seed_skills: Sequence[str | None]) -> CVTArchive:
+        """``cfg.cells`` centroids fitted to the seeds' embeddings (k-means, ``cfg.kmeans_iters``)."""
+        return cls(centroids=build_centroids(embeddings, n_cells=cfg.cells, seed=seed, kmeans_iters=cfg.kmeans_iters))
+
     def new_empty(self) -> CVTArchive:
         """A new archive with the same centroids and no elites (what re-derivation starts from)."""
         return CVTArchive(centroids=self._centroids)
+
+    def niches(self) -> CellNiches:
+        return CellNiches(self._centroids, self.data())
 
     # ------------------------------------------------------------------ lookup
 

@@ -36,6 +36,7 @@ from archives.base import (
     read_state,
     write_snapshot,
 )
+from archives.niches import FoundedNiches
 
 __all__ = ["NoveltyArchive"]
 
@@ -72,9 +73,18 @@ class NoveltyArchive(ArchiveBase):
         self._ids: list[str] = []
         self._stats: ArchiveStats | None = None
 
+    @classmethod
+    def from_config(cls, cfg: Any, *, seed: int, embeddings: np.ndarray,
+                    seed_skills: Sequence[str | None]) -> NoveltyArchive:
+        """The seeds' embedding dim, ``cfg.radius``, at most ``cfg.cells`` niches."""
+        return cls(dim=int(embeddings.shape[1]), radius=cfg.radius, capacity=cfg.cells)
+
     def new_empty(self) -> NoveltyArchive:
         """A new archive with the same dim, radius and capacity and no niches."""
         return NoveltyArchive(dim=self.dim, radius=self.radius, capacity=self.capacity)
+
+    def niches(self) -> FoundedNiches:
+        return FoundedNiches(self.data())
 
     # ------------------------------------------------------------------ lookup
 

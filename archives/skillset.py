@@ -28,6 +28,7 @@ import pyarrow as pa
 from archives.base import (
     AddStatus,
     ArchiveBase,
+    ArchiveBuildError,
     ArchiveStats,
     Elite,
     check_batch,
@@ -35,6 +36,7 @@ from archives.base import (
     read_state,
     write_snapshot,
 )
+from archives.niches import SkillNiches
 
 __all__ = ["SkillSetArchive", "normalize_skill", "parse_skill_labels", "skill_key", "skill_vocabulary"]
 
@@ -90,6 +92,7 @@ class SkillSetArchive(ArchiveBase):
     """
 
     kind = "skillset"
+    labels_skills = True
 
     def __init__(self, *, vocabulary: Sequence[str], max_skills: int = 3) -> None:
         vocab = tuple(vocabulary)
@@ -113,9 +116,22 @@ class SkillSetArchive(ArchiveBase):
         self._elites: dict[int, tuple[str, float, int]] = {}  # cell -> (id, quality, step)
         self._stats: ArchiveStats | None = None
 
+    @classmethod
+    def from_config(cls, cfg: Any, *, seed: int, embeddings: np.ndarray,
+                    seed_skills: Sequence[str | None]) -> SkillSetArchive:
+        """The ``cfg.skills`` most common seed skills, keys of at most ``cfg.max_skills``."""
+        vocab = skill_vocabulary(seed_skills, cfg.skills)
+        if not vocab:
+            raise ArchiveBuildError("'skillset' needs seed skill labels, but the seeds have none "
+                                    "(map a column with seeds.skill)")
+        return cls(vocabulary=vocab, max_skills=cfg.max_skills)
+
     def new_empty(self) -> SkillSetArchive:
         """A new archive with the same vocabulary and max_skills and no elites."""
         return SkillSetArchive(vocabulary=self.vocabulary, max_skills=self.max_skills)
+
+    def niches(self) -> SkillNiches:
+        return SkillNiches(self, self.data())
 
     # ------------------------------------------------------------------ keys and cells
 

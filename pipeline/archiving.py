@@ -1,7 +1,7 @@
 """Which archive a campaign uses, and what each kind places rows by (its descriptors).
 
-CVT and novelty archives place rows by their problem embedding; the skill-set archive by
-the skill labels stored in the candidates' `skill` column. Both the live campaign and
+Most kinds place rows by their problem embedding; a kind with `labels_skills` (skill-set)
+by the skill labels stored in the candidates' `skill` column. Both the live campaign and
 `rederive_archive` go through `descriptors_for`, so they feed an archive identically.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from archives import Archive, CVTArchive, NoveltyArchive, SkillSetArchive, build_centroids, skill_vocabulary
+from archives import ARCHIVE_KINDS, Archive, ArchiveBuildError, new_archive
 from pipeline.config import ArchiveConfig, ConfigError
 
 
@@ -22,23 +22,26 @@ class ArchiveSetupError(ConfigError):
 
 def build_archive(cfg: ArchiveConfig, *, seed: int, embeddings: np.ndarray,
                   seed_skills: Sequence[str | None]) -> Archive:
-    """A new, empty archive of kind `cfg.kind`, fitted to the seeds where the kind needs it."""
-    if cfg.kind == "cvt":
-        centroids = build_centroids(embeddings, n_cells=cfg.cells, seed=seed, kmeans_iters=cfg.kmeans_iters)
-        return CVTArchive(centroids=centroids)
-    if cfg.kind == "novelty":
-        return NoveltyArchive(dim=int(embeddings.shape[1]), radius=cfg.radius, capacity=cfg.cells)
-    if cfg.kind == "skillset":
-        vocab = skill_vocabulary(seed_skills, cfg.skills)
-        if not vocab:
-            raise ArchiveSetupError("config key 'archive.kind': 'skillset' needs seed skill labels, but the "
-                                    "seeds have none (map a column with seeds.skill)")
-        return SkillSetArchive(vocabulary=vocab, max_skills=cfg.max_skills)
-    raise ArchiveSetupError(f"config key 'archive.kind': unknown archive kind {cfg.kind!r}")
+    """A new, empty archive of kind `cfg.kind`, fitted to the seeds where the kind needs it
+    (the kind's `from_config`, archives/registry.py)."""
+    if cfg.kind not in ARCHIVE_KINDS:
+        raise ArchiveSetupError(f"config key 'archive.kind': unknown archive kind {cfg.kind!r}")
+    try:
+        return new_archive(cfg, seed=seed, embeddings=embeddings, seed_skills=seed_skills)
+    except ArchiveBuildError as exc:
+        raise ArchiveSetupError(f"config key 'archive.kind': {exc}") from None
+
+
+def kind_labels_skills(kind: str) -> bool:
+    """Whether archives of `kind` place rows by skill labels, so every new row needs a label
+    from the model before it is placed (False for a kind that is not registered)."""
+    cls = ARCHIVE_KINDS.get(kind)
+    return cls is not None and cls.labels_skills
 
 
 def uses_skills(archive: Archive) -> bool:
-    return isinstance(archive, SkillSetArchive)
+    """Whether `archive` places rows by their skill labels (else by their embedding)."""
+    return archive.labels_skills
 
 
 def descriptors_for(archive: Archive, embeddings: Sequence[object], skills: Sequence[str | None]) -> object:

@@ -14,6 +14,10 @@ One step:
                better quality replaces, ties keep the incumbent);
   6. commit  - every candidate and attempt is written, then the checkpoint.
 
+What a step is made of lives beside this coordinator: the parent pool and selection in
+pipeline/population.py, a candidate's records (Parent, Draft) in pipeline/candidate.py,
+and the rows, archive insertion, metrics and the atomic write in pipeline/commit.py.
+
 The phases are separate methods so an orchestrator (flows/generate.py) can wrap the
 engine-bound ones in retried tasks (`run_step(phase)`). That is steps mode, where each
 phase waits for its slowest request; pipeline/stream.py runs the same candidates as a
@@ -33,16 +37,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from archives import AddStatus, Archive, CVTArchive, SkillSetArchive, load_archive, skill_key
+from archives import AddStatus, Archive, SkillSetArchive, load_archive, skill_key
 from pipeline.answers import Verdict
-from pipeline.archiving import build_archive, descriptors_for, has_descriptor, table_descriptors
+from pipeline.archiving import build_archive, descriptors_for
+from pipeline.candidate import Draft, Parent, archive_eligible  # noqa: F401 (re-exported: stream, flows)
+from pipeline.commit import OUTCOME, attempt_rows, candidate_row, commit, insert, place, step_metrics
 from pipeline.config import Config, dump_config, load_config
 from pipeline.domains import Judge, make_domain
 from pipeline.embedding import Embedder
@@ -50,23 +54,15 @@ from pipeline.engines import Completion, Engine, RequestError, Sampling, make_en
 from pipeline.engines.base import complete_each
 from pipeline.failures import Refusals, failed_reason
 from pipeline.labels import label_examples, parse_skills, render_label
-from pipeline.mutation import Mutation, ParseFailure
-from pipeline.niche import NicheView, target_text
+from pipeline.mutation import ParseFailure
 from pipeline.operators import (
-    Counts,
     OperatorSpec,
-    choose_operators,
     load_operators,
-    operator_counts,
     operator_metrics,
-    update_counts,
 )
+from pipeline.population import Population, rederive_archive
 from pipeline.prompts import Prompt, load_prompt
 from pipeline.records import (
-    ATTEMPTS_SCHEMA,
-    CANDIDATES_SCHEMA,
-    METRICS_SCHEMA,
-    OPERATORS_SCHEMA,
     ArchiveOutcome,
     Attempt,
     Candidate,
@@ -76,84 +72,20 @@ from pipeline.records import (
     candidate_id,
     now,
     problem_id,
-    to_table,
 )
 from pipeline.seeds import Seed, load_seeds
-from pipeline.selection import PoolRow, make_sampler
 from pipeline.solverate import AdaptiveConfig, next_round, quality_function
 from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
 from pipeline.validity import Validity
-
-_OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: ArchiveOutcome.IMPROVE,
-            AddStatus.NOT_ADDED: ArchiveOutcome.NOT_ADDED}
 
 Progress = Callable[[str], None]
 # Runs one engine-bound phase of a step: phase(name, fn, step, arg) -> fn(step, arg).
 Phase = Callable[[str, Callable, int, object], object]
 
 
-@dataclass(frozen=True)
-class Parent:
-    id: str
-    problem: str
-    solution: str
-    answer: str
-    depth: int
-    # What this slot does with it (set by select_parents):
-    operator: str = "sparq_mutate"
-    second: Parent | None = None  # crossover: the second parent; niche: the example shown
-    target: str | None = None  # niche: the target (the `target` column)
-    target_text: str | None = None  # niche: the target as the prompt says it
-
-
-@dataclass
-class Draft:
-    """A candidate being built during a step (becomes a `Candidate` row at commit)."""
-
-    slot: int
-    parent: Parent
-    raw_output: str
-    gen_tokens: int
-    status: str
-    reason: str | None = None
-    mutation: Mutation | None = None
-    problem_id: str | None = None
-    attempts: list[tuple[str, int]] = field(default_factory=list)  # (text, tokens)
-    verdict: Verdict | None = None
-    skills: tuple[str, ...] | None = None  # skill-set archive: the labeller's in-vocabulary key
-    validity: Validity | None = None  # the deterministic checks (parsed drafts only)
-    verification: Verdict | None = None  # the verifier's attempts judged against the reference
-    verify_tokens: int = 0
-
-
 # request_seed phases: mutation 1 + 20 x operator index, label 2, solve round r
 # PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY.
 PHASE_SOLVE, PHASE_VERIFY, PHASES = 100, 2048, 4096
-
-
-def archive_eligible(status: str, quality: float) -> bool:
-    return status == Status.SEED or (status == Status.OK and quality > 0)
-
-
-# Statuses whose problem id is taken: a later copy of the problem is a duplicate.
-_KNOWN = Status.OWNERS
-
-
-def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archive:
-    """The archive as a pure function of the committed candidates (see module doc).
-
-    `base` gives the kind and parameters: CVT centroids, or an archive (its elites are
-    ignored: `new_empty()` keeps the centroids, the novelty radius, the skill vocabulary).
-    """
-    archive = CVTArchive(centroids=base) if isinstance(base, np.ndarray) else base.new_empty()
-    table = candidates.sort_by([("step", "ascending"), ("slot", "ascending")])
-    mask = pc.or_(pc.equal(table["status"], Status.SEED),
-                  pc.and_(pc.equal(table["status"], Status.OK), pc.greater(table["quality"], 0.0)))
-    table = table.filter(mask)
-    if table.num_rows:
-        archive.add(table["id"].to_pylist(), table_descriptors(archive, table), table["quality"].to_pylist(),
-                    steps=table["step"].to_pylist())
-    return archive
 
 
 def effective_config(run: RunDir, config: Config | None, resume: bool) -> Config | None:
@@ -189,16 +121,13 @@ class Campaign:
             prior_a=config.solver.prior_a, prior_b=config.solver.prior_b,
             min_attempts=min(config.solver.min_attempts, config.solver.k))
         self.operators: list[OperatorSpec] = load_operators(config)
-        self.op_counts: dict[str, Counts] = {}  # attempts / archived per operator (bandit)
         self.label_prompt = load_prompt(config.archive.label_prompt) if config.archive.kind == "skillset" else None
         self.label_examples = ""
         self.archive: Archive | None = None
         self.rng = np.random.default_rng(config.run.seed)
         self.step = -1  # last committed step
         self.counters: dict[str, float] = {}
-        self.pool: dict[str, Parent] = {}  # every archive-eligible row, by candidate id
-        self.rows: dict[str, PoolRow] = {}  # what selection needs of the same rows
-        self.seen: set[str] = set()  # problem ids of committed seeds and ok candidates
+        self.population = Population()  # the parent pool, taken problem ids, operator counts
         self._embed_pool: ThreadPoolExecutor | None = None
         self._prefetched: tuple[tuple[str, ...], Future] | None = None
         v = config.verifier
@@ -303,10 +232,10 @@ class Campaign:
         rows = self._seed_rows(seeds, emb)
         statuses, cells = self.archive.add([r.id for r in rows], descriptors_for(self.archive, emb, skills),
                                            [0.0] * len(rows), steps=[0] * len(rows))
-        rows = [replace(r, cell=int(c) if c >= 0 else None, archive_outcome=_OUTCOME[AddStatus(int(s))])
+        rows = [replace(r, cell=int(c) if c >= 0 else None, archive_outcome=OUTCOME[AddStatus(int(s))])
                 for r, s, c in zip(rows, statuses, cells, strict=True)]
         self._set_label_examples([(s.problem, s.solution, s.skill) for s in seeds])
-        self._remember(rows)
+        self.population.remember(rows)
         metrics = self._metrics(0, rows, [], 0.0, 0.0, time.perf_counter() - t0)
         self._commit(0, rows, [], metrics, [])
         self.log(f"step 0: {len(rows)} seeds in {self.archive.stats.num_elites} of {self.archive.cells} "
@@ -356,64 +285,19 @@ class Campaign:
             raise RunError(f"run directory {self.run.path}: the archive snapshot is of kind {archive.kind!r} but "
                            f"config key 'archive.kind' is {self.config.archive.kind!r}")
         self.archive = archive
-        rows = candidates.select(["id", "step", "status", "quality", "problem_id", "problem", "solution",
-                                  "answer", "depth", "cell", "skill", "disputed"]).to_pylist()
-        for r in rows:
-            if r["status"] in _KNOWN and r["problem_id"]:
-                self.seen.add(r["problem_id"])
-            if archive_eligible(r["status"], r["quality"]):
-                self.pool[r["id"]] = Parent(r["id"], r["problem"], r["solution"] or "",
-                                            r["answer"] or "", r["depth"])
-                self.rows[r["id"]] = PoolRow(r["id"], r["quality"], r["cell"], r["status"] == Status.SEED,
-                                             bool(r["disputed"]))
+        rows = self.population.restore(candidates)
         self._set_label_examples([(r["problem"], r["solution"] or "", r["skill"]) for r in rows
                                   if r["step"] == 0])
-        self.op_counts = operator_counts(candidates)
         self.log(f"resumed {self.run.path} at step {self.step} "
                  f"({self.archive.stats.num_elites} elites)")
-
-    def _remember(self, rows: list[Candidate]) -> None:
-        for r in rows:
-            if r.status in _KNOWN and r.problem_id:
-                self.seen.add(r.problem_id)
-            if archive_eligible(r.status, r.quality):
-                self.pool[r.id] = Parent(r.id, r.problem or "", r.solution or "", r.answer or "",
-                                         r.depth)
-                self.rows[r.id] = PoolRow(r.id, r.quality, r.cell, r.status == Status.SEED, bool(r.disputed))
 
     # -- one step --------------------------------------------------------------------
     def select_parents(self, count: int | None = None) -> list[Parent]:
         """A parent per slot (`count` slots, default `run.batch_size`) with the slot's
-        operator, and its second parent or target.
-
-        Draws, all from the checkpointed RNG, in this order: the operators (only when more
-        than one is on), the parents, then per slot a crossover's second parent or a niche
-        target. With the defaults this is exactly the archive's uniform draw over cells.
-        """
+        operator, and its second parent or target (pipeline/population.py)."""
         assert self.archive is not None, "initialize() or resume first"
-        run, ops = self.config.run, self.config.operators
-        count = run.batch_size if count is None else count
-        specs = choose_operators(self.operators, self.op_counts, count, self.rng, bandit=ops.bandit,
-                                 ucb_c=ops.ucb_c)
-        elites: list[tuple[int, str]] = []
-        if run.selection == "archive":
-            data = self.archive.data()
-            elites = list(zip(data.column("cell").to_pylist(), data.column("id").to_pylist(), strict=True))
-
-        sampler = make_sampler(run.selection, list(self.rows.values()), elites, working_set_size=run.working_set,
-                               niche_size=run.niche_size, exclude_disputed=self.config.validity.exclude_parents)
-        view = NicheView(self.archive) if any(s.role == "niche" for s in specs) else None
-        parents = []
-        for spec, pid in zip(specs, sampler.draw(count, self.rng), strict=True):
-            p = replace(self.pool[pid], operator=spec.name)
-            if spec.role == "crossover":
-                p = replace(p, second=self.pool[sampler.draw(1, self.rng)[0]])
-            elif spec.role == "niche" and view is not None:
-                t = view.target(self.rows[pid].niche, self.rng)
-                ex = self.pool.get(t.example_id) if t.example_id else None
-                p = replace(p, second=ex, target=t.label, target_text=target_text(t, ex.problem if ex else None))
-            parents.append(p)
-        return parents
+        count = self.config.run.batch_size if count is None else count
+        return self.population.select(self.config, self.archive, self.operators, self.rng, count)
 
     def _spec(self, parent: Parent) -> OperatorSpec:
         # A parent built elsewhere (no operator set) gets the first configured operator.
@@ -510,7 +394,7 @@ class Campaign:
         else:
             d.mutation = parsed
             d.problem_id = problem_id(parsed.problem)
-            if d.problem_id in self.seen or d.problem_id in pending:
+            if self.population.taken(d.problem_id) or d.problem_id in pending:
                 d.status, d.reason = Status.DUPLICATE, "problem text already in the run"
             else:
                 self.check(d)
@@ -713,87 +597,18 @@ class Campaign:
         created = now()
         rows, attempts = [], []
         for d in drafts:
-            row = self._candidate_row(step, d, embeddings.get(d.slot), created)
+            row = candidate_row(d, run_id=self.run_id, step=step, embedding=embeddings.get(d.slot), created=created,
+                                quality=self.quality, spec=self._spec(d.parent), engine=self.engine.name,
+                                threshold=self.config.validity.threshold)
             rows.append(row)
-            attempts.extend(self._attempt_rows(row, d, created))
-        rows = self._insert(step, self._place(rows))
-        self._remember(rows)
-        update_counts(self.op_counts, rows)
+            attempts.extend(attempt_rows(row, d, created, prompt_version=self.solve_prompt.version,
+                                         solver=self.engine.name))
+        rows = insert(self.archive, step, place(self.archive, rows))
+        self.population.remember(rows)
         metrics = self._metrics(step, rows, attempts, mutate_s, solve_s, time.perf_counter() - started)
         ops = operator_metrics(step, rows, self.config.quality.lo, self.config.quality.hi)
         self._commit(step, rows, attempts, metrics, ops)
         return metrics
-
-    def _candidate_row(self, step: int, d: Draft, embedding: np.ndarray | None, created) -> Candidate:
-        """A finished draft as its committed row: solve rate, quality, depth, validity flag."""
-        v, m = d.verdict, d.mutation
-        k = len(d.attempts)
-        n_correct = sum(v.correct) if v else 0
-        sr = n_correct / k if k else None
-        quality = float(self.quality(sr)) if sr is not None and d.status == Status.OK else 0.0
-        val, ver = d.validity, d.verification
-        spec = self._spec(d.parent)
-        # A crossover child descends from both parents; a niche example is no parent.
-        depth = max(d.parent.depth, d.parent.second.depth if spec.role == "crossover" and d.parent.second
-                    else 0) + 1
-        # A confident solver majority against the reference answer: likely an invalid
-        # problem or a wrong reference (SPARQ's "high quality but invalid").
-        disputed = None if v is None else bool(
-            v.reference_agrees is False and v.majority_share >= self.config.validity.threshold)
-        return Candidate(
-            id=candidate_id(self.run_id, step, d.slot), run_id=self.run_id, step=step, slot=d.slot,
-            parent_id=d.parent.id, depth=depth, operator=spec.name,
-            problem_id=d.problem_id, problem=m.problem if m else None,
-            solution=m.solution if m else None, answer=m.answer if m else None,
-            raw_output=d.raw_output, status=d.status,
-            reason=d.reason or ("verification timed out" if v and v.timed_out else None),
-            k=k, n_correct=n_correct, solve_rate=sr,
-            majority_answer=v.majority_answer if v else None,
-            majority_share=v.majority_share if v else None,
-            reference_agrees=v.reference_agrees if v else None, quality=quality, cell=None,
-            archive_outcome=ArchiveOutcome.INELIGIBLE, embedding=embedding,
-            skill=",".join(d.skills) if d.skills is not None else None,
-            prompt_version=spec.prompt.version, generator=self.engine.name,
-            solver=self.engine.name if k else None, gen_tokens=d.gen_tokens,
-            solve_tokens=sum(t for _, t in d.attempts), created_at=created,
-            second_parent_id=d.parent.second.id if d.parent.second else None, target=d.parent.target,
-            disputed=disputed, valid=None if val is None else val.valid,
-            invalid_checks=",".join(val.failed) if val is not None and val.failed else None,
-            validity_reason=None if val is None else val.reason,
-            verifier_answer=ver.majority_answer if ver else None,
-            verifier_share=ver.majority_share if ver else None,
-            verifier_agrees=ver.reference_agrees if ver else None, verify_tokens=d.verify_tokens)
-
-    def _attempt_rows(self, row: Candidate, d: Draft, created) -> list[Attempt]:
-        v = d.verdict
-        return [Attempt(candidate_id=row.id, run_id=self.run_id, step=row.step, attempt=i, text=text,
-                        extracted=v.extracted[i] if v else None, correct=bool(v.correct[i]) if v else False,
-                        tokens=tokens, prompt_version=self.solve_prompt.version, solver=self.engine.name,
-                        created_at=created)
-                for i, (text, tokens) in enumerate(d.attempts)]
-
-    def _descriptors(self, rows: list[Candidate], idx: list[int]) -> object:
-        return descriptors_for(self.archive, [rows[i].embedding for i in idx], [rows[i].skill for i in idx])
-
-    def _place(self, rows: list[Candidate]) -> list[Candidate]:
-        """Every placeable row gets the cell it falls in before this step's insertions
-        (None: no niche yet)."""
-        idx = [i for i, r in enumerate(rows) if has_descriptor(self.archive, r.embedding, r.skill)]
-        if idx:
-            for i, c in zip(idx, self.archive.index_of(self._descriptors(rows, idx)).tolist(), strict=True):
-                rows[i] = replace(rows[i], cell=c if c >= 0 else None)
-        return rows
-
-    def _insert(self, step: int, rows: list[Candidate]) -> list[Candidate]:
-        """The eligible rows, inserted in slot order, get their outcome and the cell they
-        competed in (for the novelty archive, possibly a niche they founded)."""
-        elig = [i for i, r in enumerate(rows) if archive_eligible(r.status, r.quality)]
-        if elig:
-            statuses, cells = self.archive.add([rows[i].id for i in elig], self._descriptors(rows, elig),
-                                               [rows[i].quality for i in elig], steps=[step] * len(elig))
-            for i, st, c in zip(elig, statuses.tolist(), cells.tolist(), strict=True):
-                rows[i] = replace(rows[i], archive_outcome=_OUTCOME[AddStatus(st)], cell=c if c >= 0 else None)
-        return rows
 
     def run_step(self, phase: Phase | None = None) -> StepMetrics:
         """One step with its phases as barriers (steps mode). `phase(name, fn, step, arg)`
@@ -812,46 +627,14 @@ class Campaign:
     # -- bookkeeping -----------------------------------------------------------------
     def _metrics(self, step: int, rows: list[Candidate], attempts: list[Attempt],
                  mutate_s: float, solve_s: float, seconds: float) -> StepMetrics:
-        st = self.archive.stats
-        lo, hi = self.config.quality.lo, self.config.quality.hi
-        return StepMetrics(
-            step=step, candidates=len(rows),
-            ok=sum(r.status == Status.OK for r in rows),
-            unparseable=sum(r.status == Status.UNPARSEABLE for r in rows),
-            duplicate=sum(r.status == Status.DUPLICATE for r in rows),
-            in_band=sum(r.solve_rate is not None and lo <= r.solve_rate <= hi
-                        and r.status == Status.OK for r in rows),
-            accepted=sum(r.archive_outcome in (ArchiveOutcome.NEW, ArchiveOutcome.IMPROVE)
-                         and r.status == Status.OK for r in rows),
-            new_cells=sum(r.archive_outcome == ArchiveOutcome.NEW and r.status == Status.OK
-                          for r in rows),
-            num_elites=st.num_elites, coverage=st.coverage, qd_score=st.qd_score,
-            attempts=len(attempts), gen_tokens=sum(r.gen_tokens for r in rows),
-            solve_tokens=sum(r.solve_tokens for r in rows), mutate_seconds=mutate_s,
-            solve_seconds=solve_s, seconds=seconds, created_at=now(),
-            valid=sum(r.valid is True for r in rows if r.status != Status.SEED),
-            invalid=sum(r.valid is False for r in rows if r.status != Status.SEED),
-            verify_tokens=sum(r.verify_tokens or 0 for r in rows),
-            failed=sum(r.status == Status.FAILED for r in rows))
+        q = self.config.quality
+        return step_metrics(self.archive, step, rows, attempts, lo=q.lo, hi=q.hi, mutate_s=mutate_s,
+                            solve_s=solve_s, seconds=seconds)
 
     def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt],
                 metrics: StepMetrics, operators: list[OperatorMetrics] | None = None) -> None:
-        generated = metrics.candidates if step > 0 else 0  # step 0 holds the seeds
-        for key, value in (("candidates", generated), ("accepted", metrics.accepted),
-                           ("attempts", metrics.attempts), ("gen_tokens", metrics.gen_tokens),
-                           ("solve_tokens", metrics.solve_tokens), ("verify_tokens", metrics.verify_tokens or 0),
-                           ("valid", metrics.valid or 0), ("invalid", metrics.invalid or 0),
-                           ("failed", metrics.failed or 0),
-                           ("seconds", metrics.seconds)):
-            self.counters[key] = self.counters.get(key, 0) + value
-        ckpt = Checkpoint(run_id=self.run_id, step=step, rng_state=self.rng.bit_generator.state,
-                          counters=self.counters)
-        archive = self.archive
-        self.run.commit_step(
-            step, to_table(rows, CANDIDATES_SCHEMA), to_table(attempts, ATTEMPTS_SCHEMA),
-            to_table([metrics], METRICS_SCHEMA), ckpt,
-            save_archive=lambda d: archive.save(d, extra={"step": step, "run_id": self.run_id}),
-            operator_rows=None if operators is None else to_table(operators, OPERATORS_SCHEMA))
+        commit(self.run, self.run_id, step, rows, attempts, metrics, operators, archive=self.archive, rng=self.rng,
+               counters=self.counters)
         self.step = step
 
     def summary(self) -> dict[str, float | int | str]:

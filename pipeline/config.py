@@ -245,6 +245,8 @@ class QualityConfig:
                               f"hi={self.hi!r}")
 
 
+# The names registered in archives/registry.py (`archives.ARCHIVE_KINDS`), kept here so this module
+# does not import the archives (faiss); tests/test_archive_contract.py checks the two agree.
 ARCHIVE_KINDS = ("cvt", "skillset", "novelty")
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from archives import ARCHIVE_KINDS, snapshot_kind
 from pipeline.records import CANDIDATES_SCHEMA, METRICS_SCHEMA, ArchiveOutcome, Status
 from pipeline.storage import RunDir, RunError, shard_name
 
@@ -56,9 +57,9 @@ class RunTables:
     metrics: pa.Table  # METRIC_COLUMNS, steps 0..step
     elites: list[dict[str, Any]]  # candidate rows of the elites, cell/quality as archived, by cell
     elites_source: str  # "snapshot" or why they were derived from the shards
-    archive_kind: str  # "cvt" unless the snapshot's state.json says otherwise
+    archive_kind: str  # the snapshot's state.json `kind` (archives.LEGACY_KIND if it has none)
     cells: int | None  # number of cells, where the archive kind has a fixed number
-    centroids: np.ndarray | None  # (cells, dim) for a CVT archive, else None
+    centroids: np.ndarray | None  # (cells, dim) for a kind with centroids (CVT), else None
     band: tuple[float, float] | None  # the run's quality band [lo, hi], if its config says
 
 
@@ -129,9 +130,10 @@ def load_run(path: Path | str) -> RunTables:
                            f"({_first_line(exc)})") from None
     metrics = metrics.filter(pc.less_equal(metrics["step"], ckpt.step))
     state = _read_state(run.archive_dir / "state.json")
-    kind = str(state.get("kind", "cvt"))
+    kind = snapshot_kind(state)
     elites, source = _committed_elites(run.archive_dir, state, ckpt.step, candidates)
-    centroids = _read_centroids(run.archive_dir / "centroids.npy") if kind == "cvt" else None
+    centroids_file = ARCHIVE_KINDS[kind].centroids_file if kind in ARCHIVE_KINDS else None
+    centroids = _read_centroids(run.archive_dir / centroids_file) if centroids_file else None
     cells = int(centroids.shape[0]) if centroids is not None else state.get("cells")
     return RunTables(path=run.path, run_id=ckpt.run_id, step=ckpt.step, candidates=candidates,
                      metrics=metrics, elites=elites, elites_source=source, archive_kind=kind,
@@ -183,7 +185,7 @@ def _committed_elites(archive_dir: Path, state: dict[str, Any], step: int,
 
 # -- derived tables --------------------------------------------------------------------
 def derive_elites(candidates: pa.Table) -> list[dict[str, Any]]:
-    """The archive's elites as candidate rows, by cell (same rule as CVTArchive.add).
+    """The archive's elites as candidate rows, by cell (the replace rule of every archive kind).
 
     Rows enter in (step, slot) order; a seed or an ok candidate with quality > 0 takes its
     cell if the cell is empty or its quality is strictly higher than the incumbent's.

@@ -209,7 +209,7 @@ def test_bandits_run_and_resume_counts_from_shards(tmp_path: Path, bandit: str):
     run_generation(cfg, tmp_path / "run", **QUIET)
     camp = Campaign.open(tmp_path / "run", resume=True, progress=lambda m: None)
     gen = [r for r in RunDir(tmp_path / "run").read_candidates().to_pylist() if r["step"] > 0]
-    for name, c in camp.op_counts.items():
+    for name, c in camp.population.op_counts.items():
         mine = [r for r in gen if r["operator"] == name]
         assert (c.attempts, c.archived) == (len(mine), sum(r["archive_outcome"] in ("new", "improve")
                                                            for r in mine))

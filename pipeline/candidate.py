@@ -1,0 +1,57 @@
+"""The records of one candidate on its way through a step: the parent it is made from
+and the draft that collects its output, parse, checks, attempts and verdicts until it is
+committed as a `Candidate` row (pipeline/commit.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.answers import Verdict
+from pipeline.mutation import Mutation
+from pipeline.records import Status
+from pipeline.validity import Validity
+
+
+@dataclass(frozen=True)
+class Parent:
+    id: str
+    problem: str
+    solution: str
+    answer: str
+    depth: int
+    # What this slot does with it (set by select_parents):
+    operator: str = "sparq_mutate"
+    second: Parent | None = None  # crossover: the second parent; niche: the example shown
+    target: str | None = None  # niche: the target (the `target` column)
+    target_text: str | None = None  # niche: the target as the prompt says it
+
+
+@dataclass
+class Draft:
+    """A candidate being built during a step (becomes a `Candidate` row at commit)."""
+
+    slot: int
+    parent: Parent
+    raw_output: str
+    gen_tokens: int
+    status: str
+    reason: str | None = None
+    mutation: Mutation | None = None
+    problem_id: str | None = None
+    attempts: list[tuple[str, int]] = field(default_factory=list)  # (text, tokens)
+    verdict: Verdict | None = None
+    skills: tuple[str, ...] | None = None  # skill-set archive: the labeller's in-vocabulary key
+    validity: Validity | None = None  # the deterministic checks (parsed drafts only)
+    verification: Verdict | None = None  # the verifier's attempts judged against the reference
+    verify_tokens: int = 0
+
+
+# request_seed phases: mutation 1 + 20 x operator index, label 2, solve round r
+# PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY.
+PHASE_SOLVE, PHASE_VERIFY, PHASES = 100, 2048, 4096
+
+
+def archive_eligible(status: str, quality: float) -> bool:
+    return status == Status.SEED or (status == Status.OK and quality > 0)
+
+
