@@ -25,7 +25,8 @@ what the pipeline asks of a kind (so nothing outside archives/ tests a class):
   archive config (pipeline/config.py's ``ArchiveConfig``, read by attribute) and the seeds;
   raises ``ArchiveBuildError`` when these seeds cannot build the kind;
 - ``labels_skills``: rows are placed by skill labels (the candidates' ``skill`` column, which
-  a model gives each new row) rather than by the problem embedding;
+  a model gives each new row) rather than by the problem embedding; such a kind also has
+  ``vocabulary`` and ``max_skills`` (what the label prompt offers and allows);
 - ``centroids_file``: the snapshot file holding the cells' centroids, if the kind has them;
 - ``niches()``: the niche operator's targets (archives/niches.py).
 

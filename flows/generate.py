@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-import time
 from contextlib import ExitStack
 from typing import Any
 
@@ -36,13 +34,12 @@ from prefect.artifacts import (  # noqa: E402
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from flows.artifacts import publish_report  # noqa: E402
 from pipeline.campaign import Campaign, Draft, Parent, effective_config  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.failures import TooManyRefusals  # noqa: E402
-from pipeline.generate import drive, open_campaign, step_line, summary_markdown  # noqa: E402
+from pipeline.generate import run_generation, summary_markdown  # noqa: E402
 from pipeline.records import StepMetrics  # noqa: E402
 from pipeline.storage import RunDir  # noqa: E402
 
@@ -90,55 +87,31 @@ def generate(run_dir: str, config_path: str | None = None, steps: int | None = N
         judge = FanoutJudge(timeout_s=own.solver.verify_timeout_s, chunk_size=config.dask.chunk_size,
                             domain=own.domain.kind)
 
-    def log(msg: str) -> None:
-        logger.info(msg)
-
-    lock = ExitStack()  # one writer per run directory, from before recovery to the end
-    lock.enter_context(RunDir(run_dir).locked())
-    try:
-        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine,
-                             judge=judge)
-    except BaseException:
-        lock.close()
-        raise
-    target = camp.config.run.steps
-    first = camp.step
     key = _artifact_key(run_dir)
     progress_id = create_progress_artifact(progress=0.0, key=f"{key}-progress",
                                            description=f"generation progress of {run_dir}")
-    t0 = time.perf_counter()
-    bar = tqdm(total=max(0, target - first), desc="generate", unit="step", file=sys.stderr,
-               dynamic_ncols=True)
 
-    def on_commit(metrics: StepMetrics) -> None:
-        # Each commit (a step; in streaming mode, `commit_every` finished candidates) is
-        # logged and moves the progress artifact.
-        logger.info(step_line(metrics))
-        bar.update(1)
-        bar.set_postfix(elites=metrics.num_elites, qd=f"{metrics.qd_score:.2f}", acc=metrics.accepted)
-        update_progress_artifact(progress_id, progress=100.0 * (camp.step - first) / max(1, target - first))
+    def on_commit(metrics: StepMetrics, done: int, total: int) -> None:
+        # Each commit (a step; in streaming mode, `commit_every` finished candidates) moves
+        # the progress artifact; its line goes to the flow's log (step_lines below).
+        update_progress_artifact(progress_id, progress=100.0 * done / total)
 
     def phase(name: str, fn, step: int, arg):
         # Steps mode only (a stream has no phases): each phase is a retried task. Fanned
         # out, the phase runs here and its chunk tasks carry the retries instead.
         if fanout:
             return fn(step, arg)
-        return (mutate_task if name == "mutate" else solve_task)(camp, step, arg)
+        return (mutate_task if name == "mutate" else solve_task)(fn.__self__, step, arg)  # fn: camp.mutate or .solve
 
     try:
-        mode = drive(camp, on_commit, phase=phase)
-        summary = camp.summary()
-        summary["mode"] = mode
-        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        summary = run_generation(config, run_dir, resume=resume, steps=steps, progress=logger.info, engine=engine,
+                                 judge=judge, phase=phase, on_commit=on_commit, step_lines=logger.info)
         update_progress_artifact(progress_id, progress=100.0)
         create_markdown_artifact(key=f"{key}-summary", markdown=summary_markdown(summary),
                                  description=f"generation summary of {run_dir}")
         publish_report(run_dir, key, logger)  # RUN/report/ + overview, top-elites, figures artifacts
         return summary
     finally:
-        bar.close()
-        camp.close()
-        lock.close()
         if fanout:
             from flows.fanout import close_workers
 

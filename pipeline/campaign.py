@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from archives import AddStatus, Archive, SkillSetArchive, load_archive, skill_key
+from archives import AddStatus, Archive, load_archive, skill_key
 from pipeline.answers import Verdict
-from pipeline.archiving import build_archive, descriptors_for
+from pipeline.archiving import build_archive, descriptors_for, kind_labels_skills
 from pipeline.candidate import Draft, Parent, archive_eligible  # noqa: F401 (re-exported: stream, flows)
 from pipeline.commit import OUTCOME, attempt_rows, candidate_row, commit, insert, place, step_metrics
 from pipeline.config import Config, dump_config, load_config
@@ -121,7 +121,8 @@ class Campaign:
             prior_a=config.solver.prior_a, prior_b=config.solver.prior_b,
             min_attempts=min(config.solver.min_attempts, config.solver.k))
         self.operators: list[OperatorSpec] = load_operators(config)
-        self.label_prompt = load_prompt(config.archive.label_prompt) if config.archive.kind == "skillset" else None
+        labels_skills = kind_labels_skills(config.archive.kind)  # the archive places rows by skill labels
+        self.label_prompt = load_prompt(config.archive.label_prompt) if labels_skills else None
         self.label_examples = ""
         self.archive: Archive | None = None
         self.rng = np.random.default_rng(config.run.seed)
@@ -242,7 +243,7 @@ class Campaign:
                  f"{self.archive.kind} cells")
 
     def _set_label_examples(self, seeds: list[tuple[str, str, str | None]]) -> None:
-        if self.label_prompt is not None and isinstance(self.archive, SkillSetArchive):
+        if self.label_prompt is not None and self.archive is not None and self.archive.labels_skills:
             self.label_examples = label_examples(seeds, self.archive.vocabulary, self.archive.max_skills)
 
     def _seed_rows(self, seeds: list[Seed], emb: np.ndarray) -> list[Candidate]:
@@ -429,7 +430,7 @@ class Campaign:
 
     def needs_label(self, d: Draft) -> bool:
         return (d.status == Status.OK and self.label_prompt is not None
-                and isinstance(self.archive, SkillSetArchive))
+                and self.archive is not None and self.archive.labels_skills)
 
     def label_request(self, d: Draft, seed: int | None) -> tuple[Prompt, Sampling]:
         a = self.archive

@@ -1,14 +1,17 @@
 """Running a campaign to a target step count, with progress and a summary.
 
 `drive` is the one loop: a stream (pipeline/stream.py) or steps, by `run.mode`.
-`run_generation` is the plain in-process driver used by `sparq generate --no-prefect`
-and by tests; flows/generate.py calls `drive` too, with the step phases as Prefect tasks.
+`run_generation` is the one driver: it holds the run directory's lock, opens (or resumes)
+the campaign, shows progress, and returns the summary. `sparq generate --no-prefect` and
+the tests call it as it is; the Prefect flow (flows/generate.py) calls it with its steps'
+phases as retried tasks, its logger and a hook that moves its progress artifact.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,28 +60,43 @@ def step_line(m: StepMetrics) -> str:
             f"coverage {m.coverage:.3f} qd {m.qd_score:.3f} | {m.seconds:.0f}s")
 
 
+# on_commit(metrics, done, total): `done` commits of the `total` this call makes
+CommitHook = Callable[[StepMetrics, int, int], None]
+
+
 def run_generation(config: Config, run_dir: Path | str, *, resume: bool = False,
-                   steps: int | None = None, progress: Progress | None = None, engine=None,
-                   show_bar: bool = True) -> dict[str, Any]:
-    """Run (or resume) a campaign until `config.run.steps` steps are committed."""
+                   steps: int | None = None, progress: Progress | None = None, engine=None, judge=None,
+                   show_bar: bool = True, phase: Phase | None = None, on_commit: CommitHook | None = None,
+                   step_lines: Progress | None = None) -> dict[str, Any]:
+    """Run (or resume) a campaign until `config.run.steps` steps are committed.
+
+    `progress` gets the campaign's messages (default: stderr); `step_lines` each commit's
+    line (default: written above the progress bar); `phase` runs the engine-bound phases of
+    a step (steps mode); `on_commit` is called after each commit. An `engine` or `judge`
+    handed in belongs to the caller."""
     from tqdm import tqdm
 
     log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     # One writer per run directory, from before recovery until the last commit.
     with RunDir(run_dir).locked():
-        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine)
-        target = camp.config.run.steps
+        camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine,
+                             judge=judge)
+        first, target = camp.step, camp.config.run.steps
         t0 = time.perf_counter()
         try:
-            bar = tqdm(total=max(0, target - camp.step), desc="generate", unit="step",
+            bar = tqdm(total=max(0, target - first), desc="generate", unit="step",
                        disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
-            def on_commit(m: StepMetrics) -> None:
+            say = step_lines or (lambda line: bar.write(line, file=sys.stderr))
+
+            def committed(m: StepMetrics) -> None:
+                say(step_line(m))
                 bar.update(1)
                 bar.set_postfix(elites=m.num_elites, qd=f"{m.qd_score:.2f}", acc=m.accepted)
-                bar.write(step_line(m), file=sys.stderr)
+                if on_commit is not None:
+                    on_commit(m, camp.step - first, max(1, target - first))
 
             with bar:
-                mode = drive(camp, on_commit)
+                mode = drive(camp, committed, phase=phase)
             summary = camp.summary()
             summary["mode"] = mode
             summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
