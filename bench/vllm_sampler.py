@@ -45,11 +45,12 @@ def requests(args) -> list:
             parents = camp.select_parents(args.mutations + args.solves)
             out = []
             for i, parent in enumerate(parents[:args.mutations]):
-                prompt, sampling = camp.mutation_request(parent, camp.request_seed(i, 1))
-                out.append((prompt, dataclasses.replace(sampling, max_tokens=args.mutation_tokens)))
+                request = camp.rules.mutation_request(parent)
+                out.append((request.prompt, dataclasses.replace(request.sampling, max_tokens=args.mutation_tokens,
+                                                                seed=camp.request_seed(i, request.phase))))
             for i, parent in enumerate(parents[args.mutations:]):
-                out.append((camp.solve_prompt.render(problem=parent.problem),
-                            camp.solve_sampling(cfg.solver.k, camp.request_seed(i, 100))))
+                out.append((camp.rules.solve_prompt.render(problem=parent.problem),
+                            camp.rules.solve_sampling(cfg.solver.k, camp.request_seed(i, 100))))
             return out
         finally:
             camp.close()  # the engine was never built: this closes the embedder's pool

@@ -15,14 +15,14 @@ One step:
   6. commit  - every candidate and attempt is written, then the checkpoint.
 
 What a step is made of lives beside this coordinator: the parent pool and selection in
-pipeline/population.py, a candidate's records (Parent, Draft) in pipeline/candidate.py,
-and the rows, archive insertion, metrics and the atomic write in pipeline/commit.py.
+pipeline/population.py; each candidate's lifecycle (mutate, parse and check, label,
+solve, judge, verify) in pipeline/lifecycle.py, the same object in both modes; the rows,
+archive insertion, metrics and the atomic write in pipeline/commit.py.
 
 The phases are separate methods so an orchestrator (flows/generate.py) can wrap the
 engine-bound ones in retried tasks (`run_step(phase)`). That is steps mode, where each
-phase waits for its slowest request; pipeline/stream.py runs the same candidates as a
-stream through the per-draft helpers (`mutation_request`, `parse_draft`,
-`label_request`, `attempts_wanted`, `solve_sampling`) and commits with `finish_step`.
+phase waits for its slowest request; pipeline/stream.py runs the same lifecycles as a
+stream, each on its own, and commits with `finish_step`.
 
 Archive property: the archive after step N equals `rederive_archive(base, candidates of
 steps 0..N)`, i.e. re-inserting into an empty archive of the same kind and parameters
@@ -42,9 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archives import AddStatus, Archive, load_archive, skill_key
-from pipeline.answers import Verdict
-from pipeline.archiving import build_archive, descriptors_for, kind_labels_skills
+from archives import AddStatus, Archive, load_archive
+from pipeline.archiving import build_archive, descriptors_for
 from pipeline.candidate import Draft, Parent, archive_eligible  # noqa: F401 (re-exported: stream, flows)
 from pipeline.commit import OUTCOME, attempt_rows, candidate_row, commit, insert, place, step_metrics
 from pipeline.config import Config, dump_config, load_config
@@ -52,16 +51,15 @@ from pipeline.domains import Judge, make_domain
 from pipeline.embedding import Embedder
 from pipeline.engines import Completion, Engine, RequestError, Sampling, make_engine
 from pipeline.engines.base import complete_each
-from pipeline.failures import Refusals, failed_reason
-from pipeline.labels import label_examples, parse_skills, render_label
-from pipeline.mutation import ParseFailure
+from pipeline.failures import Refusals
+from pipeline.lifecycle import Rules, run_mutations, run_solves
 from pipeline.operators import (
     OperatorSpec,
     load_operators,
     operator_metrics,
 )
 from pipeline.population import Population, rederive_archive
-from pipeline.prompts import Prompt, load_prompt
+from pipeline.prompts import Prompt
 from pipeline.records import (
     ArchiveOutcome,
     Attempt,
@@ -74,9 +72,8 @@ from pipeline.records import (
     problem_id,
 )
 from pipeline.seeds import Seed, load_seeds
-from pipeline.solverate import AdaptiveConfig, next_round, quality_function
+from pipeline.solverate import quality_function
 from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
-from pipeline.validity import Validity
 
 Progress = Callable[[str], None]
 # Runs one engine-bound phase of a step: phase(name, fn, step, arg) -> fn(step, arg).
@@ -113,26 +110,17 @@ class Campaign:
         self._embedder: Embedder | None = None
         # A judge handed in (e.g. one that fans out to a cluster) must offer judge_many and close.
         self._judge: Judge | None = judge
-        self.mutate_prompt = load_prompt(config.generator.prompt)
-        self.solve_prompt = load_prompt(config.solver.prompt)
         self.quality = quality_function(config.quality.function, config.quality.lo, config.quality.hi)
-        self.adaptive = AdaptiveConfig(
-            k_max=config.solver.k, round_size=config.solver.round_size, delta=config.solver.delta,
-            prior_a=config.solver.prior_a, prior_b=config.solver.prior_b,
-            min_attempts=min(config.solver.min_attempts, config.solver.k))
         self.operators: list[OperatorSpec] = load_operators(config)
-        labels_skills = kind_labels_skills(config.archive.kind)  # the archive places rows by skill labels
-        self.label_prompt = load_prompt(config.archive.label_prompt) if labels_skills else None
-        self.label_examples = ""
+        self.population = Population()  # the parent pool, taken problem ids, operator counts
+        # What a candidate's lifecycle asks of this config (pipeline/lifecycle.py).
+        self.rules = Rules(config, self.domain, self.operators, self.quality, self.population.taken)
         self.archive: Archive | None = None
         self.rng = np.random.default_rng(config.run.seed)
         self.step = -1  # last committed step
         self.counters: dict[str, float] = {}
-        self.population = Population()  # the parent pool, taken problem ids, operator counts
         self._embed_pool: ThreadPoolExecutor | None = None
         self._prefetched: tuple[tuple[str, ...], Future] | None = None
-        v = config.verifier
-        self.verify_prompt = load_prompt(v.judge_prompt if v.method == "judge" else v.prompt)
         self._verifier_engine: Engine | None = None
         self.refusals = Refusals(config.run.max_failed_in_a_row)
 
@@ -187,7 +175,7 @@ class Campaign:
     @property
     def verifies(self) -> bool:
         """Whether the verifier runs: attempts configured and a gate that uses it."""
-        return self.config.verifier.m > 0 and self.config.validity.gate != "none"
+        return self.rules.verifies
 
     @property
     def embedder(self) -> Embedder:
@@ -235,16 +223,12 @@ class Campaign:
                                            [0.0] * len(rows), steps=[0] * len(rows))
         rows = [replace(r, cell=int(c) if c >= 0 else None, archive_outcome=OUTCOME[AddStatus(int(s))])
                 for r, s, c in zip(rows, statuses, cells, strict=True)]
-        self._set_label_examples([(s.problem, s.solution, s.skill) for s in seeds])
+        self.rules.use_archive(self.archive, [(s.problem, s.solution, s.skill) for s in seeds])
         self.population.remember(rows)
         metrics = self._metrics(0, rows, [], 0.0, 0.0, time.perf_counter() - t0)
         self._commit(0, rows, [], metrics, [])
         self.log(f"step 0: {len(rows)} seeds in {self.archive.stats.num_elites} of {self.archive.cells} "
                  f"{self.archive.kind} cells")
-
-    def _set_label_examples(self, seeds: list[tuple[str, str, str | None]]) -> None:
-        if self.label_prompt is not None and self.archive is not None and self.archive.labels_skills:
-            self.label_examples = label_examples(seeds, self.archive.vocabulary, self.archive.max_skills)
 
     def _seed_rows(self, seeds: list[Seed], emb: np.ndarray) -> list[Candidate]:
         created = now()
@@ -287,7 +271,7 @@ class Campaign:
                            f"config key 'archive.kind' is {self.config.archive.kind!r}")
         self.archive = archive
         rows = self.population.restore(candidates)
-        self._set_label_examples([(r["problem"], r["solution"] or "", r["skill"]) for r in rows
+        self.rules.use_archive(archive, [(r["problem"], r["solution"] or "", r["skill"]) for r in rows
                                   if r["step"] == 0])
         self.log(f"resumed {self.run.path} at step {self.step} "
                  f"({self.archive.stats.num_elites} elites)")
@@ -299,20 +283,6 @@ class Campaign:
         assert self.archive is not None, "initialize() or resume first"
         count = self.config.run.batch_size if count is None else count
         return self.population.select(self.config, self.archive, self.operators, self.rng, count)
-
-    def _spec(self, parent: Parent) -> OperatorSpec:
-        # A parent built elsewhere (no operator set) gets the first configured operator.
-        return next((s for s in self.operators if s.name == parent.operator), self.operators[0])
-
-    def _render(self, spec: OperatorSpec, p: Parent) -> Prompt:
-        # (answer: the code domain's prompts show a parent's tests; math's ignore it)
-        values = {"problem": p.problem, "solution": p.solution, "answer": p.answer}
-        if spec.role == "crossover":
-            second = p.second or p
-            values.update(problem2=second.problem, solution2=second.solution)
-        elif spec.role == "niche":
-            values["target"] = p.target_text or "a problem of a different kind"
-        return spec.prompt.render(**values)
 
     def request_seed(self, step: int, phase: int) -> int:
         """The seed of one engine call: `step` is the step (steps mode) or the candidate's
@@ -331,27 +301,18 @@ class Campaign:
         return max(1, c.run.batch_size) * max(1, c.solver.k, c.verifier.m)
 
     def mutate(self, step: int, parents: list[Parent]) -> list[Draft]:
-        """A mutation per parent (one engine call per operator), parsed (failures kept as
-        rows); for the skill-set archive the ok ones are then labelled."""
-        g = self.config.generator
-        specs = [self._spec(p) for p in parents]
-        outputs: list = [None] * len(parents)
-        for k, spec in enumerate(self.operators):
-            idx = [i for i, s in enumerate(specs) if s is spec]
-            if not idx:
-                continue
-            # Phase 1 for the first operator keeps the default run's engine seeds unchanged.
-            sampling = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
-                                stop=spec.prompt.stop, seed=self.request_seed(step, 1 + 20 * k))
-            outs = self.complete(self.engine, [self._render(spec, parents[i]) for i in idx], sampling)
-            for i, o in zip(idx, outs, strict=True):
-                outputs[i] = o
-        crash_point("mutate", step)  # test-only fault injection (pipeline/storage.py)
-        batch_ids: set[str] = set()
-        drafts = [self.failed_draft(slot, parent, outs) if isinstance(outs, RequestError)
-                  else self.parse_draft(slot, parent, outs[0], batch_ids)
-                  for slot, (parent, outs) in enumerate(zip(parents, outputs, strict=True))]
-        return self.label(step, drafts)
+        """Steps mode's mutate phase: a mutation per parent, parsed and checked (failures kept
+        as rows); for the skill-set archive the ok ones are then labelled."""
+        return run_mutations(self.rules, step, parents, self._complete, self.request_seed)
+
+    def solve(self, step: int, drafts: list[Draft]) -> list[Draft]:
+        """Steps mode's solve phase: solver attempts for every ok draft (k each, or adaptive
+        rounds up to k), judged; then the verifier where it is on."""
+        return run_solves(self.rules, self.judge, step, drafts, self._complete, self.request_seed,
+                          prefetch=self._prefetch_embeddings)
+
+    def _complete(self, verifier: bool, prompts: list[Prompt], sampling: Sampling) -> list:
+        return self.complete(self.verifier_engine if verifier else self.engine, prompts, sampling)
 
     def complete(self, engine: Engine, prompts: list[Prompt],
                  sampling: Sampling) -> list[list[Completion] | RequestError]:
@@ -368,199 +329,6 @@ class Campaign:
             self.refusals.refused(out)
         else:
             self.refusals.answered()
-
-    def failed_draft(self, slot: int, parent: Parent, exc: RequestError) -> Draft:
-        """The draft of a parent whose mutation request was refused."""
-        return Draft(slot=slot, parent=parent, raw_output="", gen_tokens=0, status=Status.FAILED,
-                     reason=failed_reason("mutation", exc))
-
-    @staticmethod
-    def fail(d: Draft, stage: str, exc: RequestError) -> None:
-        """Draft `d` fails: its `stage` request was refused (it is solved no further)."""
-        d.status, d.reason = Status.FAILED, failed_reason(stage, exc)
-
-    def mutation_request(self, parent: Parent, seed: int | None) -> tuple[Prompt, Sampling]:
-        """The generator's prompt and sampling for one parent (its slot's operator)."""
-        g, spec = self.config.generator, self._spec(parent)
-        return self._render(spec, parent), Sampling(n=1, temperature=g.temperature, top_p=g.top_p,
-                                                    max_tokens=g.max_tokens, stop=spec.prompt.stop, seed=seed)
-
-    def parse_draft(self, slot: int, parent: Parent, out: Completion, pending: set[str]) -> Draft:
-        """A mutation's output as a draft: ok, unparseable, or a duplicate of a committed
-        problem or of one in `pending` (the problem ids not yet committed; updated here)."""
-        parsed = self.domain.parse(out.text, self._spec(parent).prompt.response_prefix)
-        d = Draft(slot=slot, parent=parent, raw_output=out.text, gen_tokens=out.tokens, status=Status.OK)
-        if isinstance(parsed, ParseFailure):
-            d.status, d.reason = Status.UNPARSEABLE, parsed.reason
-        else:
-            d.mutation = parsed
-            d.problem_id = problem_id(parsed.problem)
-            if self.population.taken(d.problem_id) or d.problem_id in pending:
-                d.status, d.reason = Status.DUPLICATE, "problem text already in the run"
-            else:
-                self.check(d)
-            pending.add(d.problem_id)
-        return d
-
-    def check(self, d: Draft) -> None:
-        """The deterministic validity checks, as soon as a draft is parsed: with the
-        archive gate, a draft they reject is invalid and never solved."""
-        m = d.mutation
-        d.validity = self.domain.check(m, self.config.validity.checks)
-        if not d.validity.valid and self.config.validity.gate == "archive":
-            d.status, d.reason = Status.INVALID, d.validity.reason
-
-    def label(self, step: int, drafts: list[Draft]) -> list[Draft]:
-        """Skill-set archive: label each ok draft's skills (greedy, one engine call).
-
-        Labels outside the vocabulary map to nothing; the key keeps the labeller's first
-        `max_skills` known labels. Labelling tokens count as generator tokens.
-        """
-        todo = [d for d in drafts if self.needs_label(d)]
-        if not todo:
-            return drafts
-        requests = [self.label_request(d, self.request_seed(step, 2)) for d in todo]
-        outputs = self.complete(self.engine, [p for p, _ in requests], requests[0][1])
-        for d, outs in zip(todo, outputs, strict=True):
-            if isinstance(outs, RequestError):
-                self.fail(d, "label", outs)
-            else:
-                self.apply_label(d, outs[0])
-        return drafts
-
-    def needs_label(self, d: Draft) -> bool:
-        return (d.status == Status.OK and self.label_prompt is not None
-                and self.archive is not None and self.archive.labels_skills)
-
-    def label_request(self, d: Draft, seed: int | None) -> tuple[Prompt, Sampling]:
-        a = self.archive
-        prompt = render_label(self.label_prompt, d.mutation.problem, d.mutation.solution, a.vocabulary,
-                              self.label_examples, a.max_skills)
-        return prompt, Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=self.config.archive.label_max_tokens,
-                                stop=self.label_prompt.stop, seed=seed)
-
-    def apply_label(self, d: Draft, out: Completion) -> None:
-        a = self.archive
-        d.skills = skill_key(parse_skills(out.text, self.label_prompt.response_prefix), a.vocabulary, a.max_skills)
-        d.gen_tokens += out.tokens
-
-    def solve(self, step: int, drafts: list[Draft]) -> list[Draft]:
-        """Solver attempts for every ok draft: k each, or adaptive rounds up to k."""
-        s = self.config.solver
-        todo = [d for d in drafts if d.status == Status.OK]
-        for d in todo:  # idempotent: a retried solve starts over
-            d.attempts, d.verdict = [], None
-        if not todo:
-            return drafts
-        self._prefetch_embeddings([d.mutation.problem for d in todo])
-        round_no = 0
-        while todo:
-            batch = [(d, n) for d in todo if (n := self.attempts_wanted(d)) > 0]
-            if not batch:
-                break
-            # Group by sample count: one engine call per distinct n shares prefills.
-            for n in sorted({n for _, n in batch}):
-                group = [d for d, m in batch if m == n]
-                prompts = [self.solve_prompt.render(problem=d.mutation.problem) for d in group]
-                sampling = self.solve_sampling(n, self.request_seed(step, PHASE_SOLVE + round_no))
-                outputs = self.complete(self.engine, prompts, sampling)
-                crash_point("solve", step)
-                for d, outs in zip(group, outputs, strict=True):
-                    if isinstance(outs, RequestError):
-                        self.fail(d, "solve", outs)
-                    else:
-                        d.attempts.extend((o.text, o.tokens) for o in outs)
-            batch = [(d, n) for d, n in batch if d.status == Status.OK]
-            verdicts = self.judge.judge_many(
-                [(d.mutation.answer, [t for t, _ in d.attempts]) for d, _ in batch])
-            for (d, _), v in zip(batch, verdicts, strict=True):
-                d.verdict = v
-            todo = [d for d, _ in batch] if s.adaptive else []
-            round_no += 1
-        return self.verify(step, drafts)
-
-    # -- the verifier ------------------------------------------------------------------
-    def verify(self, step: int, drafts: list[Draft]) -> list[Draft]:
-        """The verifier's m attempts for every solved draft that could enter the archive
-        (one engine call), judged against the reference."""
-        todo = [d for d in drafts if self.needs_verify(d)]
-        for d in todo:  # idempotent: a retried phase starts over
-            d.verification, d.verify_tokens = None, 0
-        if not todo:
-            return drafts
-        requests = [self.verify_request(d, None) for d in todo]
-        outputs = self.complete(self.verifier_engine, [p for p, _ in requests],
-                                replace(requests[0][1], seed=self.request_seed(step, PHASE_VERIFY)))
-        crash_point("solve", step)
-        for d, outs in zip(todo, outputs, strict=True):
-            if isinstance(outs, RequestError):
-                self.fail(d, "verifier", outs)
-        self.apply_verifications([(d, outs) for d, outs in zip(todo, outputs, strict=True)
-                                  if not isinstance(outs, RequestError)])
-        return drafts
-
-    def apply_verifications(self, done: list[tuple[Draft, list[Completion]]]) -> None:
-        """Judge the verifier's outputs of several drafts (one call to the answer judge's
-        workers) and record them: re-solves are judged against the reference; an LLM
-        judge's replies (method "judge") are read for their verdicts."""
-        if self.config.verifier.method == "judge":
-            for d, outs in done:
-                verdict, why = self.domain.read_judgements([o.text for o in outs])
-                self.apply_verification(d, verdict, sum(o.tokens for o in outs), why)
-            return
-        verdicts = self.judge.judge_many([(d.mutation.answer, [o.text for o in outs]) for d, outs in done])
-        for (d, outs), v in zip(done, verdicts, strict=True):
-            self.apply_verification(d, v, sum(o.tokens for o in outs))
-
-    def would_archive(self, d: Draft) -> bool:
-        """A solved ok draft whose quality is above 0 (it would be inserted)."""
-        if d.status != Status.OK or not d.attempts or d.verdict is None:
-            return False
-        return float(self.quality(sum(d.verdict.correct) / len(d.attempts))) > 0
-
-    def needs_verify(self, d: Draft) -> bool:
-        return (self.verifies and d.verification is None and self.would_archive(d)
-                and (d.validity is None or d.validity.valid))
-
-    def verify_request(self, d: Draft, seed: int | None) -> tuple[Prompt, Sampling]:
-        v = self.config.verifier
-        m = d.mutation
-        values = {"problem": m.problem} if v.method == "solve" else {
-            "problem": m.problem, "solution": m.solution, "answer": m.answer}
-        return self.verify_prompt.render(**values), Sampling(
-            n=v.m, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens,
-            stop=self.verify_prompt.stop, seed=seed)
-
-    def apply_verification(self, d: Draft, verdict: Verdict, tokens: int, why: str | None = None) -> None:
-        """Record the verifier's verdict: a majority of at least `share` that contradicts
-        the reference (or, for an LLM judge, that says "invalid") fails the draft (the
-        archive gate makes it invalid)."""
-        d.verification, d.verify_tokens = verdict, d.verify_tokens + tokens
-        if verdict.reference_agrees is False and verdict.majority_share >= self.config.verifier.share:
-            if self.config.verifier.method == "judge":
-                reason = (f"verifier: {verdict.majority_share:.0%} of {len(verdict.correct)} judgements say "
-                          f"invalid" + (f" ({why})" if why else ""))
-            else:
-                reason = (f"verifier: {verdict.majority_share:.0%} of {len(verdict.correct)} attempts answer "
-                          f"{verdict.majority_answer!r}, the reference says {d.mutation.answer!r}")
-            prev = d.validity or Validity((), None)
-            d.validity = Validity(prev.failed + ("verifier",), "; ".join(r for r in (prev.reason, reason) if r))
-            if self.config.validity.gate == "archive":
-                d.status, d.reason = Status.INVALID, d.validity.reason
-
-    def attempts_wanted(self, d: Draft) -> int:
-        """How many more solver attempts draft `d` needs: k at first, then (adaptive) the
-        next round until the fixed-k decision is settled; 0 when done."""
-        s = self.config.solver
-        if not s.adaptive:
-            return 0 if d.attempts else s.k
-        c = sum(d.verdict.correct) if d.verdict else 0
-        return next_round(c, len(d.attempts), self.adaptive, self.config.quality.lo, self.config.quality.hi)
-
-    def solve_sampling(self, n: int, seed: int | None) -> Sampling:
-        s = self.config.solver
-        return Sampling(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                        stop=self.solve_prompt.stop, seed=seed)
 
     def _prefetch_embeddings(self, problems: list[str]) -> None:
         """Embed the step's new problems in the background while their solves run: with a
@@ -599,10 +367,10 @@ class Campaign:
         rows, attempts = [], []
         for d in drafts:
             row = candidate_row(d, run_id=self.run_id, step=step, embedding=embeddings.get(d.slot), created=created,
-                                quality=self.quality, spec=self._spec(d.parent), engine=self.engine.name,
+                                quality=self.quality, spec=self.rules.spec(d.parent), engine=self.engine.name,
                                 threshold=self.config.validity.threshold)
             rows.append(row)
-            attempts.extend(attempt_rows(row, d, created, prompt_version=self.solve_prompt.version,
+            attempts.extend(attempt_rows(row, d, created, prompt_version=self.rules.solve_prompt.version,
                                          solver=self.engine.name))
         rows = insert(self.archive, step, place(self.archive, rows))
         self.population.remember(rows)
@@ -637,6 +405,11 @@ class Campaign:
         commit(self.run, self.run_id, step, rows, attempts, metrics, operators, archive=self.archive, rng=self.rng,
                counters=self.counters)
         self.step = step
+
+    def record_launched(self, seq: int) -> None:
+        """The stream's candidates launched so far (checkpointed with the next commit, so a
+        resumed stream numbers its candidates, and so seeds them, after these)."""
+        self.counters["launched"] = float(seq)
 
     def summary(self) -> dict[str, float | int | str]:
         st = self.archive.stats

@@ -38,11 +38,13 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from pipeline.campaign import PHASE_SOLVE, PHASE_VERIFY, Campaign, Draft, Parent
+from pipeline.campaign import Campaign
+from pipeline.candidate import Draft
 from pipeline.engines import EngineError, RequestError
 from pipeline.engines.base import BatchSubmitter, Completion, Submitter, submitter
+from pipeline.lifecycle import JUDGE, LABEL, MUTATE, VERIFY, VERIFY_JUDGE, Lifecycle, Request, judge_all
 from pipeline.records import Status, StepMetrics
 from pipeline.storage import crash_point
 
@@ -59,17 +61,19 @@ OnCommit = Callable[[StepMetrics], None]
 
 @dataclass
 class _Work:
-    """One candidate in flight."""
+    """One candidate in flight: its lifecycle (pipeline/lifecycle.py), the request it
+    waits for, and the time it spent waiting on the engine."""
 
     seq: int
-    parent: Parent
-    stage: str = "mutate"  # mutate | label | solve | verify
-    draft: Draft | None = None
-    round_no: int = 0
+    life: Lifecycle
     tries: int = 0
     sent: float = 0.0
-    request: tuple = ()
+    request: Request | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"mutate": 0.0, "solve": 0.0})
+
+    @property
+    def draft(self) -> Draft | None:
+        return self.life.draft
 
 
 def stream_window(camp: Campaign, sub: Submitter) -> int:
@@ -147,13 +151,14 @@ class Stream:
             return
         for parent in camp.select_parents(count):
             self._seq += 1
-            work = _Work(seq=self._seq, parent=parent)
-            self._send(work, *camp.mutation_request(parent, camp.request_seed(work.seq, 1)))
+            self._next(_Work(seq=self._seq, life=Lifecycle(camp.rules, parent, pending=self.pending)))
 
-    def _send(self, work: _Work, prompt, sampling) -> None:
-        work.request, work.sent = (prompt, sampling), time.perf_counter()
-        sub = self.vsub if work.stage == "verify" else self.sub
-        self.inflight[sub.submit(prompt, sampling)] = work
+    def _send(self, work: _Work, request: Request) -> None:
+        """Send `request` with the seed of its phase and the candidate's sequence number."""
+        work.request, work.sent = request, time.perf_counter()
+        sub = self.vsub if request.verifier else self.sub
+        sampling = replace(request.sampling, seed=self.camp.request_seed(work.seq, request.phase))
+        self.inflight[sub.submit(request.prompt, sampling)] = work
 
     def _flush(self) -> None:
         """Send what a buffering submitter holds (Dask fan-out: a burst as few chunk tasks).
@@ -176,85 +181,54 @@ class Stream:
 
     # -- one candidate's next move -------------------------------------------------------
     def _advance(self, done: set[Future]) -> None:
-        judged: list[_Work] = []
-        verified: list[tuple[_Work, list[Completion]]] = []
+        answered: list[_Work] = []
         for fut in done:
             work = self.inflight.pop(fut)
-            elapsed = time.perf_counter() - work.sent
+            stage, elapsed = work.life.stage, time.perf_counter() - work.sent
             try:
                 outs: list[Completion] = fut.result()
             except RequestError as exc:  # refused for its own reason: the candidate fails, the run goes on
                 self.camp.count_outcome(exc)
-                self._fail(work, exc)
+                work.life.accept(exc)
+                self._next(work)
                 continue
             except EngineError as exc:
                 if work.tries >= RETRIES:
                     raise
                 work.tries += 1
                 self.camp.log(f"stream: request failed ({exc}); sending it again ({work.tries}/{RETRIES})")
-                self._send(work, *work.request)
+                self._send(work, work.request)
                 continue
             work.tries = 0
             self.camp.count_outcome(outs)
-            if work.stage == "mutate":
-                work.seconds["mutate"] += elapsed
-                crash_point("mutate", self.camp.step + 1)  # test-only fault injection
-                work.draft = self.camp.parse_draft(0, work.parent, outs[0], self.pending)
-                self._next(work)
-            elif work.stage == "label":
-                work.seconds["mutate"] += elapsed
-                self.camp.apply_label(work.draft, outs[0])
-                self._next(work)
-            elif work.stage == "verify":
-                work.seconds["solve"] += elapsed
-                verified.append((work, outs))
-            else:
-                work.seconds["solve"] += elapsed
+            work.seconds["mutate" if stage in (MUTATE, LABEL) else "solve"] += elapsed
+            # test-only fault injection (pipeline/storage.py)
+            if stage == MUTATE:
+                crash_point("mutate", self.camp.step + 1)
+            elif stage != LABEL and stage != VERIFY:
                 crash_point("solve", self.camp.step + 1)
-                work.draft.attempts.extend((o.text, o.tokens) for o in outs)
-                judged.append(work)
-        if judged:  # verified together: one call to the judge's workers
-            verdicts = self.camp.judge.judge_many(
-                [(w.draft.mutation.answer, [t for t, _ in w.draft.attempts]) for w in judged])
-            for w, v in zip(judged, verdicts, strict=True):
-                w.draft.verdict = v
-                w.round_no += 1
-                self._next(w)
-        if verified:
-            self.camp.apply_verifications([(w.draft, outs) for w, outs in verified])
-            self.finished += [(w.draft, w) for w, _ in verified]
+            work.life.accept(outs)
+            answered.append(work)
+        # The attempts (and verifier answers) that came back, judged together: one call to
+        # the judge's workers.
+        judge_all(self.camp.rules, self.camp.judge, [w.life for w in answered if w.life.stage in (JUDGE, VERIFY_JUDGE)])
+        for work in answered:
+            self._next(work)
         # The newly finished ok problems, embedded together in the background.
         todo = [d for d, _ in self.finished if d.status == Status.OK and id(d) not in self._embeddings]
         if todo:
             fut = self.camp.embed_async([d.mutation.problem for d in todo])
             self._embeddings.update({id(d): (fut, i) for i, d in enumerate(todo)})
 
-    def _fail(self, work: _Work, exc: RequestError) -> None:
-        """The candidate's request was refused: it is finished, as failed."""
-        if work.draft is None:  # its mutation request
-            work.draft = self.camp.failed_draft(0, work.parent, exc)
-        else:
-            self.camp.fail(work.draft, {"verify": "verifier"}.get(work.stage, work.stage), exc)
-        self.finished.append((work.draft, work))
-
     def _next(self, work: _Work) -> None:
         """Send the candidate's next request, or mark it finished."""
-        camp, d = self.camp, work.draft
-        if work.stage == "mutate" and camp.needs_label(d):
-            work.stage = "label"
-            self._send(work, *camp.label_request(d, camp.request_seed(work.seq, 2)))
-            return
-        n = camp.attempts_wanted(d) if d.status == Status.OK else 0
-        if n > 0:
-            work.stage = "solve"
-            prompt = camp.solve_prompt.render(problem=d.mutation.problem)
-            self._send(work, prompt, camp.solve_sampling(n, camp.request_seed(work.seq, PHASE_SOLVE + work.round_no)))
-            return
-        if camp.needs_verify(d):
-            work.stage = "verify"
-            self._send(work, *camp.verify_request(d, camp.request_seed(work.seq, PHASE_VERIFY)))
-            return
-        self.finished.append((d, work))
+        request = work.life.next_request()
+        if request is not None:
+            self._send(work, request)
+        elif work.life.done:
+            self.finished.append((work.draft, work))
+        else:
+            raise RuntimeError(f"stream: candidate {work.seq} waits in stage {work.life.stage!r} with nothing sent")
 
     # -- commits ---------------------------------------------------------------------------
     def _commit(self) -> None:
@@ -275,7 +249,7 @@ class Stream:
                 embeddings[d.slot] = fut.result()[row]
         mutate_s = sum(w.seconds["mutate"] for _, w in batch)
         solve_s = sum(w.seconds["solve"] for _, w in batch)
-        camp.counters["launched"] = float(self._seq)
+        camp.record_launched(self._seq)
         metrics = camp.finish_step(step, drafts, mutate_s, solve_s, self._last_commit, embeddings=embeddings)
         for d in drafts:
             if d.status in Status.OWNERS:  # the owner of its problem id (a duplicate is not)
