@@ -36,53 +36,44 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from archives import AddStatus, Archive, load_archive
+from archives import AddStatus, Archive
 from pipeline.archiving import build_archive, descriptors_for
-from pipeline.candidate import Draft, Parent, archive_eligible  # noqa: F401 (re-exported: stream, flows)
-from pipeline.commit import OUTCOME, attempt_rows, candidate_row, commit, insert, place, step_metrics
+from pipeline.candidate import PHASE_SOLVE, PHASE_VERIFY, Draft, Parent, archive_eligible, request_seed  # noqa: F401
+from pipeline.commit import (
+    OUTCOME,
+    attempt_rows,
+    candidate_row,
+    commit,
+    insert,
+    place,
+    run_summary,
+    seed_rows,
+    step_metrics,
+)
 from pipeline.config import Config, dump_config, load_config
 from pipeline.domains import Judge, make_domain
-from pipeline.embedding import Embedder
-from pipeline.engines import Completion, Engine, RequestError, Sampling, make_engine
+from pipeline.engines import Completion, Engine, RequestError, Sampling
 from pipeline.engines.base import complete_each
 from pipeline.failures import Refusals
 from pipeline.lifecycle import Rules, run_mutations, run_solves
-from pipeline.operators import (
-    OperatorSpec,
-    load_operators,
-    operator_metrics,
-)
-from pipeline.population import Population, rederive_archive
+from pipeline.operators import OperatorSpec, load_operators, operator_metrics
+from pipeline.population import Population, rederive_archive, resume_archive  # noqa: F401 (re-exported)
 from pipeline.prompts import Prompt
-from pipeline.records import (
-    ArchiveOutcome,
-    Attempt,
-    Candidate,
-    OperatorMetrics,
-    Status,
-    StepMetrics,
-    candidate_id,
-    now,
-    problem_id,
-)
-from pipeline.seeds import Seed, load_seeds
+from pipeline.records import Attempt, Candidate, OperatorMetrics, Status, StepMetrics, now
+from pipeline.resources import Resources
+from pipeline.seeds import load_seeds
 from pipeline.solverate import quality_function
 from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
 
 Progress = Callable[[str], None]
 # Runs one engine-bound phase of a step: phase(name, fn, step, arg) -> fn(step, arg).
 Phase = Callable[[str, Callable, int, object], object]
-
-
-# request_seed phases: mutation 1 + 20 x operator index, label 2, solve round r
-# PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY.
-PHASE_SOLVE, PHASE_VERIFY, PHASES = 100, 2048, 4096
 
 
 def effective_config(run: RunDir, config: Config | None, resume: bool) -> Config | None:
@@ -103,13 +94,8 @@ class Campaign:
         self.domain = make_domain(config.domain)
         self.run_id = run.path.resolve().name
         self.log = progress
-        self._engine = engine
-        # An engine handed in belongs to the caller (e.g. one model shared by several
-        # campaigns): close() only drops it. One the campaign builds, it closes.
-        self._owns_engine = engine is None
-        self._embedder: Embedder | None = None
-        # A judge handed in (e.g. one that fans out to a cluster) must offer judge_many and close.
-        self._judge: Judge | None = judge
+        # The engine, verifier engine, embedder and judge: built on first use, closed together.
+        self.res = Resources(config, self.domain, engine=engine, judge=judge, log=progress)
         self.quality = quality_function(config.quality.function, config.quality.lo, config.quality.hi)
         self.operators: list[OperatorSpec] = load_operators(config)
         self.population = Population()  # the parent pool, taken problem ids, operator counts
@@ -119,9 +105,6 @@ class Campaign:
         self.rng = np.random.default_rng(config.run.seed)
         self.step = -1  # last committed step
         self.counters: dict[str, float] = {}
-        self._embed_pool: ThreadPoolExecutor | None = None
-        self._prefetched: tuple[tuple[str, ...], Future] | None = None
-        self._verifier_engine: Engine | None = None
         self.refusals = Refusals(config.run.max_failed_in_a_row)
 
     # -- opening -------------------------------------------------------------------
@@ -152,57 +135,18 @@ class Campaign:
             camp._restore(ckpt)
         return camp
 
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            model = "" if self.config.engine.kind == "scripted" else f":{self.config.engine.model}"
-            self.log(f"loading engine {self.config.engine.kind}{model} ...")
-            self._engine = make_engine(self.config.engine, seed=self.config.run.seed)
-            self._owns_engine = True
-        return self._engine
+    # The resources, by the names the drivers and benchmarks use.
+    engine = property(lambda self: self.res.engine)
+    verifier_engine = property(lambda self: self.res.verifier_engine)
+    embedder = property(lambda self: self.res.embedder)
+    judge = property(lambda self: self.res.judge)
+    verifies = property(lambda self: self.rules.verifies)  # the verifier is on and a gate uses it
 
-    @property
-    def verifier_engine(self) -> Engine:
-        """The verifier's engine: the campaign's own, or its own [verifier.own] engine."""
-        if self.config.verifier.engine == "campaign":
-            return self.engine
-        if self._verifier_engine is None:
-            own = self.config.verifier.own
-            self.log(f"loading verifier engine {own.kind}:{own.model} ...")
-            self._verifier_engine = make_engine(own, seed=self.config.run.seed + 1)
-        return self._verifier_engine
-
-    @property
-    def verifies(self) -> bool:
-        """Whether the verifier runs: attempts configured and a gate that uses it."""
-        return self.rules.verifies
-
-    @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = Embedder(self.config.archive.embedder)
-        return self._embedder
-
-    @property
-    def judge(self) -> Judge:
-        if self._judge is None:
-            self._judge = self.domain.new_judge(self.config.solver.verify_timeout_s)
-        return self._judge
+    def embed_async(self, problems: list[str]) -> Future:
+        return self.res.embed_async(problems)
 
     def close(self) -> None:
-        if self._embed_pool is not None:
-            self._embed_pool.shutdown(wait=True, cancel_futures=True)
-            self._embed_pool, self._prefetched = None, None
-        if self._judge is not None:
-            self._judge.close()
-            self._judge = None
-        if self._verifier_engine is not None:
-            self._verifier_engine.close()
-            self._verifier_engine = None
-        if self._engine is not None:
-            if self._owns_engine:
-                self._engine.close()
-            self._engine = None
+        self.res.close()
 
     # -- step 0: the seeds ---------------------------------------------------------
     def initialize(self) -> None:
@@ -218,32 +162,16 @@ class Campaign:
         skills = [s.skill for s in seeds]
         self.archive = build_archive(self.config.archive, seed=self.config.run.seed, embeddings=emb,
                                      seed_skills=skills)
-        rows = self._seed_rows(seeds, emb)
+        rows = seed_rows(self.run_id, seeds, emb)
         statuses, cells = self.archive.add([r.id for r in rows], descriptors_for(self.archive, emb, skills),
                                            [0.0] * len(rows), steps=[0] * len(rows))
         rows = [replace(r, cell=int(c) if c >= 0 else None, archive_outcome=OUTCOME[AddStatus(int(s))])
                 for r, s, c in zip(rows, statuses, cells, strict=True)]
         self.rules.use_archive(self.archive, [(s.problem, s.solution, s.skill) for s in seeds])
         self.population.remember(rows)
-        metrics = self._metrics(0, rows, [], 0.0, 0.0, time.perf_counter() - t0)
-        self._commit(0, rows, [], metrics, [])
+        self._commit(0, rows, [], 0.0, 0.0, t0, [])
         self.log(f"step 0: {len(rows)} seeds in {self.archive.stats.num_elites} of {self.archive.cells} "
                  f"{self.archive.kind} cells")
-
-    def _seed_rows(self, seeds: list[Seed], emb: np.ndarray) -> list[Candidate]:
-        created = now()
-        rows = []
-        for i, (s, e) in enumerate(zip(seeds, emb, strict=True)):
-            rows.append(Candidate(
-                id=candidate_id(self.run_id, 0, i), run_id=self.run_id, step=0, slot=i,
-                parent_id=None, depth=0, operator="seed", problem_id=problem_id(s.problem),
-                problem=s.problem, solution=s.solution, answer=s.answer, raw_output=None,
-                status=Status.SEED, reason=None, k=0, n_correct=0, solve_rate=None,
-                majority_answer=None, majority_share=None, reference_agrees=None, quality=0.0,
-                cell=None, archive_outcome=ArchiveOutcome.NOT_ADDED, embedding=e, skill=s.skill,
-                prompt_version=None, generator=None, solver=None, gen_tokens=0, solve_tokens=0,
-                created_at=created))
-        return rows
 
     # -- resume --------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -254,21 +182,7 @@ class Campaign:
         self.rng.bit_generator.state = ckpt.rng_state
         self.counters = dict(ckpt.counters)
         candidates = self.run.read_candidates(upto=ckpt.step)
-        archive, state = None, {}
-        try:
-            archive, state = load_archive(self.run.archive_dir)
-        except (OSError, ValueError, KeyError) as exc:
-            self.log(f"resume: archive snapshot unreadable ({exc}); rebuilding from shards")
-        if archive is None or state.get("step") != ckpt.step:
-            if archive is None:
-                raise RunError(f"run directory {self.run.path}: no readable archive snapshot to "
-                               "take the cells from; the run cannot be resumed")
-            self.log(f"resume: archive snapshot is from step {state.get('step')}, rebuilding "
-                     f"it from the shards of steps 0..{ckpt.step}")
-            archive = rederive_archive(archive, candidates)
-        if archive.kind != self.config.archive.kind:
-            raise RunError(f"run directory {self.run.path}: the archive snapshot is of kind {archive.kind!r} but "
-                           f"config key 'archive.kind' is {self.config.archive.kind!r}")
+        archive = resume_archive(self.run, ckpt.step, candidates, self.config.archive.kind, self.log)
         self.archive = archive
         rows = self.population.restore(candidates)
         self.rules.use_archive(archive, [(r["problem"], r["solution"] or "", r["skill"]) for r in rows
@@ -285,20 +199,8 @@ class Campaign:
         return self.population.select(self.config, self.archive, self.operators, self.rng, count)
 
     def request_seed(self, step: int, phase: int) -> int:
-        """The seed of one engine call: `step` is the step (steps mode) or the candidate's
-        sequence number (stream), `phase` one of the PHASE_* values (plus the operator's or
-        the round's number). Each (step, phase) owns a block of `seed_block` seeds, as many
-        as one call's prompts x samples can take (engines.prompt_seed), so no two samples
-        of a run share a seed: adaptive rounds and the verifier draw new samples, not
-        repeats of earlier ones counted as more evidence."""
-        if not 0 <= phase < PHASES:
-            raise ValueError(f"request_seed: phase {phase} outside [0, {PHASES})")
-        return (self.config.run.seed * 1_000_003 + (step * PHASES + phase) * self.seed_block) % (2**62)
-
-    @property
-    def seed_block(self) -> int:
-        c = self.config
-        return max(1, c.run.batch_size) * max(1, c.solver.k, c.verifier.m)
+        """The seed of one engine call (pipeline/candidate.py's `request_seed`)."""
+        return request_seed(self.config, step, phase)
 
     def mutate(self, step: int, parents: list[Parent]) -> list[Draft]:
         """Steps mode's mutate phase: a mutation per parent, parsed and checked (failures kept
@@ -309,7 +211,7 @@ class Campaign:
         """Steps mode's solve phase: solver attempts for every ok draft (k each, or adaptive
         rounds up to k), judged; then the verifier where it is on."""
         return run_solves(self.rules, self.judge, step, drafts, self._complete, self.request_seed,
-                          prefetch=self._prefetch_embeddings)
+                          prefetch=self.res.prefetch_embeddings)
 
     def _complete(self, verifier: bool, prompts: list[Prompt], sampling: Sampling) -> list:
         return self.complete(self.verifier_engine if verifier else self.engine, prompts, sampling)
@@ -330,26 +232,6 @@ class Campaign:
         else:
             self.refusals.answered()
 
-    def _prefetch_embeddings(self, problems: list[str]) -> None:
-        """Embed the step's new problems in the background while their solves run: with a
-        fast remote engine the embedding would otherwise leave every endpoint idle."""
-        if self._embed_pool is None:
-            self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparq-embed")
-        embedder = self.embedder  # loaded here, not in the thread
-        self._prefetched = (tuple(problems), self._embed_pool.submit(embedder.encode, problems))
-
-    def embed_async(self, problems: list[str]) -> Future:
-        """Embed `problems` on the campaign's embedding thread; a future of the array."""
-        if self._embed_pool is None:
-            self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparq-embed")
-        return self._embed_pool.submit(self.embedder.encode, problems)
-
-    def _embeddings(self, problems: list[str]) -> np.ndarray:
-        pre, self._prefetched = self._prefetched, None
-        if pre is not None and pre[0] == tuple(problems):
-            return pre[1].result()
-        return self.embedder.encode(problems)
-
     def finish_step(self, step: int, drafts: list[Draft], mutate_s: float, solve_s: float,
                     started: float, embeddings: dict[int, np.ndarray] | None = None) -> StepMetrics:
         """Score, embed, insert into the archive, and commit the step.
@@ -360,7 +242,7 @@ class Campaign:
         assert self.archive is not None
         if embeddings is None:
             ok = [d for d in drafts if d.status == Status.OK]
-            emb = self._embeddings([d.mutation.problem for d in ok])
+            emb = self.res.embeddings([d.mutation.problem for d in ok])
             embeddings = {d.slot: e for d, e in zip(ok, emb, strict=True)}
         crash_point("embed", step)
         created = now()
@@ -374,10 +256,8 @@ class Campaign:
                                          solver=self.engine.name))
         rows = insert(self.archive, step, place(self.archive, rows))
         self.population.remember(rows)
-        metrics = self._metrics(step, rows, attempts, mutate_s, solve_s, time.perf_counter() - started)
         ops = operator_metrics(step, rows, self.config.quality.lo, self.config.quality.hi)
-        self._commit(step, rows, attempts, metrics, ops)
-        return metrics
+        return self._commit(step, rows, attempts, mutate_s, solve_s, started, ops)
 
     def run_step(self, phase: Phase | None = None) -> StepMetrics:
         """One step with its phases as barriers (steps mode). `phase(name, fn, step, arg)`
@@ -394,17 +274,15 @@ class Campaign:
         return self.finish_step(step, drafts, mutate_s, solve_s, started)
 
     # -- bookkeeping -----------------------------------------------------------------
-    def _metrics(self, step: int, rows: list[Candidate], attempts: list[Attempt],
-                 mutate_s: float, solve_s: float, seconds: float) -> StepMetrics:
+    def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt], mutate_s: float, solve_s: float,
+                started: float, operators: list[OperatorMetrics]) -> StepMetrics:
         q = self.config.quality
-        return step_metrics(self.archive, step, rows, attempts, lo=q.lo, hi=q.hi, mutate_s=mutate_s,
-                            solve_s=solve_s, seconds=seconds)
-
-    def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt],
-                metrics: StepMetrics, operators: list[OperatorMetrics] | None = None) -> None:
+        metrics = step_metrics(self.archive, step, rows, attempts, lo=q.lo, hi=q.hi, mutate_s=mutate_s,
+                               solve_s=solve_s, seconds=time.perf_counter() - started)
         commit(self.run, self.run_id, step, rows, attempts, metrics, operators, archive=self.archive, rng=self.rng,
                counters=self.counters)
         self.step = step
+        return metrics
 
     def record_launched(self, seq: int) -> None:
         """The stream's candidates launched so far (checkpointed with the next commit, so a
@@ -412,26 +290,4 @@ class Campaign:
         self.counters["launched"] = float(seq)
 
     def summary(self) -> dict[str, float | int | str]:
-        st = self.archive.stats
-        return {
-            "run_dir": str(self.run.path),
-            # The engine that ran (none built: every step was already committed).
-            "engine": self._engine.name if self._engine is not None else self.config.engine.kind,
-            "steps": self.step, "elites": st.num_elites,
-            "cells": st.num_cells, "coverage": round(st.coverage, 4),
-            "qd_score": round(st.qd_score, 4),
-            "candidates": int(self.counters.get("candidates", 0)),
-            "accepted": int(self.counters.get("accepted", 0)),
-            "attempts": int(self.counters.get("attempts", 0)),
-            "tokens": int(self.counters.get("gen_tokens", 0) + self.counters.get("solve_tokens", 0)
-                          + self.counters.get("verify_tokens", 0)),
-            "verify_tokens": int(self.counters.get("verify_tokens", 0)),
-            "gate": self.config.validity.gate,
-            "valid": int(self.counters.get("valid", 0)),
-            "invalid": int(self.counters.get("invalid", 0)),
-            "failed": int(self.counters.get("failed", 0)),
-            # Of the generated candidates the checks could judge (parsed, not duplicates).
-            "valid_share": round(self.counters.get("valid", 0)
-                                 / max(1, self.counters.get("valid", 0) + self.counters.get("invalid", 0)), 4),
-            "seconds": round(self.counters.get("seconds", 0.0), 1),
-        }
+        return run_summary(self.run, self.archive, self.counters, self.config, self.res.engine_name, self.step)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.answers import Verdict
+from pipeline.config import Config
 from pipeline.mutation import Mutation
 from pipeline.records import Status
 from pipeline.validity import Validity
@@ -49,6 +50,19 @@ class Draft:
 # request_seed phases: mutation 1 + 20 x operator index, label 2, solve round r
 # PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY.
 PHASE_SOLVE, PHASE_VERIFY, PHASES = 100, 2048, 4096
+
+
+def request_seed(config: Config, step: int, phase: int) -> int:
+    """The seed of one engine call: `step` is the step (steps mode) or the candidate's
+    sequence number (stream), `phase` one of the PHASE_* values (plus the operator's or
+    the round's number). Each (step, phase) owns a block of seeds, as many as one call's
+    prompts x samples can take (engines.prompt_seed), so no two samples of a run share a
+    seed: adaptive rounds and the verifier draw new samples, not repeats of earlier ones
+    counted as more evidence."""
+    if not 0 <= phase < PHASES:
+        raise ValueError(f"request_seed: phase {phase} outside [0, {PHASES})")
+    block = max(1, config.run.batch_size) * max(1, config.solver.k, config.verifier.m)
+    return (config.run.seed * 1_000_003 + (step * PHASES + phase) * block) % (2**62)
 
 
 def archive_eligible(status: str, quality: float) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 from archives import AddStatus, Archive
 from pipeline.archiving import descriptors_for, has_descriptor
 from pipeline.candidate import Draft, archive_eligible
+from pipeline.config import Config
 from pipeline.operators import OperatorSpec
 from pipeline.records import (
     ATTEMPTS_SCHEMA,
@@ -29,8 +30,10 @@ from pipeline.records import (
     StepMetrics,
     candidate_id,
     now,
+    problem_id,
     to_table,
 )
+from pipeline.seeds import Seed
 from pipeline.storage import Checkpoint, RunDir
 
 OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: ArchiveOutcome.IMPROVE,
@@ -162,3 +165,41 @@ def commit(run: RunDir, run_id: str, step: int, rows: list[Candidate], attempts:
         to_table([metrics], METRICS_SCHEMA), ckpt,
         save_archive=lambda d: archive.save(d, extra={"step": step, "run_id": run_id}),
         operator_rows=None if operators is None else to_table(operators, OPERATORS_SCHEMA))
+
+
+def seed_rows(run_id: str, seeds: list[Seed], emb: np.ndarray) -> list[Candidate]:
+    """Step 0's rows: the seeds, with their embeddings, before the archive places them."""
+    created = now()
+    return [Candidate(
+        id=candidate_id(run_id, 0, i), run_id=run_id, step=0, slot=i,
+        parent_id=None, depth=0, operator="seed", problem_id=problem_id(s.problem),
+        problem=s.problem, solution=s.solution, answer=s.answer, raw_output=None,
+        status=Status.SEED, reason=None, k=0, n_correct=0, solve_rate=None,
+        majority_answer=None, majority_share=None, reference_agrees=None, quality=0.0,
+        cell=None, archive_outcome=ArchiveOutcome.NOT_ADDED, embedding=e, skill=s.skill,
+        prompt_version=None, generator=None, solver=None, gen_tokens=0, solve_tokens=0,
+        created_at=created) for i, (s, e) in enumerate(zip(seeds, emb, strict=True))]
+
+
+def run_summary(run: RunDir, archive: Archive, counters: dict[str, float], config: Config, engine: str,
+                step: int) -> dict[str, float | int | str]:
+    """The campaign's summary (what `sparq generate` prints and the flow publishes)."""
+    st, c = archive.stats, counters
+    return {
+        "run_dir": str(run.path), "engine": engine,
+        "steps": step, "elites": st.num_elites,
+        "cells": st.num_cells, "coverage": round(st.coverage, 4),
+        "qd_score": round(st.qd_score, 4),
+        "candidates": int(c.get("candidates", 0)),
+        "accepted": int(c.get("accepted", 0)),
+        "attempts": int(c.get("attempts", 0)),
+        "tokens": int(c.get("gen_tokens", 0) + c.get("solve_tokens", 0) + c.get("verify_tokens", 0)),
+        "verify_tokens": int(c.get("verify_tokens", 0)),
+        "gate": config.validity.gate,
+        "valid": int(c.get("valid", 0)),
+        "invalid": int(c.get("invalid", 0)),
+        "failed": int(c.get("failed", 0)),
+        # Of the generated candidates the checks could judge (parsed, not duplicates).
+        "valid_share": round(c.get("valid", 0) / max(1, c.get("valid", 0) + c.get("invalid", 0)), 4),
+        "seconds": round(c.get("seconds", 0.0), 1),
+    }

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from archives import Archive, CVTArchive
+from archives import Archive, CVTArchive, load_archive
 from pipeline.archiving import table_descriptors
 from pipeline.candidate import Parent, archive_eligible
 from pipeline.config import Config
@@ -20,6 +20,7 @@ from pipeline.niche import NicheView, target_text
 from pipeline.operators import Counts, OperatorSpec, choose_operators, operator_counts, update_counts
 from pipeline.records import Candidate, Status
 from pipeline.selection import PoolRow, make_sampler
+from pipeline.storage import RunDir, RunError
 
 # Statuses whose problem id is taken: a later copy of the problem is a duplicate.
 KNOWN = Status.OWNERS
@@ -112,3 +113,25 @@ class Population:
                 p = replace(p, second=ex, target=t.label, target_text=target_text(t, ex.problem if ex else None))
             parents.append(p)
         return parents
+
+
+def resume_archive(run: RunDir, step: int, candidates: pa.Table, kind: str, log) -> Archive:
+    """The archive of committed step `step`: its snapshot, or (a snapshot of another step)
+    its re-derivation from the committed rows; refused when there is none to take the
+    cells from or it is of another kind than `kind`."""
+    archive, state = None, {}
+    try:
+        archive, state = load_archive(run.archive_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        log(f"resume: archive snapshot unreadable ({exc}); rebuilding from shards")
+    if archive is None or state.get("step") != step:
+        if archive is None:
+            raise RunError(f"run directory {run.path}: no readable archive snapshot to "
+                           "take the cells from; the run cannot be resumed")
+        log(f"resume: archive snapshot is from step {state.get('step')}, rebuilding "
+            f"it from the shards of steps 0..{step}")
+        archive = rederive_archive(archive, candidates)
+    if archive.kind != kind:
+        raise RunError(f"run directory {run.path}: the archive snapshot is of kind {archive.kind!r} but "
+                       f"config key 'archive.kind' is {kind!r}")
+    return archive

@@ -41,12 +41,12 @@ def one_line_error(capsys, argv: list[str], needle: str) -> None:
     loaded = AssertionError("a model was loaded before the input was checked")
     # The modules that bind make_engine by name are imported before anything is patched and
     # patched too: a module first imported inside the block would keep the mock after it.
-    import pipeline.campaign
     import pipeline.remote  # noqa: F401
+    import pipeline.resources  # noqa: F401
 
     with (mock.patch("pipeline.engines.make_engine", side_effect=loaded),
           mock.patch("pipeline.remote.make_engine", side_effect=loaded),
-          mock.patch("pipeline.campaign.make_engine", side_effect=loaded),
+          mock.patch("pipeline.resources.make_engine", side_effect=loaded),
           mock.patch("pipeline.models.prepare_embedded_model", side_effect=loaded),
           mock.patch("transformers.PreTrainedModel.from_pretrained", side_effect=loaded)):
         assert main(argv) == 2
