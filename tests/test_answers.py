@@ -260,6 +260,31 @@ def test_parallel_timeouts_share_the_wait():
     assert elapsed < 1.6 * 5.0
 
 
+def test_an_item_beside_a_timeout_near_its_own_limit_is_not_run_again(monkeypatch):
+    # On a loaded machine the second of two items was submitted a moment after the first,
+    # missed the first's deadline by a few ms, was killed by the restart and ran a whole
+    # second time (2 x the limit). Submits 0.2 s apart reproduce it; 0.2 s is within
+    # NEAR_DEADLINE of a 3 s limit, so both are charged at the first restart.
+    items = [(ADVERSARIAL_REFERENCE, ["The answer is 5."]), (ADVERSARIAL_REFERENCE, [r"\boxed{6}"])]
+    with AnswerJudge(max_workers=2, timeout_s=3.0) as judge_pool:
+        judge_pool.judge_many([("1", ["The answer is 1."])])  # workers up before timing
+        real_submit = judge_pool.pool._submit
+
+        def late_submit(item):
+            future = real_submit(item)
+            time.sleep(0.2)
+            return future
+
+        monkeypatch.setattr(judge_pool.pool, "_submit", late_submit)
+        started = time.perf_counter()
+        verdicts = judge_pool.judge_many(items)
+        elapsed = time.perf_counter() - started
+        restarts = judge_pool.restarts
+    assert [v.timed_out for v in verdicts] == [True, True]
+    assert elapsed < 1.6 * 3.0, elapsed
+    assert restarts == 1  # one restart for both, not one each
+
+
 def _until(cond, what: str, timeout: float = 30.0) -> None:
     """Wait for an event (polling `cond`), not for a guessed time; fail after `timeout`."""
     deadline = time.monotonic() + timeout
