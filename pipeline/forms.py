@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from pipeline.arith import UNITS, number_value, numbers
+from pipeline.dimensions import question
 
 _NUM = r"(\$?\d{1,12}(?:,\d{3}){0,4}(?:\.\d{1,8})?(?:\s{0,2}/\s{0,2}\d{1,12})?)"
 _UNIT = r"([a-z]{1,12})"
@@ -49,12 +50,6 @@ def _given(problem: str) -> list[Fraction]:
     return out
 
 
-def _question(problem: str) -> str:
-    sentences = [s for s in re.split(r"(?<=[.?!])\s+", problem.strip()) if s]
-    asked = [s for s in sentences if s.rstrip().endswith("?")]
-    return (asked or sentences or [""])[-1]
-
-
 # -- forms on two numbers ---------------------------------------------------------------
 
 _REMAINDER_RE = re.compile(rf"\bremainder\s+(?:is\s+left\s+)?when\s+{_NUM}\s+is\s+divided\s+by\s+{_NUM}", re.I)
@@ -73,7 +68,7 @@ def _whole(*values: Fraction | None) -> list[int] | None:
 
 
 def _two_number_forms(problem: str) -> list[Form]:
-    q = _question(problem)
+    q = question(problem)
     out: list[Form] = []
     if m := _REMAINDER_RE.search(q):
         ab = _whole(_num(m.group(1)), _num(m.group(2)))
@@ -117,7 +112,7 @@ def _metric(unit: str) -> bool:
 
 
 def _conversion(problem: str) -> list[Form]:
-    q = _question(problem)
+    q = question(problem)
     found = []
     if m := _HOW_MANY_IN_RE.search(q):
         found.append((m.group(3), _num(m.group(2)), m.group(1)))
@@ -168,14 +163,14 @@ def _one_unit(problem: str) -> bool:
     names none), so no conversion changes the plain value."""
     units = {UNITS.get(u.lower(), (None, u.lower()))[1] for u in _ANY_LENGTH_RE.findall(problem)
              if u.lower() not in ("unit", "units")}
-    asked = _OTHER_UNIT_IN_QUESTION_RE.search(_question(problem))
+    asked = _OTHER_UNIT_IN_QUESTION_RE.search(question(problem))
     if asked is not None:
         units.add(UNITS.get(asked.group(1).lower(), (None, asked.group(1).lower()))[1])
     return len(units) <= 1
 
 
 def _shape_forms(problem: str) -> list[Form]:
-    q = _question(problem)
+    q = question(problem)
     given = _given(problem)
     wants_area, wants_perimeter = bool(_AREA_RE.search(q)), bool(_PERIMETER_RE.search(q))
     if wants_area == wants_perimeter or not _one_unit(problem):
@@ -221,7 +216,7 @@ _LINE_ORDERS_RE = re.compile(
 
 
 def _orders(problem: str) -> list[Form]:
-    m = _LINE_ORDERS_RE.search(_question(problem))
+    m = _LINE_ORDERS_RE.search(question(problem))
     if m is None or re.search(r"\b(?:round|circle|circular)\b", problem, re.I) or len(_given(problem)) != 1:
         return []
     n = _num(m.group(1))
@@ -248,7 +243,7 @@ def _stem(word: str) -> str:
 def _price(problem: str) -> list[Form]:
     """ "A book costs $4. How much do 2 books cost, in cents?" is 800; "How much does it
     cost?" asks the price back."""
-    price, ask = _PRICE_RE.search(problem), _HOW_MUCH_RE.search(_question(problem))
+    price, ask = _PRICE_RE.search(problem), _HOW_MUCH_RE.search(question(problem))
     if price is None or ask is None or "$" not in price.group(2):
         return []
     noun = ask.group("noun") or ask.group("same")
@@ -270,7 +265,7 @@ _NOW_RE = re.compile(r"\bhow\s+many\b.{0,60}\b(?:now|after\s+(?:the|this|that)\s
 
 def _percent_change(problem: str) -> list[Form]:
     m = _CHANGE_RE.search(problem)
-    if m is None or not _NOW_RE.search(_question(problem)):
+    if m is None or not _NOW_RE.search(question(problem)):
         return []
     p = _num(m.group(2))
     others = [x for x in _given(problem) if x not in (p, p / 100 if p is not None else None)]
@@ -318,7 +313,7 @@ _MORE_NOUN_RE = re.compile(r"\bhow\s+many\s+more\s+([a-z]{1,15})\b[^?]{0,60}?\bt
 
 def _more_of_one_than_other(problem: str) -> list[Form]:
     """ "A man has 22 apples and 18 oranges. How many more apples than oranges?" is 22 - 18."""
-    m = _MORE_NOUN_RE.search(_question(problem))
+    m = _MORE_NOUN_RE.search(question(problem))
     if m is None or len(_given(problem)) != 2:
         return []
     counts = {}
