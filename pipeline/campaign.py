@@ -41,6 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from archives import AddStatus, Archive
 from pipeline.archiving import build_archive, descriptors_for
@@ -65,11 +66,11 @@ from pipeline.lifecycle import Rules, run_mutations, run_solves
 from pipeline.operators import OperatorSpec, load_operators, operator_metrics
 from pipeline.population import Population, rederive_archive, resume_archive  # noqa: F401 (re-exported)
 from pipeline.prompts import Prompt
-from pipeline.records import Attempt, Candidate, OperatorMetrics, Status, StepMetrics, now
+from pipeline.records import CANDIDATES_SCHEMA, Attempt, Candidate, OperatorMetrics, Status, StepMetrics, now, to_table
 from pipeline.resources import Resources
 from pipeline.seeds import load_seeds
 from pipeline.solverate import quality_function
-from pipeline.storage import Checkpoint, RunDir, RunError, crash_point
+from pipeline.storage import Checkpoint, RunDir, RunError, atomic_write_bytes, crash_point
 
 Progress = Callable[[str], None]
 # Runs one engine-bound phase of a step: phase(name, fn, step, arg) -> fn(step, arg).
@@ -88,14 +89,16 @@ class Campaign:
     """Owns the engine, embedder, judge, archive and run directory of one campaign."""
 
     def __init__(self, config: Config, run: RunDir, *, engine: Engine | None = None,
-                 judge: Judge | None = None, progress: Progress = print) -> None:
+                 judge: Judge | None = None, progress: Progress = print,
+                 solver_engine: Engine | None = None) -> None:
         self.config = config
         self.run = run
         self.domain = make_domain(config.domain)
         self.run_id = run.path.resolve().name
         self.log = progress
         # The engine, verifier engine, embedder and judge: built on first use, closed together.
-        self.res = Resources(config, self.domain, engine=engine, judge=judge, log=progress)
+        self.res = Resources(config, self.domain, engine=engine, judge=judge, log=progress,
+                             solver_engine=solver_engine)
         self.quality = quality_function(config.quality.function, config.quality.lo, config.quality.hi)
         self.operators: list[OperatorSpec] = load_operators(config)
         self.population = Population()  # the parent pool, taken problem ids, operator counts
@@ -111,26 +114,37 @@ class Campaign:
     @classmethod
     def open(cls, run_dir: Path | str, *, config: Config | None = None, resume: bool = False,
              steps: int | None = None, engine: Engine | None = None, judge: Judge | None = None,
-             progress: Progress = print) -> Campaign:
+             progress: Progress = print, solver_engine: Engine | None = None,
+             config_override: bool = False) -> Campaign:
         """Open a new run directory, or resume a committed one.
 
         A new run needs `config` (the resolved config is written to RUN/config.toml).
         `resume=True` continues from RUN/config.toml (a given `config` is then ignored, so
         a campaign keeps its settings); `steps` overrides the target step count.
         Resuming a directory with no committed step starts it fresh; starting fresh over
-        committed steps is refused.
+        committed steps is refused. `config_override=True` resumes with `config` instead and
+        saves it as RUN/config.toml (rounds give the campaign a new solver each round); it
+        must keep what the committed rows depend on (domain, seeds, archive, quality).
         """
         run = RunDir(run_dir)
         ckpt = run.read_checkpoint()
         if ckpt is not None and not resume:
             raise RunError(f"run directory {run.path} already has {ckpt.step} committed step(s); "
                            "pass --resume to continue it or choose another directory")
-        config = effective_config(run, config, resume)
+        if config_override and config is not None and ckpt is not None:
+            saved = load_config(run.config_path)
+            for key in ("domain", "seeds", "archive", "quality"):
+                if getattr(saved, key) != getattr(config, key):
+                    raise RunError(f"run directory {run.path}: config section [{key}] differs from the "
+                                   "run's own; a campaign keeps it for its whole life")
+            atomic_write_bytes(run.config_path, dump_config(config).encode("utf-8"))
+        else:
+            config = effective_config(run, config, resume)
         if config is None:
             raise RunError(f"run directory {run.path} has no config.toml; give a config")
         if steps is not None:
             config = replace(config, run=replace(config.run, steps=steps))
-        camp = cls(config, run, engine=engine, judge=judge, progress=progress)
+        camp = cls(config, run, engine=engine, judge=judge, progress=progress, solver_engine=solver_engine)
         if ckpt is not None:
             camp._restore(ckpt)
         return camp
@@ -138,6 +152,7 @@ class Campaign:
     # The resources, by the names the drivers and benchmarks use.
     engine = property(lambda self: self.res.engine)
     verifier_engine = property(lambda self: self.res.verifier_engine)
+    solver_engine = property(lambda self: self.res.solver_engine)
     embedder = property(lambda self: self.res.embedder)
     judge = property(lambda self: self.res.judge)
     verifies = property(lambda self: self.rules.verifies)  # the verifier is on and a gate uses it
@@ -213,8 +228,8 @@ class Campaign:
         return run_solves(self.rules, self.judge, step, drafts, self._complete, self.request_seed,
                           prefetch=self.res.prefetch_embeddings)
 
-    def _complete(self, verifier: bool, prompts: list[Prompt], sampling: Sampling) -> list:
-        return self.complete(self.verifier_engine if verifier else self.engine, prompts, sampling)
+    def _complete(self, role: str, prompts: list[Prompt], sampling: Sampling) -> list:
+        return self.complete(self.res.engine_for(role), prompts, sampling)
 
     def complete(self, engine: Engine, prompts: list[Prompt],
                  sampling: Sampling) -> list[list[Completion] | RequestError]:
@@ -247,13 +262,14 @@ class Campaign:
         crash_point("embed", step)
         created = now()
         rows, attempts = [], []
+        solver = self.res.solver_name
         for d in drafts:
             row = candidate_row(d, run_id=self.run_id, step=step, embedding=embeddings.get(d.slot), created=created,
                                 quality=self.quality, spec=self.rules.spec(d.parent), engine=self.engine.name,
-                                threshold=self.config.validity.threshold)
+                                threshold=self.config.validity.threshold, solver=solver)
             rows.append(row)
             attempts.extend(attempt_rows(row, d, created, prompt_version=self.rules.solve_prompt.version,
-                                         solver=self.engine.name))
+                                         solver=solver))
         rows = insert(self.archive, step, place(self.archive, rows))
         self.population.remember(rows)
         ops = operator_metrics(step, rows, self.config.quality.lo, self.config.quality.hi)
@@ -272,6 +288,40 @@ class Campaign:
         drafts = phase("solve", self.solve, step, drafts)
         solve_s = time.perf_counter() - t1
         return self.finish_step(step, drafts, mutate_s, solve_s, started)
+
+    # -- re-scoring (rounds) ------------------------------------------------------------
+    def rescore(self) -> StepMetrics:
+        """One step that re-solves every generated elite with the current solver and
+        re-derives the archive from the re-scored rows (pipeline/rescore.py). The verifier
+        does not run again: the problems and references are unchanged."""
+        from pipeline.rescore import elite_drafts, elite_rows, place_rescored, rescored_row
+
+        assert self.archive is not None
+        step, started = self.step + 1, time.perf_counter()
+        elites = elite_rows(self.archive, self.run.read_candidates(upto=self.step))
+        self.log(f"step {step}: re-scoring {len(elites)} elites with solver {self.res.solver_name}")
+        config = replace(self.config, verifier=replace(self.config.verifier, m=0))
+        rules = Rules(config, self.domain, self.operators, self.quality, self.population.taken)
+        drafts = run_solves(rules, self.judge, step, elite_drafts(elites), self._complete, self.request_seed)
+        solve_s = time.perf_counter() - started
+        crash_point("rescore", step)
+        created, solver = now(), self.res.solver_name
+        rows, attempts = [], []
+        for row, d in zip(elites, drafts, strict=True):
+            k = len(d.attempts)
+            q = float(self.quality(sum(d.verdict.correct) / k)) if k and d.verdict else 0.0
+            new = rescored_row(row, d, run_id=self.run_id, step=step, quality=q, solver=solver, created=created)
+            rows.append(new)
+            attempts.extend(attempt_rows(new, d, created, prompt_version=self.rules.solve_prompt.version,
+                                         solver=solver))
+        rows = place(self.archive, rows)
+        table = to_table(rows, CANDIDATES_SCHEMA)
+        before = self.run.read_candidates(upto=self.step)
+        self.archive = rederive_archive(self.archive, pa.concat_tables([before, table]))
+        rows = place_rescored(self.archive, rows)
+        self.population.remember(rows)
+        self.counters["rescored_steps"] = self.counters.get("rescored_steps", 0) + 1
+        return self._commit(step, rows, attempts, 0.0, solve_s, started, [])
 
     # -- bookkeeping -----------------------------------------------------------------
     def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt], mutate_s: float, solve_s: float,

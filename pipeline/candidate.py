@@ -66,6 +66,6 @@ def request_seed(config: Config, step: int, phase: int) -> int:
 
 
 def archive_eligible(status: str, quality: float) -> bool:
-    return status == Status.SEED or (status == Status.OK and quality > 0)
+    return status == Status.SEED or (status in Status.SCORED and quality > 0)
 
 

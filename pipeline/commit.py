@@ -42,10 +42,11 @@ OUTCOME = {AddStatus.NEW: ArchiveOutcome.NEW, AddStatus.IMPROVE_EXISTING: Archiv
 
 def candidate_row(d: Draft, *, run_id: str, step: int, embedding: np.ndarray | None, created,
                   quality: Callable[[float], float], spec: OperatorSpec, engine: str,
-                  threshold: float) -> Candidate:
+                  threshold: float, solver: str | None = None) -> Candidate:
     """A finished draft as its committed row: solve rate, quality, depth, validity flag.
     `spec` is the operator of the draft's slot, `engine` the name of the engine that
-    generated and solved it, `threshold` the share of a solver majority that disputes it."""
+    generated it, `solver` of the one that solved it (default `engine`), `threshold` the
+    share of a solver majority that disputes it."""
     v, m = d.verdict, d.mutation
     k = len(d.attempts)
     n_correct = sum(v.correct) if v else 0
@@ -72,7 +73,7 @@ def candidate_row(d: Draft, *, run_id: str, step: int, embedding: np.ndarray | N
         archive_outcome=ArchiveOutcome.INELIGIBLE, embedding=embedding,
         skill=",".join(d.skills) if d.skills is not None else None,
         prompt_version=spec.prompt.version, generator=engine,
-        solver=engine if k else None, gen_tokens=d.gen_tokens,
+        solver=(solver or engine) if k else None, gen_tokens=d.gen_tokens,
         solve_tokens=sum(t for _, t in d.attempts), created_at=created,
         second_parent_id=d.parent.second.id if d.parent.second else None, target=d.parent.target,
         disputed=disputed, valid=None if val is None else val.valid,
@@ -120,8 +121,11 @@ def insert(archive: Archive, step: int, rows: list[Candidate]) -> list[Candidate
 def step_metrics(archive: Archive, step: int, rows: list[Candidate], attempts: list[Attempt], *, lo: float,
                  hi: float, mutate_s: float, solve_s: float, seconds: float) -> StepMetrics:
     st = archive.stats
+    # A re-scoring step's rows are copies of elites, not new candidates (their attempts
+    # and tokens count: they were spent).
+    made = [r for r in rows if r.status != Status.RESCORED]
     return StepMetrics(
-        step=step, candidates=len(rows),
+        step=step, candidates=len(made),
         ok=sum(r.status == Status.OK for r in rows),
         unparseable=sum(r.status == Status.UNPARSEABLE for r in rows),
         duplicate=sum(r.status == Status.DUPLICATE for r in rows),
@@ -135,8 +139,8 @@ def step_metrics(archive: Archive, step: int, rows: list[Candidate], attempts: l
         attempts=len(attempts), gen_tokens=sum(r.gen_tokens for r in rows),
         solve_tokens=sum(r.solve_tokens for r in rows), mutate_seconds=mutate_s,
         solve_seconds=solve_s, seconds=seconds, created_at=now(),
-        valid=sum(r.valid is True for r in rows if r.status != Status.SEED),
-        invalid=sum(r.valid is False for r in rows if r.status != Status.SEED),
+        valid=sum(r.valid is True for r in made if r.status != Status.SEED),
+        invalid=sum(r.valid is False for r in made if r.status != Status.SEED),
         verify_tokens=sum(r.verify_tokens or 0 for r in rows),
         failed=sum(r.status == Status.FAILED for r in rows))
 

@@ -197,6 +197,9 @@ class GeneratorConfig:
         check(1 <= self.max_tokens <= 1_000_000, f"{p}.max_tokens", "an integer in [1, 1000000]", self.max_tokens)
 
 
+SOLVER_ENGINES = ("campaign", "own")
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     prompt: str = "solve_fewshot"
@@ -211,8 +214,13 @@ class SolverConfig:
     prior_b: float = 0.1
     min_attempts: int = 4
     verify_timeout_s: float = 10.0
+    # "campaign": the campaign's engine solves (SPARQ's single model); "own": the
+    # [solver.own] table, e.g. a fine-tuned student (`sparq rounds`, docs/rounds.md).
+    engine: str = "campaign"
+    own: EngineConfig = field(default_factory=EngineConfig)
 
     def validate(self, p: str) -> None:
+        check(self.engine in SOLVER_ENGINES, f"{p}.engine", f"one of {SOLVER_ENGINES}", self.engine)
         check(0 <= self.temperature <= 10, f"{p}.temperature", "a number in [0, 10]", self.temperature)
         check(0 < self.top_p <= 1, f"{p}.top_p", "a number in (0, 1]", self.top_p)
         check(1 <= self.max_tokens <= 1_000_000, f"{p}.max_tokens", "an integer in [1, 1000000]", self.max_tokens)

@@ -94,28 +94,52 @@ def archive_events(steps: list[int], statuses: list[str], qualities: list[float]
                    cells: list[int | None]) -> dict[str, list[int]]:
     """Every change of a cell's holder when the rows (already in (step, slot) order) are
     re-inserted with the archive rule: a seed, or an ok row with quality > 0, takes its cell
-    if the cell is empty or its quality is strictly higher (pipeline.inspection.derive_elites)."""
+    if the cell is empty or its quality is strictly higher (pipeline.inspection.derive_elites).
+    A re-scoring step (rows of status `rescored`) first gives every cell back to its seed,
+    or empties it (cand -1), then its rows compete as new ones (records.since_rescore)."""
     best: dict[int, float] = {}
+    holder: dict[int, int] = {}
+    seeds: dict[int, int] = {}  # cell -> its first seed's row index
     ev: dict[str, list[int]] = {"step": [], "cell": [], "cand": []}
+    rescored_at = None
+
+    def event(st: int, cell: int, cand: int) -> None:
+        ev["step"].append(st)
+        ev["cell"].append(cell)
+        ev["cand"].append(cand)
+
     for i, (st, status, q, cell) in enumerate(zip(steps, statuses, qualities, cells, strict=True)):
-        eligible = status == Status.SEED or (status == Status.OK and q > 0)
+        if status == Status.RESCORED and rescored_at != st:
+            rescored_at = st
+            for c in sorted(holder):
+                back = seeds.get(c, -1)
+                if holder[c] != back:
+                    event(st, c, back)
+            holder = dict(seeds)
+            best = {c: 0.0 for c in seeds}
+        eligible = status == Status.SEED or (status in Status.SCORED and q > 0)
         if not eligible or cell is None or cell < 0:
             continue
         if cell not in best or q > best[cell]:
             best[cell] = q
-            ev["step"].append(st)
-            ev["cell"].append(cell)
-            ev["cand"].append(i)
+            holder[cell] = i
+            if status == Status.SEED:
+                seeds.setdefault(cell, i)
+            event(st, cell, i)
     return ev
 
 
 def occupancy_after(events: dict[str, list[int]], step: int) -> dict[int, int]:
-    """cell -> row index of its elite after `step` (the replay the page does in JS)."""
+    """cell -> row index of its elite after `step` (the replay the page does in JS; cand -1
+    empties a cell)."""
     held: dict[int, int] = {}
     for st, cell, cand in zip(events["step"], events["cell"], events["cand"], strict=True):
         if st > step:
             break
-        held[cell] = cand
+        if cand < 0:
+            held.pop(cell, None)
+        else:
+            held[cell] = cand
     return held
 
 

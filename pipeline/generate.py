@@ -23,9 +23,11 @@ from pipeline.storage import RunDir
 
 
 def open_campaign(config: Config, run_dir: Path | str, *, resume: bool, steps: int | None = None,
-                  progress: Progress = print, engine=None, judge=None) -> Campaign:
+                  progress: Progress = print, engine=None, judge=None, solver_engine=None,
+                  config_override: bool = False) -> Campaign:
     camp = Campaign.open(run_dir, config=config, resume=resume, steps=steps, engine=engine,
-                         judge=judge, progress=progress)
+                         judge=judge, progress=progress, solver_engine=solver_engine,
+                         config_override=config_override)
     camp.initialize()
     return camp
 
@@ -67,20 +69,22 @@ CommitHook = Callable[[StepMetrics, int, int], None]
 def run_generation(config: Config, run_dir: Path | str, *, resume: bool = False,
                    steps: int | None = None, progress: Progress | None = None, engine=None, judge=None,
                    show_bar: bool = True, phase: Phase | None = None, on_commit: CommitHook | None = None,
-                   step_lines: Progress | None = None) -> dict[str, Any]:
+                   step_lines: Progress | None = None, solver_engine=None,
+                   config_override: bool = False) -> dict[str, Any]:
     """Run (or resume) a campaign until `config.run.steps` steps are committed.
 
     `progress` gets the campaign's messages (default: stderr); `step_lines` each commit's
     line (default: written above the progress bar); `phase` runs the engine-bound phases of
-    a step (steps mode); `on_commit` is called after each commit. An `engine` or `judge`
-    handed in belongs to the caller."""
+    a step (steps mode); `on_commit` is called after each commit. An `engine`, `judge` or
+    `solver_engine` handed in belongs to the caller. `config_override`: resume with
+    `config` instead of the saved one (rounds change the solver between rounds)."""
     from tqdm import tqdm
 
     log = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     # One writer per run directory, from before recovery until the last commit.
     with RunDir(run_dir).locked():
         camp = open_campaign(config, run_dir, resume=resume, steps=steps, progress=log, engine=engine,
-                             judge=judge)
+                             judge=judge, solver_engine=solver_engine, config_override=config_override)
         first, target = camp.step, camp.config.run.steps
         t0 = time.perf_counter()
         try:

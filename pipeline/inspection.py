@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from archives import ARCHIVE_KINDS, snapshot_kind
-from pipeline.records import CANDIDATES_SCHEMA, METRICS_SCHEMA, ArchiveOutcome, Status
+from pipeline.records import CANDIDATES_SCHEMA, METRICS_SCHEMA, ArchiveOutcome, Status, since_rescore
 from pipeline.storage import RunDir, RunError, shard_name
 
 # The embedding is the bulk of a shard and nothing here needs it.
@@ -188,11 +188,12 @@ def derive_elites(candidates: pa.Table) -> list[dict[str, Any]]:
     """The archive's elites as candidate rows, by cell (the replace rule of every archive kind).
 
     Rows enter in (step, slot) order; a seed or an ok candidate with quality > 0 takes its
-    cell if the cell is empty or its quality is strictly higher than the incumbent's.
+    cell if the cell is empty or its quality is strictly higher than the incumbent's. After
+    a re-scoring, only the seeds, its rows and later ones count (records.since_rescore).
     """
     best: dict[int, dict[str, Any]] = {}
-    for row in candidates.sort_by([("step", "ascending"), ("slot", "ascending")]).to_pylist():
-        eligible = row["status"] == Status.SEED or (row["status"] == Status.OK and row["quality"] > 0)
+    for row in since_rescore(candidates).sort_by([("step", "ascending"), ("slot", "ascending")]).to_pylist():
+        eligible = row["status"] == Status.SEED or (row["status"] in Status.SCORED and row["quality"] > 0)
         if not eligible or row["cell"] is None or row["cell"] < 0:  # -1: no niche for it
             continue
         cur = best.get(row["cell"])
@@ -282,7 +283,7 @@ def _elite_view(row: dict[str, Any], max_chars: int | None = None) -> dict[str, 
 
 def top_elites(elites: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     """The `n` best generated elites (seeds are unscored, quality 0, and left out)."""
-    generated = [e for e in elites if e["status"] == Status.OK]
+    generated = [e for e in elites if e["status"] in Status.SCORED]
     generated.sort(key=lambda e: (-e["quality"], e["step"], e["slot"]))
     return [_elite_view(e) for e in generated[:n]]
 
@@ -316,9 +317,9 @@ def summarize(run: RunTables, top: int = 10) -> dict[str, Any]:
         "accepted": sum(o["archived"] for o in operators),
         "elites": len(elites),
         "seed_elites": sum(e["status"] == Status.SEED for e in elites),
-        "generated_elites": sum(e["status"] == Status.OK for e in elites),
-        "valid_elites": sum(e["status"] == Status.OK and e.get("valid") is True for e in elites),
-        "invalid_elites": sum(e["status"] == Status.OK and e.get("valid") is False for e in elites),
+        "generated_elites": sum(e["status"] in Status.SCORED for e in elites),
+        "valid_elites": sum(e["status"] in Status.SCORED and e.get("valid") is True for e in elites),
+        "invalid_elites": sum(e["status"] in Status.SCORED and e.get("valid") is False for e in elites),
         "validity": validity_summary(cands),
         "coverage": round(coverage, 6),
         "qd_score": round(qd, 6),
@@ -379,7 +380,7 @@ def lineage(run: RunTables, ident: str) -> list[dict[str, Any]]:
 
 def deepest_elite(run: RunTables) -> str | None:
     """Id of the generated elite with the longest lineage (best quality among equals)."""
-    gen = [e for e in run.elites if e["status"] == Status.OK]
+    gen = [e for e in run.elites if e["status"] in Status.SCORED]
     if not gen:
         return None
     return max(gen, key=lambda e: (e["depth"], e["quality"], -e["step"]))["id"]

@@ -49,12 +49,13 @@ MUTATE, LABEL, SOLVE, JUDGE, VERIFY, VERIFY_JUDGE, DONE = "mutate", "label", "so
 @dataclass(frozen=True)
 class Request:
     """An engine request of one candidate: `sampling` has no seed yet (the driver gives
-    it one from `phase`); `verifier`: it goes to the verifier's engine."""
+    it one from `phase`); `role`: the engine it goes to, the campaign's ("generator"), the
+    solver's or the verifier's (each the campaign's unless configured with its own)."""
 
     prompt: Prompt
     sampling: Sampling
     phase: int
-    verifier: bool = False
+    role: str = "generator"
 
 
 class Rules:
@@ -125,7 +126,7 @@ class Rules:
 
     def solve_request(self, d: Draft, n: int, round_no: int) -> Request:
         return Request(self.solve_prompt.render(problem=d.mutation.problem), self.solve_sampling(n),
-                       PHASE_SOLVE + round_no)
+                       PHASE_SOLVE + round_no, role="solver")
 
     def verify_request(self, d: Draft) -> Request:
         v, m = self.config.verifier, d.mutation
@@ -133,7 +134,7 @@ class Rules:
             "problem": m.problem, "solution": m.solution, "answer": m.answer}
         return Request(self.verify_prompt.render(**values),
                        Sampling(n=v.m, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens,
-                                stop=self.verify_prompt.stop), PHASE_VERIFY, verifier=True)
+                                stop=self.verify_prompt.stop), PHASE_VERIFY, role="verifier")
 
     # -- what happens to a draft ----------------------------------------------------------
     def parse(self, slot: int, parent: Parent, out: Completion, pending: set[str]) -> Draft:
@@ -337,7 +338,7 @@ def judge_all(rules: Rules, judge: Judge, lives: Sequence[Lifecycle]) -> None:
 
 # -- steps mode: a step's candidates together, phase by phase --------------------------------
 
-Complete = Callable[[bool, list[Prompt], Sampling], list]  # (verifier?, prompts, sampling) -> outputs
+Complete = Callable[[str, list[Prompt], Sampling], list]  # (role, prompts, sampling) -> outputs
 Seed = Callable[[int, int], int]  # (step, phase) -> the seed of that call
 
 
@@ -401,6 +402,6 @@ def _call(group: list[Lifecycle], complete: Complete, seed: int, mutate_only: bo
     """One engine call for `group` (their requests share sampling but for the seed);
     each candidate's outputs wait in `_out` until the caller accepts them in order."""
     requests = [life.next_request() for life in group]
-    outs = complete(requests[0].verifier, [q.prompt for q in requests], replace(requests[0].sampling, seed=seed))
+    outs = complete(requests[0].role, [q.prompt for q in requests], replace(requests[0].sampling, seed=seed))
     for life, o in zip(group, outs, strict=True):
         life._out = o

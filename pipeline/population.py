@@ -18,7 +18,7 @@ from pipeline.candidate import Parent, archive_eligible
 from pipeline.config import Config
 from pipeline.niche import NicheView, target_text
 from pipeline.operators import Counts, OperatorSpec, choose_operators, operator_counts, update_counts
-from pipeline.records import Candidate, Status
+from pipeline.records import Candidate, Status, since_rescore
 from pipeline.selection import PoolRow, make_sampler
 from pipeline.storage import RunDir, RunError
 
@@ -33,9 +33,9 @@ def rederive_archive(base: np.ndarray | Archive, candidates: pa.Table) -> Archiv
     ignored: `new_empty()` keeps the centroids, the novelty radius, the skill vocabulary).
     """
     archive = CVTArchive(centroids=base) if isinstance(base, np.ndarray) else base.new_empty()
-    table = candidates.sort_by([("step", "ascending"), ("slot", "ascending")])
+    table = since_rescore(candidates).sort_by([("step", "ascending"), ("slot", "ascending")])
     mask = pc.or_(pc.equal(table["status"], Status.SEED),
-                  pc.and_(pc.equal(table["status"], Status.OK), pc.greater(table["quality"], 0.0)))
+                  pc.and_(pc.is_in(table["status"], pa.array(Status.SCORED)), pc.greater(table["quality"], 0.0)))
     table = table.filter(mask)
     if table.num_rows:
         archive.add(table["id"].to_pylist(), table_descriptors(archive, table), table["quality"].to_pylist(),
@@ -61,20 +61,29 @@ class Population:
         for r in rows:
             if r.status in KNOWN and r.problem_id:
                 self.seen.add(r.problem_id)
+            if r.status == Status.RESCORED:
+                self._drop(r.parent_id)
             if archive_eligible(r.status, r.quality):
                 self.pool[r.id] = Parent(r.id, r.problem or "", r.solution or "", r.answer or "",
                                          r.depth)
                 self.rows[r.id] = PoolRow(r.id, r.quality, r.cell, r.status == Status.SEED, bool(r.disputed))
         update_counts(self.op_counts, rows)  # (it counts generated rows only: step > 0)
 
+    def _drop(self, cid: str | None) -> None:
+        """A re-scored row replaces the row it copies as a parent (with its new quality)."""
+        self.pool.pop(cid, None)
+        self.rows.pop(cid, None)
+
     def restore(self, candidates: pa.Table) -> list[dict]:
         """Rebuild from the committed candidates (resume); returns their rows (the columns
         the pool needs) for the caller's own use."""
-        rows = candidates.select(["id", "step", "status", "quality", "problem_id", "problem", "solution",
+        rows = candidates.select(["id", "parent_id", "step", "status", "quality", "problem_id", "problem", "solution",
                                   "answer", "depth", "cell", "skill", "disputed"]).to_pylist()
         for r in rows:
             if r["status"] in KNOWN and r["problem_id"]:
                 self.seen.add(r["problem_id"])
+            if r["status"] == Status.RESCORED:
+                self._drop(r["parent_id"])
             if archive_eligible(r["status"], r["quality"]):
                 self.pool[r["id"]] = Parent(r["id"], r["problem"], r["solution"] or "",
                                             r["answer"] or "", r["depth"])

@@ -52,7 +52,13 @@ class Status:
     # context, rejected by the server): committed with the reason, never solved further,
     # never archived; the run goes on (pipeline.engines.RequestError).
     FAILED = "failed"
-    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE, INVALID, FAILED)
+    # An elite re-solved by a new solver between rounds (pipeline/rescore.py): a copy of
+    # the elite's row (`parent_id`) with the new solve rate and quality; it replaces the
+    # elite in the archive and as a parent.
+    RESCORED = "rescored"
+    ALL = (SEED, OK, UNPARSEABLE, DUPLICATE, INVALID, FAILED, RESCORED)
+    # Statuses of generated rows that can hold a cell (quality > 0).
+    SCORED = (OK, RESCORED)
     # Statuses that own their problem id: a later copy of the problem is a duplicate.
     OWNERS = (SEED, OK, INVALID, FAILED)
 
@@ -324,3 +330,24 @@ def problem_id(text: str) -> str:
 def candidate_id(run_id: str, step: int, slot: int) -> str:
     """Deterministic row id: re-running a step after a crash gives the same ids."""
     return hashlib.sha256(f"{run_id}/{step}/{slot}".encode()).hexdigest()[:16]
+
+
+def since_rescore(candidates: pa.Table) -> pa.Table:
+    """The rows the archive is a function of: all of them, or, once a step re-scored the
+    archive (rows of status `rescored`, pipeline/rescore.py), the seeds, the last such
+    step's rows and every later row. A re-scoring replaces every generated elite by its
+    re-scored copy, so nothing before it but the seeds can hold a cell."""
+    import pyarrow.compute as pc
+
+    if not candidates.num_rows:
+        return candidates
+    rescored = candidates.filter(pc.equal(candidates["status"], Status.RESCORED))
+    if not rescored.num_rows:
+        return candidates
+    last = pc.max(rescored["step"]).as_py()
+    keep = pc.or_(pc.equal(candidates["status"], Status.SEED),
+                  pc.or_(pc.greater(candidates["step"], last),
+                         pc.and_(pc.equal(candidates["step"], last),
+                                 pc.equal(candidates["status"], Status.RESCORED))))
+    return candidates.filter(keep)
+

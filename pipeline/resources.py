@@ -1,6 +1,7 @@
 """The heavy things a campaign uses, each built on first use and all closed together: the
-engine (unless one was handed in, which stays the caller's), the verifier's own engine,
-the embedder with its background thread, and the domain's judge."""
+engine (unless one was handed in, which stays the caller's), the solver's and the
+verifier's own engines (the same rule), the embedder with its background thread, and the
+domain's judge."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pipeline.engines import Engine, make_engine
 
 class Resources:
     def __init__(self, config: Config, domain: Domain, *, engine: Engine | None, judge: Judge | None,
-                 log) -> None:
+                 log, solver_engine: Engine | None = None) -> None:
         self.config, self.domain, self.log = config, domain, log
         self._engine = engine
         # An engine handed in belongs to the caller (e.g. one model shared by several
@@ -25,6 +26,10 @@ class Resources:
         # A judge handed in (e.g. one that fans out to a cluster) must offer judge_many and close.
         self._judge = judge
         self._verifier_engine: Engine | None = None
+        # `[solver] engine = "own"` (e.g. a round's fine-tuned student, pipeline/rounds.py):
+        # one handed in stays the caller's, like the campaign's engine.
+        self._solver_engine = solver_engine
+        self._owns_solver = solver_engine is None
         self._embedder: Embedder | None = None
         self._embed_pool: ThreadPoolExecutor | None = None
         self._prefetched: tuple[tuple[str, ...], Future] | None = None
@@ -53,6 +58,31 @@ class Resources:
             self.log(f"loading verifier engine {own.kind}:{own.model} ...")
             self._verifier_engine = make_engine(own, seed=self.config.run.seed + 1)
         return self._verifier_engine
+
+    @property
+    def solver_engine(self) -> Engine:
+        """The solver's engine: the campaign's own, or its own [solver.own] engine."""
+        if self.config.solver.engine == "campaign":
+            return self.engine
+        if self._solver_engine is None:
+            own = self.config.solver.own
+            self.log(f"loading solver engine {own.kind}:{own.model} ...")
+            self._solver_engine = make_engine(own, seed=self.config.run.seed + 2)
+            self._owns_solver = True
+        return self._solver_engine
+
+    @property
+    def solver_name(self) -> str:
+        """The name solver attempts are recorded under (no engine is built for it)."""
+        if self.config.solver.engine == "campaign":
+            return self.engine.name
+        return self._solver_engine.name if self._solver_engine is not None else self.config.solver.own.kind
+
+    def engine_for(self, role: str) -> Engine:
+        """The engine of a request's role ("generator", "solver", "verifier")."""
+        if role == "solver":
+            return self.solver_engine
+        return self.verifier_engine if role == "verifier" else self.engine
 
     @property
     def embedder(self) -> Embedder:
@@ -99,6 +129,10 @@ class Resources:
         if self._verifier_engine is not None:
             self._verifier_engine.close()
             self._verifier_engine = None
+        if self._solver_engine is not None:
+            if self._owns_solver:
+                self._solver_engine.close()
+            self._solver_engine = None
         if self._engine is not None:
             if self._owns_engine:
                 self._engine.close()

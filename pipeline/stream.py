@@ -97,7 +97,9 @@ class Stream:
         self.camp = camp
         self.on_commit = on_commit or (lambda m: None)
         self.sub = submitter(camp.engine, fallback_capacity=camp.config.run.batch_size)
-        # The verifier's requests go to its own engine when it has one.
+        # The solver's and the verifier's requests go to their own engines when they have them.
+        self.ssub = self.sub if camp.config.solver.engine == "campaign" else submitter(
+            camp.solver_engine, fallback_capacity=camp.config.run.batch_size)
         self.vsub = self.sub if not camp.verifies or camp.config.verifier.engine == "campaign" else submitter(
             camp.verifier_engine, fallback_capacity=camp.config.run.batch_size)
         self.window = stream_window(camp, self.sub)
@@ -143,7 +145,8 @@ class Stream:
         # `target` commits of `every` hold; a run resumed with other settings (more
         # candidates already than that) still fills each missing commit.
         made = int(camp.counters.get("candidates", 0)) + len(self.finished) + len(self.inflight)
-        budget = target * self.every - made
+        # (re-scoring steps, pipeline/rescore.py, hold no new candidates)
+        budget = (target - int(camp.counters.get("rescored_steps", 0))) * self.every - made
         if not self.inflight:  # never stall short of the next commit
             budget = max(budget, self.every - len(self.finished))
         count = min(self.window - len(self.inflight), budget)
@@ -156,14 +159,14 @@ class Stream:
     def _send(self, work: _Work, request: Request) -> None:
         """Send `request` with the seed of its phase and the candidate's sequence number."""
         work.request, work.sent = request, time.perf_counter()
-        sub = self.vsub if request.verifier else self.sub
+        sub = {"verifier": self.vsub, "solver": self.ssub}.get(request.role, self.sub)
         sampling = replace(request.sampling, seed=self.camp.request_seed(work.seq, request.phase))
         self.inflight[sub.submit(request.prompt, sampling)] = work
 
     def _flush(self) -> None:
         """Send what a buffering submitter holds (Dask fan-out: a burst as few chunk tasks).
         Called once the loop has sent what it can, before it commits or waits."""
-        for sub in {id(self.sub): self.sub, id(self.vsub): self.vsub}.values():
+        for sub in {id(s): s for s in (self.sub, self.ssub, self.vsub)}.values():
             flush = getattr(sub, "flush", None)
             if flush is not None:
                 flush()
@@ -282,7 +285,7 @@ class Stream:
             self.camp.log(f"stream: stopped with {len(self.inflight)} candidate(s) in flight and "
                           f"{len(self.finished)} finished but not committed (not written)")
         self.inflight.clear()
-        for sub in {id(self.sub): self.sub, id(self.vsub): self.vsub}.values():
+        for sub in {id(s): s for s in (self.sub, self.ssub, self.vsub)}.values():
             if isinstance(sub, BatchSubmitter):
                 sub.close()
 
