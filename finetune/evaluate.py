@@ -110,8 +110,12 @@ def plan_prompts(model: str, model_dir: str | None, cfg: EvalSection) -> PromptP
     return PromptPlan("chat", "chat-template", (), lambda p: [{"role": "user", "content": p}])
 
 
-def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda msg: None) -> dict[str, Any]:
-    """Sample `n` answers per problem, judge them, return pass@1/pass@k with 95% intervals (a JSON-able dict)."""
+def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda msg: None,
+             engine=None) -> dict[str, Any]:
+    """Sample `n` answers per problem, judge them, return pass@1/pass@k with 95% intervals (a JSON-able dict).
+
+    `engine`: an engine already serving `model` (rounds share one per model: the solver
+    they evaluate is the one that re-scores and solves next); it stays the caller's."""
     from pipeline.answers import AnswerJudge
     from pipeline.engines import Sampling, make_engine
     from pipeline.remote import chunk_sampling
@@ -122,7 +126,9 @@ def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda
     plan = plan_prompts(model, model_dir, cfg)
     t0 = time.perf_counter()
     log(f"evaluating {model} on {len(problems)} problems of {cfg.source} (n={cfg.n}, k={cfg.k}, {plan.kind} prompt)")
-    engine = make_engine(dataclasses.replace(cfg.engine, model=model_dir or model), seed=cfg.seed)
+    owned = engine is None
+    if owned:
+        engine = make_engine(dataclasses.replace(cfg.engine, model=model_dir or model), seed=cfg.seed)
     sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
                         stop=plan.stop, seed=cfg.seed)
     texts: list[list[str]] = []
@@ -138,7 +144,8 @@ def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda
             tokens += sum(c.tokens for cs in outs for c in cs)
             log(f"sampled {len(texts)}/{len(problems)} problems")
     finally:
-        engine.close()
+        if owned:
+            engine.close()
     with AnswerJudge(max_workers=2, timeout_s=cfg.verify_timeout_s) as judge:
         verdicts = judge.judge_many([(p.answer, t) for p, t in zip(problems, texts, strict=True)])
     correct = [sum(v.correct) for v in verdicts]

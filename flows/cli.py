@@ -113,6 +113,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from pipeline.inspection import lineage, load_run, summarize
     from pipeline.inspection_text import format_lineage, format_summary
 
+    if args.rounds:
+        from flows.rounds_report import load_rows, report_markdown
+        from pipeline.storage import RunError
+
+        rows = load_rows(args.run_dir)
+        if not rows:
+            raise RunError(f"{args.run_dir}: no round evaluated yet (expected a `sparq rounds` directory with "
+                           "base/eval.json or round-RR/round.json)")
+        print(json.dumps(rows, indent=2) if args.json else report_markdown(rows))
+        return 0
     run = load_run(args.run_dir)  # InspectError is a RunError: main() prints it as one line
     if args.elite is not None:
         chain = lineage(run, args.elite)
@@ -244,6 +254,27 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rounds(args: argparse.Namespace) -> int:
+    from flows.quiet import LOG, library_output_to
+    from flows.rounds import load_rounds_config
+    from flows.rounds_report import report_markdown
+
+    section = load_rounds_config(args.config, rounds=args.rounds)  # a bad config fails here, at once
+    directory = Path(args.dir)
+    with library_output_to(None if args.verbose else directory / LOG):
+        if args.no_prefect:
+            from flows.rounds import run_rounds
+
+            rows = run_rounds(directory, section, log=_stderr_log)
+        else:
+            from flows.rounds_flow import rounds_flow
+
+            rows = rounds_flow(directory=str(directory), config_path=args.config, rounds=args.rounds)
+    print(report_markdown(rows))
+    print(f"report: {directory / 'report.html'} and {directory / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparq",
@@ -297,6 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="register with this process work pool (created if missing) instead of serving")
     sc.set_defaults(func=cmd_schedule)
 
+    ro = sub.add_parser(
+        "rounds", help="open-ended rounds: generate, export, fine-tune, evaluate; the tuned model solves next",
+        description="Run or resume a rounds campaign in DIR (docs/rounds.md). Each round re-scores the "
+                    "archive with the current solver (from round 2), grows the carried-over run, exports every "
+                    "row so far, fine-tunes the base model on it, evaluates the result on the held-out split "
+                    "and writes the per-round report (DIR/report.html, report.md, rounds.json). A killed "
+                    "campaign resumes in the stage it was in; run the same command again.")
+    ro.add_argument("dir", metavar="DIR", help="the campaign directory (created, or resumed)")
+    ro.add_argument("--config", metavar="PATH",
+                    help="TOML file with a [rounds] table (default: the packaged flows/rounds.toml, "
+                         "3 rounds of 10 steps on the embedded model)")
+    ro.add_argument("--rounds", type=_positive, metavar="N",
+                    help="number of rounds (overrides the config; raise it to extend a finished campaign)")
+    ro.add_argument("--no-prefect", action="store_true", help="run in-process instead of as a Prefect flow")
+    ro.add_argument("--verbose", action="store_true",
+                    help="show vLLM's and the libraries' own messages here instead of DIR/logs/engine.log")
+    ro.set_defaults(func=cmd_rounds)
+
     s = sub.add_parser("seeds", help="validate and summarise a seed source",
                        description="Load a seed source with a column mapping, check every row, "
                                    "and print a summary.")
@@ -326,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print this candidate (id or unique prefix) and its lineage back to its seed")
     i.add_argument("--top", type=_positive, default=10, metavar="N", help="how many top elites (default 10)")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.add_argument("--rounds", action="store_true",
+                   help="RUN_DIR is a `sparq rounds` directory: print its per-round table (pass@1/pass@k with "
+                        "95%% intervals, paired differences, archive, valid share, diversity, warnings)")
     i.set_defaults(func=cmd_inspect)
 
     r = sub.add_parser("report", help="write an HTML report with figures into RUN_DIR/report/",
@@ -401,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.storage import RunError
 
     args = build_parser().parse_args(argv)
-    if args.func in (cmd_generate, cmd_export, cmd_schedule, cmd_finetune, cmd_evaluate, cmd_pipeline):
+    if args.func in (cmd_generate, cmd_export, cmd_schedule, cmd_finetune, cmd_evaluate, cmd_pipeline, cmd_rounds):
         # The engine core, Prefect's server, the judge's and Dask's workers die with this
         # process, even when it is killed with SIGKILL (pipeline/lifeline.py).
         from pipeline.lifeline import watch
