@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("dir", metavar="DIR", help="the campaign directory (created, or resumed)")
     ro.add_argument("--config", metavar="PATH",
                     help="TOML file with a [rounds] table (default: the packaged flows/rounds.toml, "
-                         "3 rounds of 10 steps on the embedded model)")
+                         "3 rounds of 15 steps on the embedded model)")
     ro.add_argument("--rounds", type=_positive, metavar="N",
                     help="number of rounds (overrides the config; raise it to extend a finished campaign)")
     ro.add_argument("--no-prefect", action="store_true", help="run in-process instead of as a Prefect flow")

@@ -68,7 +68,7 @@ DEFAULT_ROUNDS_CONFIG = Path(__file__).parent / "rounds.toml"
 @dataclass(frozen=True)
 class RoundsSection:
     rounds: int = 3
-    steps_per_round: int = 10
+    steps_per_round: int = 15
     tune: str = "solver"
     generate_config: str = ""  # "" = the packaged default
     export_config: str = ""
