@@ -181,7 +181,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         return _fail("sparq schedule needs a running Prefect server: start one with "
                      "`prefect server start --host 127.0.0.1` and set "
                      "PREFECT_API_URL=http://127.0.0.1:4200/api")
-    load_config(args.config)  # a bad config fails here, not at the first scheduled run
+    if args.rounds_per_run:
+        if args.fresh:
+            return _fail("--fresh starts a new generation campaign per run; a rounds campaign (--rounds-per-run) "
+                         "grows one directory")
+        from flows.rounds import load_rounds_config
+
+        load_rounds_config(args.config)  # a bad config fails here, not at the first scheduled run
+    else:
+        load_config(args.config)
     from flows.schedule import ScheduleSpec, check_cron, deploy_schedule, serve_schedule
 
     if args.cron is not None and (why := check_cron(args.cron)) is not None:
@@ -189,9 +197,12 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     spec = ScheduleSpec(run_dir=os.path.abspath(args.run_dir),
                         config_path=os.path.abspath(args.config) if args.config else None,
                         cron=args.cron, interval_s=args.interval, steps_per_run=args.steps_per_run,
-                        fresh=args.fresh, name=args.name, timezone=args.timezone)
+                        fresh=args.fresh, name=args.name, timezone=args.timezone,
+                        rounds_per_run=args.rounds_per_run or 0)
     when = f"cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     what = "a new campaign in a new subdirectory" if args.fresh else f"+{args.steps_per_run} step(s)"
+    if args.rounds_per_run:
+        what = f"+{args.rounds_per_run} round(s)"
     if args.work_pool:
         dep_id = deploy_schedule(spec, args.work_pool)
         print(f"deployment {spec.deployment} ({dep_id}): {when}, {what} per run, run directory {spec.run_dir}")
@@ -323,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="steps each scheduled run adds (default 1)")
     sc.add_argument("--fresh", action="store_true",
                     help="start a new campaign in RUN_DIR/run-<time> on every run instead of extending one")
+    sc.add_argument("--rounds-per-run", type=_positive, metavar="N",
+                    help="schedule a rounds campaign instead (`sparq rounds`): RUN_DIR is its directory, --config "
+                         "a [rounds] file (default: the packaged one), and each run adds N rounds")
     sc.add_argument("--name", default="default", help="deployment name (default 'default')")
     sc.add_argument("--work-pool", metavar="POOL",
                     help="register with this process work pool (created if missing) instead of serving")

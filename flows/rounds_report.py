@@ -102,13 +102,16 @@ def round_row(directory: str | Path, r: int, state: dict[str, Any], *, warn_vali
     if "rescore_step" in info:
         rs = by_step.get(info["rescore_step"])
         old = {x["id"]: x["solve_rate"] for x in rows}
-        res = [x for x in rows if x["step"] == info["rescore_step"] and x["status"] == Status.RESCORED]
+        res = [x for x in upto.filter(pc.equal(upto["step"], info["rescore_step"])).select(
+            ["parent_id", "status", "solve_rate", "quality", "archive_outcome"]).to_pylist()
+            if x["status"] == Status.RESCORED]
         deltas = [x["solve_rate"] - old[x["parent_id"]] for x in res
                   if x["solve_rate"] is not None and old.get(x["parent_id"]) is not None]
         before = by_step.get(info["rescore_step"] - 1, {})
-        rescore = {"elites_rescored": len(res), "elites_before": before.get("num_elites"),
-                   "elites_after": rs["num_elites"] if rs else None,
-                   "coverage_after": rs["coverage"] if rs else None, "qd_after": rs["qd_score"] if rs else None,
+        rescore = {"elites_rescored": len(res),
+                   "kept": sum(x["archive_outcome"] == "new" for x in res),  # still hold a cell
+                   "qd_before": before.get("qd_score"), "qd_after": rs["qd_score"] if rs else None,
+                   "coverage_after": rs["coverage"] if rs else None,
                    "mean_solve_rate_change": round(float(np.mean(deltas)), 4) if deltas else None}
     export_cos = None
     data_dir = directory / f"round-{r:02d}" / "data" / "data"
@@ -198,17 +201,21 @@ def _v(x: Any, digits: int = 3) -> str:
 
 
 HEADERS = ["round", "rows", "pass@1 [95% CI]", "pass@k [95% CI]", "vs previous (pass@1)", "vs base (pass@1)",
-           "elites", "coverage", "QD", "valid share", "elite cos", "cells", "skills", "export cos", "re-scoring"]
+           "elites", "coverage", "QD", "valid share (checked)", "elite cos", "gen. cells", "skills", "export cos",
+           "re-scoring"]
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for x in rows:
         rs = x.get("rescore")
-        rescore = "-" if not rs else (f"{rs['elites_before']} -> {rs['elites_after']} elites, "
-                                     f"mean sr {rs['mean_solve_rate_change']:+.3f}"
-                                     if rs.get("mean_solve_rate_change") is not None else
-                                     f"{rs['elites_before']} -> {rs['elites_after']} elites")
+        rescore = "-"
+        if rs:
+            rescore = f"{rs['kept']} of {rs['elites_rescored']} elites kept"
+            if rs.get("mean_solve_rate_change") is not None:
+                rescore += f", mean solve rate {rs['mean_solve_rate_change']:+.3f}"
+            if rs.get("qd_before") is not None and rs.get("qd_after") is not None:
+                rescore += f", QD {rs['qd_before']:.2f} -> {rs['qd_after']:.2f}"
         name = "base" if x["round"] == 0 else str(x["round"]) + ("" if x.get("tuned") else " (not tuned)")
         out.append([name, _v(x.get("rows")), _est(x.get("pass@1")),
                     (f"k={x['k']}: " if x.get("k") else "") + _est(x.get("pass@k")),
@@ -248,6 +255,20 @@ def report_html(rows: list[dict[str, Any]]) -> str:
             f"<h1>Rounds</h1><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             f"<h2>Solve rates of new candidates</h2><ul>{hist}</ul>"
             f"<h2>Warnings</h2><ul>{warn or '<li>none</li>'}</ul></body></html>")
+
+
+def rebuild(directory: str | Path, *, warn_valid_drop: float = 0.10, warn_cosine_rise: float = 0.05) -> dict[str, str]:
+    """Recompute every finished round's row from the directory (e.g. after this module
+    changed) and rewrite the report files."""
+    from pipeline.storage import atomic_write_bytes
+
+    directory = Path(directory)
+    state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    for path in sorted(directory.glob("round-*/round.json")):
+        r = int(path.parent.name.split("-")[1])
+        row = round_row(directory, r, state, warn_valid_drop=warn_valid_drop, warn_cosine_rise=warn_cosine_rise)
+        atomic_write_bytes(path, json.dumps(row, indent=1).encode("utf-8"))
+    return write_report(directory)
 
 
 def write_report(directory: str | Path) -> dict[str, str]:

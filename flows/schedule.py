@@ -15,6 +15,7 @@ temporary one Prefect starts for a single flow forgets its schedules when it exi
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,31 @@ def extend_campaign(run_dir: str, config_path: str | None = None, steps_per_run:
     return run_generate(run_dir=str(target_dir), config_path=config_path, steps=steps, resume=resume)
 
 
+ROUNDS_FLOW_NAME = "sparq-rounds-campaign"
+
+
+def rounds_target(directory: str | Path, rounds_per_run: int) -> int:
+    """The round count one scheduled run of a rounds campaign runs to: the rounds finished
+    in `directory` + `rounds_per_run` (a round a killed run left unfinished is not counted,
+    so the next run finishes it first)."""
+    path = Path(directory) / "state.json"
+    if not path.is_file():
+        return rounds_per_run
+    state = json.loads(path.read_text(encoding="utf-8"))
+    done = state["round"] if state["stage"] == "done" else max(0, state["round"] - 1)
+    return done + rounds_per_run
+
+
+@flow(name=ROUNDS_FLOW_NAME)
+def extend_rounds(directory: str, config_path: str | None = None, rounds_per_run: int = 1) -> list[dict[str, Any]]:
+    """Add `rounds_per_run` rounds to the rounds campaign in `directory` (flows/rounds.py)."""
+    from flows.rounds_flow import rounds_flow
+
+    target = rounds_target(directory, rounds_per_run)
+    get_run_logger().info(f"running the rounds campaign in {directory} to {target} round(s)")
+    return rounds_flow(directory=directory, config_path=config_path, rounds=target)
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     run_dir: str
@@ -68,10 +94,28 @@ class ScheduleSpec:
     fresh: bool
     name: str
     timezone: str | None = None
+    rounds_per_run: int = 0  # > 0: a rounds campaign (config_path is a [rounds] file), this many rounds a run
 
     def parameters(self) -> dict[str, Any]:
+        if self.rounds_per_run:
+            return {"directory": self.run_dir, "config_path": self.config_path,
+                    "rounds_per_run": self.rounds_per_run}
         return {"run_dir": self.run_dir, "config_path": self.config_path,
                 "steps_per_run": self.steps_per_run, "fresh": self.fresh}
+
+    @property
+    def flow(self):
+        return extend_rounds if self.rounds_per_run else extend_campaign
+
+    @property
+    def entrypoint(self) -> str:
+        return "flows/schedule.py:" + self.flow.fn.__name__
+
+    @property
+    def description(self) -> str:
+        if self.rounds_per_run:
+            return f"add {self.rounds_per_run} round(s) to the sparq rounds campaign in {self.run_dir} per run"
+        return f"extend the sparq campaign in {self.run_dir} by {self.steps_per_run} step(s) per run"
 
     def schedule_kwargs(self) -> dict[str, Any]:
         if self.cron is not None:
@@ -82,7 +126,7 @@ class ScheduleSpec:
 
     @property
     def deployment(self) -> str:
-        return f"{FLOW_NAME}/{self.name}"
+        return f"{ROUNDS_FLOW_NAME if self.rounds_per_run else FLOW_NAME}/{self.name}"
 
 
 def check_cron(expr: str) -> str | None:
@@ -102,9 +146,8 @@ def serve_schedule(spec: ScheduleSpec) -> None:
 
     # One flow run at a time: a second writer would be refused by the run directory's
     # lock, so a run that outlasts the interval makes the next one wait instead of fail.
-    deployment = extend_campaign.to_deployment(
-        name=spec.name, parameters=spec.parameters(), concurrency_limit=1,
-        description=f"extend the sparq campaign in {spec.run_dir} by {spec.steps_per_run} step(s) per run",
+    deployment = spec.flow.to_deployment(
+        name=spec.name, parameters=spec.parameters(), concurrency_limit=1, description=spec.description,
         tags=["sparq"], **spec.schedule_kwargs())
     serve(deployment, print_starting_message=True)
 
@@ -120,8 +163,8 @@ def deploy_schedule(spec: ScheduleSpec, work_pool: str) -> str:
             client.read_work_pool(work_pool)
         except ObjectNotFound:
             client.create_work_pool(WorkPoolCreate(name=work_pool, type="process"))
-    source = extend_campaign.from_source(source=str(REPO), entrypoint="flows/schedule.py:extend_campaign")
+    source = spec.flow.from_source(source=str(REPO), entrypoint=spec.entrypoint)
     return str(source.deploy(
         name=spec.name, work_pool_name=work_pool, parameters=spec.parameters(), concurrency_limit=1,
-        description=f"extend the sparq campaign in {spec.run_dir} by {spec.steps_per_run} step(s) per run",
-        tags=["sparq"], print_next_steps=False, build=False, push=False, **spec.schedule_kwargs()))
+        description=spec.description, tags=["sparq"], print_next_steps=False, build=False, push=False,
+        **spec.schedule_kwargs()))

@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from archives import AddStatus, Archive
 from pipeline.archiving import build_archive, descriptors_for
-from pipeline.candidate import PHASE_SOLVE, PHASE_VERIFY, Draft, Parent, archive_eligible, request_seed  # noqa: F401
+from pipeline.candidate import PHASE_RESCORE, PHASE_SOLVE, PHASE_VERIFY, Draft, Parent, archive_eligible, request_seed  # noqa: F401
 from pipeline.commit import (
     OUTCOME,
     attempt_rows,
@@ -302,7 +302,8 @@ class Campaign:
         self.log(f"step {step}: re-scoring {len(elites)} elites with solver {self.res.solver_name}")
         config = replace(self.config, verifier=replace(self.config.verifier, m=0))
         rules = Rules(config, self.domain, self.operators, self.quality, self.population.taken)
-        drafts = run_solves(rules, self.judge, step, elite_drafts(elites), self._complete, self.request_seed)
+        drafts = run_solves(rules, self.judge, step, elite_drafts(elites), self._complete,
+                            lambda st, phase: self.request_seed(st, phase - PHASE_SOLVE + PHASE_RESCORE))
         solve_s = time.perf_counter() - started
         crash_point("rescore", step)
         created, solver = now(), self.res.solver_name

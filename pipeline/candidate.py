@@ -48,8 +48,10 @@ class Draft:
 
 
 # request_seed phases: mutation 1 + 20 x operator index, label 2, solve round r
-# PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY.
-PHASE_SOLVE, PHASE_VERIFY, PHASES = 100, 2048, 4096
+# PHASE_SOLVE + r (r < 1024: k <= 1024), the verifier PHASE_VERIFY, a re-scoring's solve
+# round r PHASE_RESCORE + r (its step number may equal a streamed candidate's sequence
+# number: another phase keeps their seeds apart).
+PHASE_SOLVE, PHASE_VERIFY, PHASE_RESCORE, PHASES = 100, 2048, 3072, 4096
 
 
 def request_seed(config: Config, step: int, phase: int) -> int:

@@ -254,7 +254,33 @@ def run_data(run: RunTables) -> dict[str, Any]:
         },
         "events": archive_events(col["step"], col["status"], col["quality"], col["cell"]),
         "blocks": _blocks(col["step"], col["solution"], read_attempts(run, row_of)),
+        "rounds": rounds_of(Path(run.path)),
     }
+
+
+def rounds_of(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The per-round rows of the rounds campaign this run belongs to (`sparq rounds` writes
+    DIR/rounds.json beside its run DIR/run), trimmed to what the Rounds panel shows; None
+    for a run of its own."""
+    path = run_dir.parent / "rounds.json"
+    if run_dir.name != "run" or not path.is_file():
+        return None
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+    def est(e: dict[str, Any] | None) -> list[float] | None:
+        return None if not e else [_round(e["estimate"]), _round(e["ci_lo"]), _round(e["ci_hi"])]
+
+    def diff(d: dict[str, Any] | None) -> list[float] | None:
+        return None if not d else [_round(d[key]) for key in ("difference", "ci_lo", "ci_hi", "p_value")]
+
+    return [{"round": r["round"], "tuned": r.get("tuned"), "rows": r.get("rows"), "k": r.get("k"),
+             "pass1": est(r.get("pass@1")), "passk": est(r.get("pass@k")), "prev": diff(r.get("vs_previous")),
+             "base": diff(r.get("vs_base")), "coverage": _round(r.get("coverage")), "qd": _round(r.get("qd_score")),
+             "valid": _round(r.get("valid_share")), "cos": _round(r.get("elite_cosine")),
+             "warnings": r.get("warnings", [])} for r in rows]
 
 
 def exclusive_cells(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:

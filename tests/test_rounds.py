@@ -182,9 +182,15 @@ def test_rounds_config_errors(tmp_path):
 
 
 def _rounds_setup(tmp_path: Path, rounds: int = 2) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     gen = scripted_config(tmp_path, steps=2, batch=4)
+    # The real export, without the decontamination's embedding of the held-out split (10 s
+    # a round on 2 cores; what is under test here is the rounds' control flow).
+    export = tmp_path / "export.toml"
+    export.write_text('[export]\nscheduler = "sync"\n[export.decontam]\nenabled = false\n')
     cfg = tmp_path / "rounds.toml"
-    cfg.write_text(f'[rounds]\nrounds = {rounds}\nsteps_per_round = 2\ngenerate_config = "{gen}"\n')
+    cfg.write_text(f'[rounds]\nrounds = {rounds}\nsteps_per_round = 2\ngenerate_config = "{gen}"\n'
+                   f'export_config = "{export}"\n')
     return cfg
 
 
@@ -262,6 +268,28 @@ def test_rounds_campaign_runs_and_extends(tmp_path):
     assert rows[3]["rescore"]["elites_rescored"] >= 1
 
 
+def test_tune_both_makes_the_tuned_model_generator_and_solver(tmp_path):
+    """tune = "both": from round 2 the campaign's own engine is the tuned model (SPARQ's
+    single model) and solves too; with "solver" the base generates and the tuned model
+    solves through [solver.own]."""
+    from flows.rounds import load_rounds_config, run_rounds
+    from pipeline.config import load_config
+    from tests.rounds_helpers import stages
+
+    for tune in ("both", "solver"):
+        config = _rounds_setup(tmp_path / tune)
+        text = config.read_text().replace("[rounds]\n", f'[rounds]\ntune = "{tune}"\n')
+        config.write_text(text)
+        directory = tmp_path / tune / "dir"
+        run_rounds(directory, load_rounds_config(config), stages=stages(), log=lambda m: None)
+        saved = load_config(directory / "run" / "config.toml")
+        model = str(directory / "round-01" / "model")
+        if tune == "both":
+            assert saved.engine.model == model and saved.solver.engine == "campaign"
+        else:
+            assert saved.engine.model != model and saved.solver.engine == "own" and saved.solver.own.model == model
+
+
 @pytest.mark.vllm
 @pytest.mark.ci
 @pytest.mark.slow
@@ -289,3 +317,37 @@ def test_rounds_on_vllm_through_the_prefect_flow(tmp_path):
     if state["rounds"]["1"].get("tuned"):
         assert res.num_rows >= 1 and set(res["solver"].to_pylist()) != {None}
         assert rows[1]["pass@1"] is not None and rows[2]["rescore"] is not None
+
+
+def test_explorer_shows_the_rounds_panel(tmp_path):
+    """The explorer of a rounds campaign's run shows a Rounds panel with a row per round
+    (the base and each tuned model) in a real browser; a run of its own shows none."""
+    from flows.rounds import load_rounds_config, run_rounds
+    from pipeline.explore import rounds_of, write_explorer
+    from tests.rounds_helpers import stages
+    from tests.test_explore import Opened, _require_browser, expect
+
+    config = _rounds_setup(tmp_path, rounds=1)
+    directory = tmp_path / "dir"
+    run_rounds(directory, load_rounds_config(config), stages=stages(), log=lambda m: None)
+    rows = rounds_of(directory / "run")
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["base"] is not None
+    assert rounds_of(tmp_path / "elsewhere" / "run") is None
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_explore import CHROMIUM, CHROMIUM_ARGS
+
+    page = write_explorer([directory / "run"], tmp_path / "page.html").path
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            o = Opened(b, page)
+            expect(o.page.locator("#rounds-pane")).to_be_visible()
+            expect(o.page.locator("#rounds tbody tr")).to_have_count(2)
+            assert "base" in o.page.inner_text("#rounds tbody tr:first-child")
+            assert o.page.inner_text("#rounds tbody tr:nth-child(2) td:nth-child(6)").startswith("+")
+            assert o.errors == []
+            o.close()
+        finally:
+            b.close()

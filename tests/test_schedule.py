@@ -258,3 +258,53 @@ def test_work_pool_deployment_runs_on_a_worker(prefect_server: dict[str, str], t
         assert _committed(run_dir) == 1
     finally:
         _stop(worker)
+
+
+def test_rounds_target_counts_finished_rounds(tmp_path: Path):
+    import json
+
+    from flows.schedule import rounds_target
+
+    assert rounds_target(tmp_path, 2) == 2  # nothing yet
+    (tmp_path / "state.json").write_text(json.dumps({"round": 2, "stage": "export", "rounds": {}}))
+    assert rounds_target(tmp_path, 1) == 2  # round 2 was cut short: the next run finishes it
+    (tmp_path / "state.json").write_text(json.dumps({"round": 2, "stage": "done", "rounds": {}}))
+    assert rounds_target(tmp_path, 1) == 3
+
+
+@pytest.mark.ci
+def test_rounds_deployment_adds_a_round_per_run(prefect_server: dict[str, str], tmp_path: Path):
+    """`sparq schedule --rounds-per-run 1` serves a rounds campaign: each flow run adds one
+    round with the real stages (export, LoRA fine-tuning of the embedded model, evaluation)
+    on the scripted engine (what is under test is scheduling)."""
+    import json
+
+    env, api = prefect_server, prefect_server["PREFECT_API_URL"]
+    gen = scripted_config(tmp_path, steps=2, batch=4, k=2)
+    ft = tmp_path / "ft.toml"
+    ft.write_text("[train]\nmax_steps = 1\n[evaluate]\nlimit = 4\nn = 2\nk = 2\n")
+    cfg = tmp_path / "rounds.toml"
+    cfg.write_text(f'[rounds]\nsteps_per_round = 2\ngenerate_config = "{gen}"\nfinetune_config = "{ft}"\n')
+    directory = tmp_path / "rounds"
+    proc, log = _serve(env, tmp_path, "--config", str(cfg), "--run-dir", str(directory), "--cron", "0 3 * * *",
+                       "--rounds-per-run", "1", "--name", "weekly")
+
+    def deployment():
+        try:
+            r = httpx.get(f"{api}/deployments/name/sparq-rounds-campaign/weekly", timeout=30)
+        except httpx.HTTPError:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    try:
+        dep = _wait("deployment sparq-rounds-campaign/weekly", deployment, 120, proc, log)
+        assert dep["parameters"]["directory"] == str(directory)
+        for expected in (1, 2):
+            state = _run_deployment(api, dep["id"], f"rounds flow run {expected}", proc, log)
+            assert state == "COMPLETED", log.read_text()[-3000:]
+            st = json.loads((directory / "state.json").read_text())
+            assert (st["round"], st["stage"]) == (expected, "done")
+        rows = json.loads((directory / "rounds.json").read_text())
+        assert [x["round"] for x in rows] == [0, 1, 2]
+    finally:
+        _stop(proc)

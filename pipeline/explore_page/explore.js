@@ -480,6 +480,24 @@
     box.replaceChildren(...parts);
   }
 
+  // -- rounds ---------------------------------------------------------------------------------
+  function roundsPane() {
+    const rows = R.rounds;
+    $("rounds-pane").hidden = !rows;
+    if (!rows) return;
+    const est = (e) => (e ? `${e[0].toFixed(3)} [${e[1].toFixed(3)}, ${e[2].toFixed(3)}]` : "\u2013");
+    const diff = (d) => (d ? `${d[0] >= 0 ? "+" : ""}${d[0].toFixed(3)} [${d[1].toFixed(3)}, ${d[2].toFixed(3)}] p=${d[3].toFixed(2)}` : "\u2013");
+    const num = (x) => (x === null || x === undefined ? "\u2013" : String(x));
+    const heads = ["round", "rows", "pass@1", "pass@k", "vs previous", "vs base", "coverage", "QD", "valid share", "elite cos"];
+    document.querySelector("#rounds thead tr").replaceChildren(...heads.map((h) => el("th", { text: h })));
+    document.querySelector("#rounds tbody").replaceChildren(...rows.map((r) => {
+      const cells = [r.round === 0 ? "base" : String(r.round) + (r.tuned ? "" : " (not tuned)"), num(r.rows), est(r.pass1),
+        (r.k ? `k=${r.k}: ` : "") + est(r.passk), diff(r.prev), diff(r.base), num(r.coverage), num(r.qd), num(r.valid), num(r.cos)];
+      return el("tr", { "data-round": String(r.round) }, ...cells.map((c) => el("td", { text: c })));
+    }));
+    $("rounds-warnings").replaceChildren(...rows.flatMap((r) => r.warnings.map((w) => el("li", { class: "warn", text: `round ${r.round}: ${w}` }))));
+  }
+
   // -- wiring -------------------------------------------------------------------------------
   function setRun(j) {
     ri = j; R = D.runs[j]; sel = -1; hay = null;
@@ -494,6 +512,7 @@
     $("mode-pick").hidden = !cmp;
     if (!cmp) $("mode").value = "quality";
     overview();
+    roundsPane();
     buildMap();
     paintMap();
     filtersFor();
