@@ -325,8 +325,68 @@ def _more_of_one_than_other(problem: str) -> list[Form]:
     return [Form("difference of two counts", a - b)]
 
 
+_MEASURE = (r"(?:(?:cups?|tablespoons?|teaspoons?|spoons?|scoops?|grams?|kilograms?|kg|pounds?|ounces?|liters?|litres?|"
+            r"ml|pieces?|parts?|bags?|cans?|jars?|bottles?|packs?|boxes?)\s+of\s+)?")
+_RATIO_RE = re.compile(rf"(?<![\d.,/]){_NUM}\s+{_MEASURE}([a-z]{{1,15}})\s+(?:for\s+every|for\s+each|to\s+every)\s+"
+                       rf"{_NUM}\s+{_MEASURE}([a-z]{{1,15}})\b", re.I)
+_HOW_MANY_NOUN_RE = re.compile(rf"\bhow\s+(?:many|much)\s+{_MEASURE}([a-z]{{1,15}})\b", re.I)
+_SCALE_UNITS = (r"(?:mm|cm|m|km|in|inch(?:es)?|ft|feet|foot|yd|yards?|mi|miles?|millimet(?:er|re)s?|"
+                r"centimet(?:er|re)s?|met(?:er|re)s?|kilomet(?:er|re)s?)")
+_SCALE_RE = re.compile(rf"(?<![\d.,/]){_NUM}\s+({_SCALE_UNITS})\s+(?:on\s+(?:a|the)\s+map\s+)?"
+                       rf"(?:stands?\s+for|represents?|equals?|is|are|means?)\s+{_NUM}\s+({_SCALE_UNITS})\b", re.I)
+_SCALE_ASK_RE = re.compile(rf"\bhow\s+many\s+({_SCALE_UNITS})\s+(?:do|does|would|will|is|are)\s+{_NUM}\s+"
+                           rf"({_SCALE_UNITS})\b", re.I)
+
+
+def _proportion(problem: str) -> list[Form]:
+    """ "2 cups of flour for every 1 cup of sugar. How many cups of sugar for 6 cups of
+    flour?" is 6 x 1 / 2; "4 cm stand for 10 km. How many km do 10 cm stand for?" is
+    10 x 10 / 4. Only with the three numbers and nothing else."""
+    given = _given(problem)
+    if len(given) != 3 and not (len(given) == 2 and len(numbers(problem)) == 3):
+        return []
+    q = question(problem)
+    if (m := _SCALE_RE.search(problem)) and (ask := _SCALE_ASK_RE.search(q)):
+        a, b, c = _num(m.group(1)), _num(m.group(3)), _num(ask.group(2))
+        same = _stem(ask.group(1)) == _stem(m.group(4)) and _stem(ask.group(3)) == _stem(m.group(2))
+        if same and a and b is not None and c is not None:
+            return [Form("scale", c * b / a)]
+        return []
+    m, ask = _RATIO_RE.search(problem), _HOW_MANY_NOUN_RE.search(q)
+    if m is None or ask is None or m.start() > len(problem) - len(q):  # the ratio is not in the question
+        return []
+    a, x, b, y = _num(m.group(1)), _stem(m.group(2)), _num(m.group(3)), _stem(m.group(4))
+    wanted = _stem(ask.group(1))
+    rest = [v for v in numbers(q)]
+    if x == y or len(rest) != 1 or not a or not b:
+        return []
+    c = rest[0]
+    if wanted == y and re.search(rf"\b{re.escape(x)}", q[ask.end():], re.I):
+        return [Form("ratio", c * b / a)]
+    if wanted == x and re.search(rf"\b{re.escape(y)}", q[ask.end():], re.I):
+        return [Form("ratio", c * a / b)]
+    return []
+
+
+_RATE_RE = re.compile(rf"(?<![\d.,/]){_NUM}\s+([a-z]{{1,15}})\s+(?:per|an|each|every|a)\s+(hour|minute)\b", re.I)
+_IN_TIME_RE = re.compile(rf"\bin\s+{_NUM}\s+(hours?|minutes?)\b", re.I)
+
+
+def _rate_over_time(problem: str) -> list[Form]:
+    """ "A machine makes 2 toys per hour. How many toys does it make in 6 minutes?" is
+    2 x 6 / 60: a rate per hour over minutes (or per minute over hours) is converted."""
+    m, t = _RATE_RE.search(problem), _IN_TIME_RE.search(question(problem))
+    if m is None or t is None or len(_given(problem)) != 2 or not re.search(r"\bhow\s+many\b", question(problem), re.I):
+        return []
+    rate, span = _num(m.group(1)), _num(t.group(1))
+    per, unit = m.group(3).lower(), t.group(2).lower().rstrip("s")
+    if rate is None or span is None or per == unit:
+        return []
+    return [Form("rate over time", rate * span / 60 if per == "hour" else rate * span * 60)]
+
+
 _FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count,
-          _more_of_one_than_other)
+          _more_of_one_than_other, _proportion, _rate_over_time)
 
 
 def expected(problem: str) -> list[Form]:

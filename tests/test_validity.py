@@ -371,6 +371,21 @@ def test_shape(problem: str, ok: bool):
         ("A man has 22 apples and 18 oranges. How many more apples does he have now than oranges?", "40", False),
         ("A man has 22 apples and 18 oranges. How many more apples does he have now than oranges?", "4", True),
         ("Ann has 5 pens. Bob has 3 more pens than Ann. How many more pens does Bob have than Ann?", "3", True),
+        ("A recipe uses 2 cups of flour for every 1 cup of sugar. How many cups of sugar are needed to make 2 cups "
+         "of flour?", "4", False),
+        ("A recipe uses 2 cups of flour for every 1 cup of sugar. How many cups of sugar are needed to make 2 cups "
+         "of flour?", "1", True),
+        ("A recipe uses 2 cups of flour for every 1 cup of sugar. How many cups of flour are needed for 3 cups of "
+         "sugar?", "6", True),
+        ("4 centimeters stand for 10 kilometers. How many kilometers do 10 centimeters stand for?", "40", False),
+        ("4 centimeters stand for 10 kilometers. How many kilometers do 10 centimeters stand for?", "25", True),
+        ("On a map, 1 inch represents 50 miles. How many miles do 3 inches represent?", "150", True),
+        ("A machine makes 2 toys per hour. How many toys does it make in 6 minutes?", "12", False),
+        ("A machine makes 30 toys per hour. How many toys does it make in 10 minutes?", "5", True),
+        ("A car goes 60 miles per hour. How many miles does it go in 3 hours?", "180", True),  # no conversion
+        # a fourth number is no plain ratio: nothing to check
+        ("A recipe uses 2 cups of flour for every 1 cup of sugar and 3 eggs. How many cups of sugar for 4 cups of "
+         "flour?", "99", True),
     ],
 )
 def test_closed_form(problem: str, answer: str, ok: bool):
