@@ -337,7 +337,6 @@ class Rounds:
             info["tuned"] = False
             self.log(f"round {r}: the export has no rows; the solver stays {self.model_of(r - 1, state)}")
             return
-        # The engine of a model this round replaces is not needed while training.
         trained = self.stages.finetune(str(self.round_dir(r) / "data"), str(out), config=self.ft_cfg, log=self.log)
         info.update(tuned=True, train_steps=int(trained.steps), final_loss=trained.final_loss)
 

@@ -298,7 +298,8 @@ class Campaign:
 
         assert self.archive is not None
         step, started = self.step + 1, time.perf_counter()
-        elites = elite_rows(self.archive, self.run.read_candidates(upto=self.step))
+        before = self.run.read_candidates(upto=self.step)
+        elites = elite_rows(self.archive, before)
         self.log(f"step {step}: re-scoring {len(elites)} elites with solver {self.res.solver_name}")
         config = replace(self.config, verifier=replace(self.config.verifier, m=0))
         rules = Rules(config, self.domain, self.operators, self.quality, self.population.taken)
@@ -317,7 +318,6 @@ class Campaign:
                                          solver=solver))
         rows = place(self.archive, rows)
         table = to_table(rows, CANDIDATES_SCHEMA)
-        before = self.run.read_candidates(upto=self.step)
         self.archive = rederive_archive(self.archive, pa.concat_tables([before, table]))
         rows = place_rescored(self.archive, rows)
         self.population.remember(rows)

@@ -54,9 +54,7 @@ class Resources:
         if self.config.verifier.engine == "campaign":
             return self.engine
         if self._verifier_engine is None:
-            own = self.config.verifier.own
-            self.log(f"loading verifier engine {own.kind}:{own.model} ...")
-            self._verifier_engine = make_engine(own, seed=self.config.run.seed + 1)
+            self._verifier_engine = self._own_engine("verifier", self.config.verifier.own, 1)
         return self._verifier_engine
 
     @property
@@ -65,11 +63,14 @@ class Resources:
         if self.config.solver.engine == "campaign":
             return self.engine
         if self._solver_engine is None:
-            own = self.config.solver.own
-            self.log(f"loading solver engine {own.kind}:{own.model} ...")
-            self._solver_engine = make_engine(own, seed=self.config.run.seed + 2)
+            self._solver_engine = self._own_engine("solver", self.config.solver.own, 2)
             self._owns_solver = True
         return self._solver_engine
+
+    def _own_engine(self, role: str, cfg, seed_offset: int) -> Engine:
+        """A role's own engine (`[ROLE.own]`), seeded apart from the campaign's."""
+        self.log(f"loading {role} engine {cfg.kind}:{cfg.model} ...")
+        return make_engine(cfg, seed=self.config.run.seed + seed_offset)
 
     @property
     def solver_name(self) -> str:
