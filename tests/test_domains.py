@@ -13,7 +13,18 @@ GOLDEN = Path(__file__).parent / "data" / "math_domain_golden.json"
 def test_math_behind_the_domain_interface_gives_the_same_rows(tmp_path: Path):
     """A scripted steps-mode campaign (mutate, crossover and harder operators, validity gate,
     unparseable outputs, wrong references) commits the same candidates, attempts and metrics
-    as the code before the domain interface (digest written by it: tests/data/)."""
+    as the code before the domain interface (digest written by it: tests/data/).
+
+    The archive cells in the digest come from the embedder (sentence-transformers, torch,
+    faiss), so a dependency update can move them without any change here. The digest is
+    then rewritten by the code before the interface, in the new environment, and must
+    still equal the current code's (done on 2026-12-05, when a fresh install moved the
+    cells and 7317a0c's code and the current code gave the same new digest):
+
+        git worktree add /tmp/pre 7317a0c && cd /tmp/pre && PYTHONPATH=. python -c \
+          "import json, tempfile, pathlib; from tests.domain_golden import digest, golden_run; \
+           print(json.dumps(digest(golden_run(pathlib.Path(tempfile.mkdtemp()))), indent=2))"
+    """
     assert digest(golden_run(tmp_path)) == json.loads(GOLDEN.read_text())
 
 
