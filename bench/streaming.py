@@ -11,7 +11,7 @@ launching when the candidates in flight fill the remaining commits, then drains)
 one-offs of a campaign, like loading a model, and are not timed.
 
 Scenarios (fake servers: tests/fake_openai_proc.py, one process, driven by the `openai`
-engine with `engine.base_urls` = all its listeners):
+engine with `engine.openai.base_urls` = all its listeners):
 
 - uniform: 64 endpoints x 1 slot, every request 2 s. Busy share = request-busy time /
   (slots x wall).
@@ -169,8 +169,9 @@ def fake_scenario(name: str, args, server_args: list[str], listeners: int, slots
                 **overrides,
                 "run": {"seed": 0, **overrides.get("run", {})},
                 "seeds": {"limit": args.seeds}, "archive": {"cells": args.seeds},
-                "engine": {"kind": "openai", "model": "fake", "base_urls": servers.urls, "timeout_s": 900.0,
-                           **overrides.get("engine", {})}})
+                "engine": {"kind": "openai", "model": "fake",
+                           "openai": {"base_urls": servers.urls, "timeout_s": 900.0,
+                                      **overrides.get("engine", {}).get("openai", {})}}})
             times = run_campaign(config, workdir / "run", mode, args.warmup + args.commits + tail(args, mode, config))
             a, b = window(times, args.warmup, args.commits)
             if name == "batching":
@@ -192,7 +193,7 @@ def fake_scenario(name: str, args, server_args: list[str], listeners: int, slots
 
 def uniform(args) -> list[str]:
     head = fake_scenario("uniform", args, ["--capacity", "1", "--latency-ms", "2000"], 64, 64, {
-        "run": {"batch_size": 128}, "engine": {"concurrency": 1},
+        "run": {"batch_size": 128}, "engine": {"openai": {"concurrency": 1}},
         "solver": {"k": 4, "adaptive": False, "max_tokens": 512}, "generator": {"max_tokens": 512}})
     return [f"uniform (64 endpoints x 1 slot, 2 s per request, 128 candidates per commit, k = 4): busy share of "
             f"the slots, {head[0].split(': ', 1)[1]}"]
@@ -200,7 +201,7 @@ def uniform(args) -> list[str]:
 
 def unequal(args) -> list[str]:
     head = fake_scenario("unequal", args, ["--capacity", "1", "--latency-ms", "200", "--ms-per-token", "7"], 64, 64, {
-        "run": {"batch_size": 128}, "engine": {"concurrency": 1},
+        "run": {"batch_size": 128}, "engine": {"openai": {"concurrency": 1}},
         "solver": {"k": 4, "adaptive": False, "max_tokens": 512}, "generator": {"max_tokens": 512}})
     return [f"unequal (64 endpoints x 1 slot, 200 ms + 7 ms per pretend token, lengths max_tokens/8..max_tokens, "
             f"128 candidates per commit, k = 4): busy share of the slots, {head[0].split(': ', 1)[1]}"]
@@ -218,7 +219,7 @@ def batching(args) -> list[str]:
         # while streaming: 8 x the solve requests that would fill the servers' batches,
         # since a solve request spends most of its time waiting for its longest samples,
         # with few of its 16 sequences still running (measured: ~3.5 on average).
-        "run": {"batch_size": batch, "in_flight": 8 * batch}, "engine": {"concurrency": 4 * s},
+        "run": {"batch_size": batch, "in_flight": 8 * batch}, "engine": {"openai": {"concurrency": 4 * s}},
         "solver": {"k": 16, "adaptive": False, "max_tokens": 256}, "generator": {"max_tokens": 256}},
         wide=8 * batch)  # steps mode given as many candidates per step as the stream keeps in flight
     return [f"continuous batching (8 endpoints, {s} sequences per decode tick, tick {args.tick_ms:g} ms + "

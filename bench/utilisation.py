@@ -10,7 +10,7 @@ answering after `--latency-ms` (plus `--ms-per-token` per pretend token; the pre
 length of an answer is then spread between max_tokens / 8 and max_tokens, so requests
 take unequal times as on a real server). Its answers are parseable problems and solver
 attempts, a pure function of the request. A campaign drives it through the `openai`
-engine with `engine.base_urls` = all endpoints and `engine.concurrency` = the capacity:
+engine with `engine.openai.base_urls` = all endpoints and `engine.openai.concurrency` = the capacity:
 `--batch` mutations per step (default: 2 per slot), then one solve request (n = k) per
 problem; steps run as they do in a campaign (select, mutate, solve, verify, embed,
 archive, commit).
@@ -175,7 +175,8 @@ def run_flow(config_path: Path, workdir: Path, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--endpoints", type=int, default=64)
-    ap.add_argument("--capacity", type=int, default=1, help="requests at a time per endpoint (= engine.concurrency)")
+    ap.add_argument("--capacity", type=int, default=1,
+                    help="requests at a time per endpoint (= engine.openai.concurrency)")
     ap.add_argument("--latency-ms", type=float, default=2000.0, help="per request")
     ap.add_argument("--ms-per-token", type=float, default=0.0,
                     help="per pretend token (> 0: answer lengths spread from max_tokens / 8 to max_tokens)")
@@ -204,8 +205,8 @@ def main() -> None:
                     "mode": "steps"},
             "seeds": {"limit": args.seeds},
             "archive": {"cells": args.seeds},
-            "engine": {"kind": "openai", "model": "fake", "base_urls": servers.urls,
-                       "concurrency": args.capacity, "timeout_s": 600.0},
+            "engine": {"kind": "openai", "model": "fake",
+                       "openai": {"base_urls": servers.urls, "concurrency": args.capacity, "timeout_s": 600.0}},
             "generator": {"max_tokens": args.gen_tokens},
             "solver": {"k": args.k, "max_tokens": args.solve_tokens, "adaptive": False},
         })

@@ -20,6 +20,7 @@ import math
 import re
 import tomllib
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,66 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
+class VllmSettings:
+    """[engine.vllm]: the keys only the in-process vLLM engine reads."""
+
+    gpu_memory_utilization: float = 0.85  # on a GPU; on CPU the KV cache size is fixed
+    # Skip torch.compile and CUDA graphs. Measured on CPU here (docs/engines.md): start
+    # 34 s instead of 77 s, at 10% fewer tokens/s; on a GPU set it to false.
+    enforce_eager: bool = True
+
+    def validate(self, p: str) -> None:
+        check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
+              "a number in (0, 1]", self.gpu_memory_utilization)
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """[engine.openai]: the keys only the OpenAI-compatible HTTP engine reads."""
+
+    # One or more OpenAI-compatible base URLs (e.g. http://127.0.0.1:8000/v1).
+    base_urls: tuple[str, ...] = ()
+    api_key_env: str = "OPENAI_API_KEY"  # the variable that holds the key, never the key
+    concurrency: int = 8  # requests in flight per URL
+    timeout_s: float = 120.0
+    retries: int = 3
+    backoff_s: float = 1.0
+    cooldown_s: float = 30.0  # an endpoint failing at the transport level is skipped this long
+
+    def validate(self, p: str) -> None:
+        check(1 <= self.concurrency <= 10_000, f"{p}.concurrency", "an integer in [1, 10000]", self.concurrency)
+        check(0 < self.timeout_s <= WEEK, f"{p}.timeout_s", f"seconds in (0, {WEEK}]", self.timeout_s)
+        check(0 <= self.retries <= 1000, f"{p}.retries", "an integer in [0, 1000]", self.retries)
+        check(0 <= self.backoff_s <= 3600, f"{p}.backoff_s", "seconds in [0, 3600]", self.backoff_s)
+        check(0 <= self.cooldown_s <= WEEK, f"{p}.cooldown_s", f"seconds in [0, {WEEK}]", self.cooldown_s)
+
+
+@dataclass(frozen=True)
+class ScriptedSettings:
+    """[engine.scripted] (tests only): a JSON file of canned outputs."""
+
+    script: str = ""
+
+
+# The backend keys that sat directly in [engine] before each backend had its own table,
+# and the table they live in now; the loader moves them (with a one-line warning), so old
+# configs and the config.toml of old run directories still load.
+MOVED_ENGINE_KEYS = {
+    **{k: "vllm" for k in ("gpu_memory_utilization", "enforce_eager")},
+    **{k: "openai" for k in ("base_urls", "api_key_env", "concurrency", "timeout_s", "retries",
+                             "backoff_s", "cooldown_s")},
+    "script": "scripted",
+}
+
+
+class ConfigMovedWarning(UserWarning):
+    """A config key given at its old place, loaded from there; the message says where it lives now."""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
+    """[engine]: the keys every backend reads, and one table per backend for its own."""
+
     kind: str = "vllm"
     # "embedded" = the bundled Gemma 3 270M; otherwise a local path or a model name.
     model: str = "embedded"
@@ -145,43 +205,45 @@ class EngineConfig:
     # base model: "plain" is the packaged one); "" = the model's own.
     chat_template: str = ""
     device: str = "cpu"
-    batch_size: int = 64  # sequences per forward pass (transformers)
-    # openai: one or more OpenAI-compatible base URLs (e.g. http://127.0.0.1:8000/v1).
-    base_urls: tuple[str, ...] = ()
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout_s: float = 120.0
-    retries: int = 3
-    backoff_s: float = 1.0
-    cooldown_s: float = 30.0  # an endpoint failing at the transport level is skipped this long
-    # vllm
-    gpu_memory_utilization: float = 0.85
+    # Sequences per call: a transformers forward pass, an evaluation chunk (finetune).
+    batch_size: int = 64
     max_model_len: int = 4096
-    # vllm: skip torch.compile and CUDA graphs. Measured on CPU here (docs/engines.md):
-    # start 34 s instead of 77 s, at 10% fewer tokens/s; on a GPU set it to false.
-    enforce_eager: bool = True
-    # scripted (tests only): a JSON file of canned outputs
-    script: str = ""
+    vllm: VllmSettings = field(default_factory=VllmSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
+    scripted: ScriptedSettings = field(default_factory=ScriptedSettings)
+
+    @staticmethod
+    def moved(data: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
+        """`data` (an [engine] table as read) with each old flat backend key moved into its
+        backend's table; one warning per key says where it lives now."""
+        old = [k for k in data if k in MOVED_ENGINE_KEYS]
+        if not old:
+            return data
+        out = {k: v for k, v in data.items() if k not in MOVED_ENGINE_KEYS}
+        for key in old:
+            table = MOVED_ENGINE_KEYS[key]
+            sub = out.get(table, {})
+            if isinstance(sub, dict):  # not a table: build() names that error
+                # The old place wins: a user file's flat key over the packaged default's table.
+                out[table] = {**sub, key: data[key]}
+            warnings.warn(f"config key '{prefix}.{key}' in {source} has moved to '{prefix}.{table}.{key}' "
+                          f"(the [{prefix}.{table}] table); loaded from its old place", ConfigMovedWarning,
+                          stacklevel=2)
+        return out
 
     def validate(self, p: str) -> None:
         check(self.kind in ENGINE_KINDS, f"{p}.kind", f"one of {ENGINE_KINDS}", self.kind)
         check(bool(self.model), f"{p}.model", "a model path or name", self.model)
         check(self.dtype == "auto" or self.dtype in DTYPES, f"{p}.dtype", f"'auto' or one of {DTYPES}", self.dtype)
         check(1 <= self.batch_size <= MANY, f"{p}.batch_size", f"an integer in [1, {MANY}]", self.batch_size)
-        check(1 <= self.concurrency <= 10_000, f"{p}.concurrency", "an integer in [1, 10000]", self.concurrency)
-        check(0 < self.timeout_s <= WEEK, f"{p}.timeout_s", f"seconds in (0, {WEEK}]", self.timeout_s)
-        check(0 <= self.retries <= 1000, f"{p}.retries", "an integer in [0, 1000]", self.retries)
-        check(0 <= self.backoff_s <= 3600, f"{p}.backoff_s", "seconds in [0, 3600]", self.backoff_s)
-        check(0 <= self.cooldown_s <= WEEK, f"{p}.cooldown_s", f"seconds in [0, {WEEK}]", self.cooldown_s)
-        check(0 < self.gpu_memory_utilization <= 1, f"{p}.gpu_memory_utilization",
-               "a number in (0, 1]", self.gpu_memory_utilization)
         check(1 <= self.max_model_len <= 10_000_000, f"{p}.max_model_len", "an integer in [1, 10000000]",
               self.max_model_len)
         if self.kind == "openai":
-            check(len(self.base_urls) >= 1, f"{p}.base_urls", "at least one URL for the openai engine",
-                   list(self.base_urls))
+            check(len(self.openai.base_urls) >= 1, f"{p}.openai.base_urls",
+                  "at least one URL for the openai engine", list(self.openai.base_urls))
         if self.kind == "scripted":
-            check(bool(self.script), f"{p}.script", "a script file for the scripted engine", self.script)
+            check(bool(self.scripted.script), f"{p}.scripted.script", "a script file for the scripted engine",
+                  self.scripted.script)
 
 
 @dataclass(frozen=True)
@@ -499,6 +561,8 @@ def build(cls: type, data: object, prefix: str, source: str, error: type[ConfigE
     """
     if not isinstance(data, dict):
         raise error(f"config key '{prefix}' in {source}: expected a table, got {data!r}")
+    if hasattr(cls, "moved"):
+        data = cls.moved(data, prefix, source)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
@@ -546,6 +610,10 @@ def check_keys(data: dict[str, Any], cls: type, prefix: str, source: str,
                error: type[ConfigError] = ConfigError) -> None:
     """Unknown keys and non-table sections of a user file, before it is merged over a default,
     so that the error names the user's file."""
+    if hasattr(cls, "moved"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConfigMovedWarning)  # build() says it once
+            data = cls.moved(data, prefix, source)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key, value in data.items():
@@ -617,7 +685,8 @@ def dump_config(config: Config) -> str:
 
 
 __all__ = [
-    "ArchiveConfig", "Config", "ConfigError", "EngineConfig", "GeneratorConfig", "OperatorsConfig",
-    "QualityConfig", "RunConfig", "SeedsConfig", "SolverConfig", "ValidityConfig", "build", "check", "check_keys",
+    "ArchiveConfig", "Config", "ConfigError", "ConfigMovedWarning", "EngineConfig", "GeneratorConfig",
+    "OpenAISettings", "OperatorsConfig", "QualityConfig", "RunConfig", "ScriptedSettings", "SeedsConfig",
+    "SolverConfig", "ValidityConfig", "VllmSettings", "build", "check", "check_keys",
     "dump_config", "from_dict", "load_config", "load_layered", "merge", "read_toml", "replace_section", "to_dict",
 ]

@@ -65,6 +65,7 @@ batch_size = {batch}
 {run_extra}
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [solver]
 k = {k}

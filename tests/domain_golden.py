@@ -33,6 +33,7 @@ mode = "steps"
 limit = 12
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [solver]
 k = 4

@@ -60,6 +60,7 @@ batch_size = {batch}
 limit = {seeds}
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [solver]
 k = 4

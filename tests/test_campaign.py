@@ -100,7 +100,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path):
                              "--no-prefect", "--quiet"), cwd=REPO, env=env, check=True,
                    capture_output=True)
     # Make every engine call slow, then kill the process while step 3 is in flight.
-    script = Path(load_config(config).engine.script)
+    script = Path(load_config(config).engine.scripted.script)
     script.write_text(script.read_text().replace('"delay_s": 0.0', '"delay_s": 2.0'))
     proc = subprocess.Popen(sparq_cmd("generate", "--run-dir", str(run_dir), "--resume", "--steps",
                                       "4", "--no-prefect", "--quiet"), cwd=REPO, env=env,

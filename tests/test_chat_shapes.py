@@ -60,7 +60,7 @@ BATCH, K = 2, 4
 def _run(tmp_path: Path, url: str) -> RunDir:
     cfg = load_config().replace("run", steps=1, batch_size=BATCH)
     cfg = cfg.replace("seeds", limit=20)
-    cfg = cfg.replace("engine", kind="openai", model="fake-instruct", base_urls=(url,), retries=0)
+    cfg = cfg.replace("engine", kind="openai", model="fake-instruct", openai={"base_urls": (url,), "retries": 0})
     cfg = cfg.replace("generator", prompt="mutate_chat", max_tokens=512)
     cfg = cfg.replace("solver", prompt="solve_chat", k=K, max_tokens=512)
     cfg = cfg.replace("archive", cells=16)
@@ -116,7 +116,8 @@ def test_llm_judge_verifier_through_an_openai_server(verdict: str, tmp_path: Pat
 
     with FakeOpenAI(text=reply) as server:
         cfg = load_config().replace("run", steps=1, batch_size=BATCH).replace("seeds", limit=20)
-        cfg = cfg.replace("engine", kind="openai", model="fake-instruct", base_urls=(server.url,), retries=0)
+        cfg = cfg.replace("engine", kind="openai", model="fake-instruct",
+                          openai={"base_urls": (server.url,), "retries": 0})
         cfg = cfg.replace("generator", prompt="mutate_chat", max_tokens=512)
         cfg = cfg.replace("solver", prompt="solve_chat", k=K, max_tokens=512).replace("archive", cells=16)
         cfg = cfg.replace("verifier", m=3, method="judge", share=0.6)

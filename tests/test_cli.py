@@ -57,7 +57,7 @@ def test_unreadable_seeds_fail_before_model_work(tmp_path: Path):
 def test_engine_unreachable(tmp_path: Path):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[engine]\nkind = "openai"\nmodel = "m"\nbase_urls = ["{url}"]\nretries = 0\n'
+    cfg.write_text(f'[engine]\nkind = "openai"\nmodel = "m"\n[engine.openai]\nbase_urls = ["{url}"]\nretries = 0\n'
                    "[archive]\ncells = 32\n")
     one_line_error(run("generate", "--config", str(cfg), "--run-dir", str(tmp_path / "r"), "--no-prefect"),
                    url, code=3)

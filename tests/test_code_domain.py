@@ -174,6 +174,7 @@ batch_size = 5
 mode = "steps"
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [seeds]
 source = "bundled-code"

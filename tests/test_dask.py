@@ -17,7 +17,7 @@ import pytest
 
 from archives import CVTArchive
 from pipeline.campaign import rederive_archive
-from pipeline.config import EngineConfig
+from pipeline.config import EngineConfig, ScriptedSettings
 from pipeline.engines import Completion, Sampling
 from pipeline.storage import RunDir
 from tests.conftest import scripted_config, sparq_cmd, write_script
@@ -160,7 +160,7 @@ def test_worker_runs_a_burst_of_requests_in_order(tmp_path: Path):
     from pipeline import remote
 
     script = write_script(tmp_path / "script.json", mutate=["m1", "m2", "m3"], solve=["s"])
-    cfg = EngineConfig(kind="scripted", script=str(script))
+    cfg = EngineConfig(kind="scripted", scripted=ScriptedSettings(script=str(script)))
     try:
         rows = remote.complete_requests(cfg, 0, [("x", Sampling(n=2, seed=5)), ("y", Sampling(seed=6)),
                                                  ("z", Sampling(n=2, seed=5))])

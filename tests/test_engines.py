@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from pipeline.config import EngineConfig
+from pipeline.config import EngineConfig, OpenAISettings
 from pipeline.engines import EngineError, Sampling, make_engine
 from pipeline.engines.base import truncate_at_stop
 from pipeline.engines.scripted import ScriptedEngine
@@ -31,8 +31,8 @@ def test_scripted_engine_contract():
 def test_openai_engine_contract_and_retry(monkeypatch):
     monkeypatch.setenv("SPARQ_TEST_KEY", "sk-test")
     with FakeOpenAI(fail_first=1) as server:
-        cfg = EngineConfig(kind="openai", model="m", base_urls=(server.url,), retries=2, backoff_s=0.01,
-                           api_key_env="SPARQ_TEST_KEY")
+        cfg = EngineConfig(kind="openai", model="m", openai=OpenAISettings(
+            base_urls=(server.url,), retries=2, backoff_s=0.01, api_key_env="SPARQ_TEST_KEY"))
         engine = make_engine(cfg)
         check_contract(engine)
         assert len(server.requests) == len(PROMPTS) + 1  # one 500, retried
@@ -42,7 +42,7 @@ def test_openai_engine_contract_and_retry(monkeypatch):
 
 def test_openai_engine_chat_prompt():
     with FakeOpenAI(text="x = 4 so \\boxed{4}") as server:
-        engine = make_engine(EngineConfig(kind="openai", model="m", base_urls=(server.url,)))
+        engine = make_engine(EngineConfig(kind="openai", model="m", openai=OpenAISettings(base_urls=(server.url,))))
         out = engine.complete([[{"role": "user", "content": "2+2?"}]], Sampling(n=2))
         assert [c.text for c in out[0]] == ["x = 4 so \\boxed{4}"] * 2
         assert server.requests[0]["path"].endswith("/chat/completions")
@@ -58,7 +58,8 @@ def _closed_port() -> int:
 
 def test_openai_engine_unreachable_names_endpoint():
     url = f"http://127.0.0.1:{_closed_port()}/v1"
-    engine = make_engine(EngineConfig(kind="openai", model="m", base_urls=(url,), retries=1, backoff_s=0.01))
+    engine = make_engine(EngineConfig(kind="openai", model="m",
+                                      openai=OpenAISettings(base_urls=(url,), retries=1, backoff_s=0.01)))
     with pytest.raises(EngineError, match=url.replace(".", r"\.")):
         engine.complete(["x"], Sampling())
 
@@ -66,7 +67,8 @@ def test_openai_engine_unreachable_names_endpoint():
 def test_openai_engine_fails_over_to_live_endpoint():
     dead = f"http://127.0.0.1:{_closed_port()}/v1"
     with FakeOpenAI() as server:
-        cfg = EngineConfig(kind="openai", model="m", base_urls=(dead, server.url), retries=2, backoff_s=0.01)
+        cfg = EngineConfig(kind="openai", model="m",
+                           openai=OpenAISettings(base_urls=(dead, server.url), retries=2, backoff_s=0.01))
         out = make_engine(cfg).complete(PROMPTS * 3, Sampling(n=1))
         assert len(out) == 6 and all(len(r) == 1 for r in out)
 
@@ -130,7 +132,7 @@ def test_openai_stop_strings_past_the_fourth_are_cut_and_counted():
     text = "one two three four five six seven eight nine ten\nFIFTH and what the server wrote past it"
     stops = ("\nA", "\nB", "\nC", "\nD", "\nFIFTH")
     with FakeOpenAI(text=text, finish_reason="length") as server:
-        engine = make_engine(EngineConfig(kind="openai", model="m", base_urls=(server.url,)))
+        engine = make_engine(EngineConfig(kind="openai", model="m", openai=OpenAISettings(base_urls=(server.url,))))
         try:
             outs = engine.complete(["p"], Sampling(n=2, max_tokens=64, stop=stops))
             sent = server.requests[0]["body"]["stop"]

@@ -187,6 +187,7 @@ batch_size = 3
 limit = 8
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [solver]
 k = 4

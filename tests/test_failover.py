@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import EngineConfig
+from pipeline.config import EngineConfig, OpenAISettings
 from pipeline.engines import EngineError, Sampling, make_engine
 from pipeline.storage import RunDir
 from tests.conftest import REPO, sparq_cmd
@@ -34,8 +34,8 @@ PROMPT = "Problem: 1 + 1?\nSolution:"
 
 
 def _engine(urls, **kw):
-    cfg = dict(kind="openai", model="m", base_urls=tuple(urls), retries=2, backoff_s=1.0, timeout_s=5.0) | kw
-    return make_engine(EngineConfig(**cfg))
+    settings = dict(base_urls=tuple(urls), retries=2, backoff_s=1.0, timeout_s=5.0) | kw
+    return make_engine(EngineConfig(kind="openai", model="m", openai=OpenAISettings(**settings)))
 
 
 def _complete(engine, n: int) -> None:
@@ -220,7 +220,8 @@ def test_campaign_survives_a_server_killed_mid_run(tmp_path: Path):
     config = tmp_path / "config.toml"
     config.write_text(f'[run]\nsteps = {STEPS}\nbatch_size = {BATCH}\n[seeds]\nlimit = {SEEDS}\n'
                       f'[archive]\ncells = 64\n[solver]\nk = {K}\n'
-                      f'[engine]\nkind = "openai"\nmodel = "fake"\nbase_urls = ["{a.url}", "{b.url}"]\n'
+                      f'[engine]\nkind = "openai"\nmodel = "fake"\n'
+                      f'[engine.openai]\nbase_urls = ["{a.url}", "{b.url}"]\n'
                       'concurrency = 2\ntimeout_s = 20.0\nretries = 3\nbackoff_s = 0.05\n')
     gen = subprocess.Popen(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir),
                                      "--no-prefect", "--quiet"),

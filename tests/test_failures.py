@@ -61,6 +61,7 @@ mode = "{mode}"
 source = "{seeds}"
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [solver]
 k = 4
@@ -142,13 +143,13 @@ def test_every_request_refused_stops_the_run_with_one_line(tmp_path: Path, capsy
 def test_openai_engine_refused_request_is_its_own(tmp_path: Path):
     """HTTP 400 (a prompt over the context on `vllm serve`) is the request's RequestError,
     not retried; the other prompts of the call are answered."""
-    from pipeline.config import EngineConfig
+    from pipeline.config import EngineConfig, OpenAISettings
     from pipeline.engines.openai_engine import OpenAIEngine
     from tests.fake_openai import FakeOpenAI
 
     with FakeOpenAI(max_prompt_chars=40) as server:
-        engine = OpenAIEngine(EngineConfig(kind="openai", model="m", base_urls=(server.url,), retries=3,
-                                           backoff_s=0.01))
+        engine = OpenAIEngine(EngineConfig(kind="openai", model="m",
+                                           openai=OpenAISettings(base_urls=(server.url,), retries=3, backoff_s=0.01)))
         try:
             outs = complete_each(engine, ["short prompt", "x" * 41, "another short one"], Sampling(seed=3))
         finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import EngineConfig, load_config
+from pipeline.config import EngineConfig, OpenAISettings, load_config
 from pipeline.engines import EngineError, Sampling, make_engine
 from pipeline.generate import open_campaign, run_generation
 from pipeline.storage import RunDir, RunError, RunLockedError
@@ -54,9 +54,8 @@ def _tree(path: Path) -> dict[str, str]:
 
 
 def _engine(url: str, **kw):
-    cfg = dict(kind="openai", model="m", base_urls=(url,), retries=RETRIES, backoff_s=BACKOFF_S,
-               timeout_s=TIMEOUT_S) | kw
-    return make_engine(EngineConfig(**cfg))
+    settings = dict(base_urls=(url,), retries=RETRIES, backoff_s=BACKOFF_S, timeout_s=TIMEOUT_S) | kw
+    return make_engine(EngineConfig(kind="openai", model="m", openai=OpenAISettings(**settings)))
 
 
 @contextmanager
@@ -130,7 +129,8 @@ def openai_run(tmp_path_factory: pytest.TempPathFactory, fault_server: FakeOpenA
     base = tmp_path_factory.mktemp("openai-run")
     cfg = base / "config.toml"
     cfg.write_text(f'[run]\nbatch_size = 4\n[engine]\nkind = "openai"\nmodel = "m"\n'
-                   f'base_urls = ["{fault_server.url}"]\nretries = {RETRIES}\nbackoff_s = {BACKOFF_S}\n'
+                   f'[engine.openai]\nbase_urls = ["{fault_server.url}"]\n'
+                   f'retries = {RETRIES}\nbackoff_s = {BACKOFF_S}\n'
                    f'timeout_s = {TIMEOUT_S}\n[solver]\nk = 2\n[seeds]\nlimit = {SEEDS}\n'
                    '[archive]\ncells = 64\n')
     run_generation(load_config(cfg), base / "run", steps=0, show_bar=False, progress=_quiet)

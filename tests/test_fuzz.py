@@ -237,17 +237,31 @@ def test_adversarial_latex_is_cut_off_by_the_timeout():
 # -- configs --------------------------------------------------------------------------------
 
 DEFAULTS = to_dict(Config())
-SECTION_KEYS = [(s, k) for s, keys in DEFAULTS.items() for k in keys]
+
+
+def _paths(table: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key of the config, nested tables ([engine.openai], [solver.own.vllm]) included."""
+    out = []
+    for key, value in table.items():
+        out.append((*prefix, key))
+        if isinstance(value, dict):
+            out += _paths(value, (*prefix, key))
+    return out
+
+
+KEY_PATHS = [p for p in _paths(DEFAULTS) if len(p) > 1]
 TOML_VALUES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
                | st.lists(st.text(max_size=5) | st.integers(), max_size=3)
                | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
                | st.datetimes().map(lambda d: d.replace(tzinfo=dt.UTC))
                | st.integers(min_value=10**308, max_value=10**400))  # past float range
-# Strings that name files or prompts are checked when used, not by from_dict.
-FILE_KEYS = {("seeds", "source"), ("generator", "prompt"), ("solver", "prompt"), ("engine", "script"),
+# Strings that name files or prompts are checked when used, not by from_dict (matched on
+# the last two parts of a key, so [solver.own] and [verifier.own] engines count too).
+FILE_KEYS = {("seeds", "source"), ("generator", "prompt"), ("solver", "prompt"), ("scripted", "script"),
              ("engine", "model"), ("archive", "embedder"), ("seeds", "split"), ("seeds", "problem"),
              ("seeds", "solution"), ("seeds", "answer"), ("seeds", "skill"), ("engine", "dtype"),
-             ("engine", "device"), ("engine", "api_key_env"),
+             ("engine", "device"), ("openai", "api_key_env"), ("own", "model"), ("own", "dtype"),
+             ("own", "device"), ("engine", "chat_template"), ("own", "chat_template"),
              # Prompt names: a missing prompt is refused with one line when the campaign loads it
              # (PromptError; tests/test_prompts.py), not by the config loader.
              ("verifier", "prompt"), ("verifier", "judge_prompt"), ("archive", "label_prompt"),
@@ -265,21 +279,28 @@ def bad_configs(draw) -> tuple[dict, str]:
         ident = "x_" + ident
         data[ident] = {"a": 1}
         return data, ident
-    section, key = draw(st.sampled_from(SECTION_KEYS))
+    path = draw(st.sampled_from(KEY_PATHS))
+    *tables, key = path
+    table = data
+    for name in tables:
+        table = table[name]
     if kind == "unknown_key":
         ident = "x_" + ident
-        data[section][ident] = draw(TOML_VALUES)
-        return data, f"{section}.{ident}"
+        table[ident] = draw(TOML_VALUES)
+        return data, ".".join((*tables, ident))
     if kind == "section_type":
-        data[section] = draw(TOML_VALUES)
-        return data, section
+        parent = data
+        for name in tables[:-1]:
+            parent = parent[name]
+        parent[tables[-1]] = draw(TOML_VALUES)
+        return data, ".".join(tables)
     if kind == "numeric":
         value = draw(st.integers(-(10**6), 10**6) | st.floats(allow_nan=True, allow_infinity=True)
                      | st.sampled_from([0, -1, 1, 0.0, -0.0, 1.0, 0.5, 1e-300, 1e300, 2**63]))
     else:
         value = draw(TOML_VALUES)
-    data[section][key] = value
-    return data, f"{section}.{key}"
+    table[key] = value
+    return data, ".".join(path)
 
 
 @settings(FUZZ, max_examples=2000)
@@ -295,10 +316,10 @@ def test_config_errors_name_the_key(case, tmp_path_factory):
         _one_line(exc, repr(key)[:-1], "fuzz.toml")
         return
     # Accepted: it must be usable as it is, not fail later in the campaign.
-    section, _, name = key.partition(".")
-    if (section, name) in FILE_KEYS:
+    if tuple(key.split(".")[-2:]) in FILE_KEYS:
         return
-    for f in (cfg.engine.timeout_s, cfg.engine.backoff_s, cfg.solver.verify_timeout_s, cfg.generator.temperature,
+    for f in (cfg.engine.openai.timeout_s, cfg.engine.openai.backoff_s, cfg.solver.verify_timeout_s,
+              cfg.generator.temperature,
               cfg.solver.temperature, cfg.quality.lo, cfg.quality.hi, cfg.solver.delta):
         assert math.isfinite(f), key
     np.random.default_rng(cfg.run.seed)

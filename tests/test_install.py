@@ -91,6 +91,7 @@ def test_seeds_generate_export_finetune_help_from_the_wheel(installed):
     assert json.loads(seeds.stdout)["rows"] >= 300
     script = write_script(work / "script.json")
     (work / "config.toml").write_text(f'[run]\nsteps = 1\nbatch_size = 4\n[engine]\nkind = "scripted"\n'
+                                      '[engine.scripted]\n'
                                       f'script = "{script}"\n[solver]\nk = 4\n[archive]\ncells = 64\n')
     _run([sparq, "generate", "--no-prefect", "--quiet", "--config", "config.toml", "--run-dir", "run"], work, env)
     assert sorted(p.name for p in (work / "run" / "candidates").glob("step-*.parquet"))

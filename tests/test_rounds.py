@@ -25,20 +25,27 @@ RIGHT = [" 12 + 5 = 17. The answer is 17.", " The answer is 56.", " The answer i
 WRONG = [" The answer is 3."]
 
 
+def _scripted(engine, script: Path):
+    """`engine` (a scripted EngineConfig) answering from `script`."""
+    from pipeline.config import ScriptedSettings
+
+    return replace(engine, scripted=ScriptedSettings(script=str(script)))
+
+
 def _campaign(tmp_path: Path, steps: int = 3, solve=None):
     from pipeline.config import load_config
     from pipeline.generate import run_generation
 
     cfg = load_config(scripted_config(tmp_path, steps=steps, batch=4))
     if solve is not None:
-        cfg = replace(cfg, engine=replace(cfg.engine, script=str(write_script(tmp_path / "gen.json", solve=solve))))
+        cfg = replace(cfg, engine=_scripted(cfg.engine, write_script(tmp_path / "gen.json", solve=solve)))
     run_generation(cfg, tmp_path / "run", show_bar=False, progress=lambda m: None)
     return cfg
 
 
 def _own_solver(cfg, tmp_path: Path, solve):
     script = write_script(tmp_path / "solver.json", solve=solve)
-    return replace(cfg, solver=replace(cfg.solver, engine="own", own=replace(cfg.engine, script=str(script))))
+    return replace(cfg, solver=replace(cfg.solver, engine="own", own=_scripted(cfg.engine, script)))
 
 
 def _rescore(tmp_path: Path, cfg):
@@ -62,7 +69,7 @@ def test_solver_engine_own_answers_the_solve_requests(tmp_path):
     from pipeline.storage import RunDir
 
     cfg = load_config(scripted_config(tmp_path, steps=1, batch=4))
-    cfg = replace(cfg, engine=replace(cfg.engine, script=str(write_script(tmp_path / "gen.json", solve=WRONG))))
+    cfg = replace(cfg, engine=_scripted(cfg.engine, write_script(tmp_path / "gen.json", solve=WRONG)))
     run_generation(_own_solver(cfg, tmp_path, RIGHT * 4), tmp_path / "run", show_bar=False,
                    progress=lambda m: None)
     rows = RunDir(tmp_path / "run").read_candidates().to_pylist()

@@ -184,7 +184,8 @@ def test_api_key_never_leaves_the_environment(tmp_path: Path, figures):
     with FakeOpenAI(text=MUTATION) as server:
         cfg = tmp_path / "c.toml"
         cfg.write_text(f'[run]\nsteps = 2\nbatch_size = 4\n[engine]\nkind = "openai"\nmodel = "m"\n'
-                       f'base_urls = ["{server.url}"]\napi_key_env = "SPARQ_TEST_SECRET"\nretries = 0\n'
+                       f'[engine.openai]\nbase_urls = ["{server.url}"]\n'
+                       'api_key_env = "SPARQ_TEST_SECRET"\nretries = 0\n'
                        '[solver]\nk = 2\n[seeds]\nlimit = 40\n[archive]\ncells = 64\n')
         env = dict(os.environ, PYTHONPATH=str(REPO), SPARQ_TEST_SECRET=secret)
         ok = subprocess.run(sparq_cmd("generate", "--config", str(cfg), "--run-dir", str(tmp_path / "run"),
@@ -234,7 +235,7 @@ def test_config_has_no_key_field():
 
     with pytest.raises(ConfigError, match="engine.api_key"):
         from_dict({"engine": {"api_key": "sk-x"}})
-    assert load_config().engine.api_key_env == "OPENAI_API_KEY"
+    assert load_config().engine.openai.api_key_env == "OPENAI_API_KEY"
 
 
 @pytest.mark.slow  # a throwaway Prefect server: 30-90 s on 2 cores
@@ -249,7 +250,8 @@ def test_api_key_not_in_prefect_logs_artifacts_or_parameters(tmp_path: Path, mon
     with FakeOpenAI(text=MUTATION) as server, prefect_test_harness(server_startup_timeout=120):
         cfg = tmp_path / "c.toml"
         cfg.write_text(f'[run]\nsteps = 1\nbatch_size = 4\n[engine]\nkind = "openai"\nmodel = "m"\n'
-                       f'base_urls = ["{server.url}"]\napi_key_env = "SPARQ_TEST_SECRET"\nretries = 0\n'
+                       f'[engine.openai]\nbase_urls = ["{server.url}"]\n'
+                       'api_key_env = "SPARQ_TEST_SECRET"\nretries = 0\n'
                        '[solver]\nk = 2\n[seeds]\nlimit = 40\n[archive]\ncells = 64\n')
         generate(run_dir=str(tmp_path / "run"), config_path=str(cfg))
         assert server.requests and server.requests[0]["auth"] == f"Bearer {secret}"

@@ -88,6 +88,7 @@ mode = "stream"
 {extra}
 [engine]
 kind = "scripted"
+[engine.scripted]
 script = "{script}"
 [solver]
 k = 4

@@ -54,7 +54,7 @@ def make_config(tmp_path: Path, *, mutate=MUTATE, solve=SOLVE, label=LABELS, ste
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"mutate": list(mutate), "solve": list(solve), "label": list(label)}))
     cfg = load_config()
-    cfg = cfg.replace("engine", kind="scripted", script=str(script))
+    cfg = cfg.replace("engine", kind="scripted", scripted={"script": str(script)})
     cfg = cfg.replace("seeds", source=str(small_seeds(tmp_path / "seeds.jsonl")))
     cfg = cfg.replace("run", steps=steps, batch_size=batch)
     cfg = cfg.replace("solver", k=k)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import EngineConfig, load_config
+from pipeline.config import EngineConfig, VllmSettings, load_config
 from pipeline.engines import Sampling
 from pipeline.generate import run_generation
 from pipeline.models import embedded_vllm_model_dir
@@ -200,7 +200,8 @@ def engine(model_dir: Path):
     """One in-process vLLM engine for the rest of the module (one start, ~35 s)."""
     from pipeline.engines import make_engine
 
-    cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain", enforce_eager=True)
+    cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain",
+                       vllm=VllmSettings(enforce_eager=True))
     t0 = time.monotonic()
     eng = make_engine(cfg, seed=0)
     print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")
@@ -293,6 +294,7 @@ def test_vllm_serve_with_openai_engine(model_dir: Path, tmp_path: Path) -> None:
             assert SERVED_NAME in [m["id"] for m in json.load(resp)["data"]]
         config = _config(tmp_path / "config.toml", f"""kind = "openai"
 model = "{SERVED_NAME}"
+[engine.openai]
 base_urls = ["http://127.0.0.1:{port}/v1"]
 timeout_s = 600.0""")
         run_dir = tmp_path / "run"

@@ -46,7 +46,7 @@ def make_engine(cfg: EngineConfig, *, seed: int = 0) -> Engine:
     """Build the engine named by `cfg.kind` (imports heavy backends only when chosen)."""
     cls = engine_class(cfg.kind)
     if cfg.kind == "scripted":
-        return cls.from_file(cfg.script)
+        return cls.from_file(cfg.scripted.script)
     return cls(cfg, seed=seed)
 
 

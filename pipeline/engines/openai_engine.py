@@ -100,15 +100,16 @@ class Endpoint:
 
 class OpenAIEngine:
     def __init__(self, cfg: EngineConfig, *, seed: int = 0) -> None:
-        if not cfg.base_urls:
-            raise EngineError("openai engine: engine.base_urls is empty; give at least one URL")
-        self._cfg = cfg
+        if not cfg.openai.base_urls:
+            raise EngineError("openai engine: engine.openai.base_urls is empty; give at least one URL")
+        self._model = cfg.model
+        self._cfg = cfg.openai
         self._seed = seed
-        self.endpoints = [Endpoint(u.rstrip("/")) for u in cfg.base_urls]
+        self.endpoints = [Endpoint(u.rstrip("/")) for u in cfg.openai.base_urls]
         self.name = f"openai:{cfg.model}"
         self.stats = EngineStats()
-        self._key = os.environ.get(cfg.api_key_env, "")
-        self._cooldown = cfg.cooldown_s
+        self._key = os.environ.get(cfg.openai.api_key_env, "")
+        self._cooldown = cfg.openai.cooldown_s
         self._turn = 0  # rotates the tie-break between equally loaded endpoints
         self._init_runtime()
 
@@ -174,7 +175,7 @@ class OpenAIEngine:
         return record_on_completion(fut, self.stats, self._lock)
 
     def capacity(self, n: int = 1) -> int:
-        """Requests served at once, whatever their `n`: every endpoint's `engine.concurrency`
+        """Requests served at once, whatever their `n`: every endpoint's `engine.openai.concurrency`
         slots (the servers batch their sequences)."""
         return self._cfg.concurrency * len(self.endpoints)
 
@@ -331,7 +332,7 @@ class OpenAIEngine:
     # -- one HTTP request ----------------------------------------------------------------
     async def _request(self, url: str, prompt: Prompt, sampling: Sampling, index: int) -> list[Completion]:
         body: dict[str, Any] = {
-            "model": self._cfg.model,
+            "model": self._model,
             "n": sampling.n,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,

@@ -115,12 +115,12 @@ class VLLMEngine:
         if dtype == "auto" and cfg.device == "cpu":
             dtype = "bfloat16"  # the type vLLM's CPU kernels are written for
         kwargs = dict(model=path, seed=seed, max_model_len=cfg.max_model_len, dtype=dtype,
-                      enforce_eager=cfg.enforce_eager)
+                      enforce_eager=cfg.vllm.enforce_eager)
         if cfg.device == "cpu":
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
         else:
-            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+            kwargs["gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
         try:
             # LLM_CLASS: the batch defaults of vLLM's offline `LLM` (256 sequences, 4096
             # batched tokens on CPU), not the smaller ones it picks for a bare engine.
