@@ -15,7 +15,7 @@ Each kind answers through its ``niches()`` method, which reads the archive's occ
   neighbour.
 
 Draws use the caller's RNG (the campaign's checkpointed one); otherwise pure given the
-archive's state. What the prompt says about a target is the pipeline's (pipeline/niche.py).
+archive's state. What the prompt says about a target is the pipeline's (pipeline/placement/niche.py).
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def clean_seeds() -> list[dict[str, str]]:
     from filters.benchmarks import load_benchmarks
     from filters.config import load_export_config
     from filters.decontam import DecontamIndex
-    from pipeline.embedding import Embedder
-    from pipeline.seeds import BUNDLED_SEEDS
+    from pipeline.placement.embedding import Embedder
+    from pipeline.store.seeds import BUNDLED_SEEDS
 
     seeds = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()
              if line.strip()]

@@ -6,10 +6,10 @@
 1. Simulation. True solve rates follow SPARQ's observation that most generated problems
    are solved always or never: 45% sr = 0, 20% sr = 1, 35% spread uniformly over
    (0.05, 0.95). Each problem's 16 outcomes are drawn once; the fixed rule uses all 16,
-   the adaptive rule (pipeline.solverate.next_round, the campaign's defaults: rounds of
+   the adaptive rule (pipeline.loop.solverate.next_round, the campaign's defaults: rounds of
    4, delta 0.05, Beta(0.1, 0.1) prior, at least 4 attempts) consumes them in order
    until settled, so both decide on the same coins. Two adaptive decisions are scored:
-   the campaign's (quality > 0 iff c/n is in the band, pipeline/campaign.py) and
+   the campaign's (quality > 0 iff c/n is in the band, pipeline/loop/campaign.py) and
    `decide_in_band` (the predictive decision the stopping rule settled on).
 2. Real model. 12 bundled seed problems (every 30th of pipeline/data/seeds/seeds.jsonl), solved
    with the solve_fewshot prompt by the embedded model at the default solver settings:
@@ -28,7 +28,7 @@ import time
 import numpy as np
 from benchlib import add_threads_arg, append_results, fmt_list, median, set_threads
 
-from pipeline.solverate import AdaptiveConfig, decide_in_band, in_band, next_round
+from pipeline.loop.solverate import AdaptiveConfig, decide_in_band, in_band, next_round
 
 LO, HI = 0.1, 0.9
 
@@ -89,11 +89,11 @@ def simulate(n_problems: int, seeds: list[int], cfg: AdaptiveConfig) -> list[str
 
 
 def real_model(n_seeds: int, cfg: AdaptiveConfig, threads: str) -> list[str]:
-    from pipeline.answers import AnswerJudge
     from pipeline.config import load_config
+    from pipeline.domains.math.answers import AnswerJudge
     from pipeline.engines import Sampling, make_engine
     from pipeline.prompts import load_prompt
-    from pipeline.seeds import BUNDLED_SEEDS
+    from pipeline.store.seeds import BUNDLED_SEEDS
 
     rows = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()]
     step = max(1, len(rows) // n_seeds)

@@ -4,7 +4,7 @@
     .venv/bin/python bench/adaptive_bias.py --delta 0.01
 
 For a problem whose true solve rate is p, every path of the adaptive rule
-(pipeline/solverate.py: rounds of `round_size` until settled, at most k_max attempts) is
+(pipeline/loop/solverate.py: rounds of `round_size` until settled, at most k_max attempts) is
 enumerated with its binomial probability, and the mean band quality of the recorded
 estimate is compared with the mean quality at a fixed k = k_max. Two estimates of an
 adaptive row are shown: the one the campaign records (solve_rate = correct / attempts
@@ -21,7 +21,7 @@ from math import comb
 from benchlib import append_results
 from scipy.special import betaln
 
-from pipeline.solverate import AdaptiveConfig, band_quality, next_round
+from pipeline.loop.solverate import AdaptiveConfig, band_quality, next_round
 
 
 def _bb(j: int, m: int, a: float, b: float) -> float:

@@ -181,7 +181,7 @@ def cpu_seconds() -> float:
 
 
 def run_once(args: argparse.Namespace, workdir: Path, profile: cProfile.Profile | None = None) -> dict:
-    from pipeline.campaign import Campaign
+    from pipeline.loop.campaign import Campaign
 
     cfg_path = write_config(workdir / "config.toml", {
         "run": {"seed": args.seed, "batch_size": args.batch, "steps": args.steps},
@@ -235,9 +235,9 @@ def main() -> None:
     args = ap.parse_args()
     threads = set_threads(args.threads)
     if args.no_fast_judge:
-        import pipeline.answers
+        import pipeline.domains.math.answers
 
-        pipeline.answers.judge_fast = lambda reference, attempts: None
+        pipeline.domains.math.answers.judge_fast = lambda reference, attempts: None
 
     runs = []
     for r in range(args.repeats if not args.profile else 1):

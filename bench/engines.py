@@ -31,8 +31,8 @@ from benchlib import add_threads_arg, append_results, set_threads
 
 from pipeline.config import load_config
 from pipeline.engines import make_engine
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 
 
 def run_engine(kind: str, config_path: str | None, steps: int, workdir: Path) -> dict:

@@ -35,8 +35,8 @@ from benchlib import REPO, append_results
 sys.path.insert(0, str(REPO))
 
 from archives import AddStatus, CVTArchive  # noqa: E402
-from pipeline.explore import write_explorer  # noqa: E402
-from pipeline.records import (  # noqa: E402
+from pipeline.read.explore import write_explorer  # noqa: E402
+from pipeline.store.records import (  # noqa: E402
     ATTEMPTS_SCHEMA,
     CANDIDATES_SCHEMA,
     METRICS_SCHEMA,
@@ -50,7 +50,7 @@ from pipeline.records import (  # noqa: E402
     problem_id,
     to_table,
 )
-from pipeline.storage import Checkpoint, RunDir  # noqa: E402
+from pipeline.store.storage import Checkpoint, RunDir  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

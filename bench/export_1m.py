@@ -87,7 +87,7 @@ def _list_column(emb: np.ndarray, valid: np.ndarray) -> pa.Array:
 
 def _shard(rng: np.random.Generator, run_id: str, step: int, n: int, heldout: list[str], survive: float,
            recent: list[str]) -> tuple[pa.Table, pa.Table]:
-    from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, candidate_id, problem_id
+    from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, candidate_id, problem_id
 
     texts = _texts(rng, n)
     u = rng.random(n)
@@ -164,9 +164,9 @@ def make_runs(workdir: Path, rows: int, shard_rows: int, survive: float, seed: i
     import json as _json
 
     from filters.benchmarks import load_benchmarks
-    from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, Candidate, candidate_id, problem_id, to_table
-    from pipeline.seeds import BUNDLED_SEEDS
-    from pipeline.storage import Checkpoint, atomic_write_bytes, atomic_write_table, shard_name
+    from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, Candidate, candidate_id, problem_id, to_table
+    from pipeline.store.seeds import BUNDLED_SEEDS
+    from pipeline.store.storage import Checkpoint, atomic_write_bytes, atomic_write_table, shard_name
 
     stamp = workdir / "params.json"
     params = {"rows": rows, "shard_rows": shard_rows, "survive": survive, "seed": seed, "dim": DIM,

@@ -239,7 +239,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
          f"{failures('steps')}; {failures('stream')}; {failures('vllm_stream')}"),
         ("Every process a campaign starts (vLLM's engine core, Prefect's temporary server, the judge's forkserver "
          "and workers, multiprocessing's resource tracker) dies with it when it is killed alone with SIGKILL, and "
-         "`--resume` then starts (a watchdog per process, pipeline/lifeline.py)",
+         "`--resume` then starts (a watchdog per process, pipeline/runtime/lifeline.py)",
          "test_lifeline.py (scripted campaign with and without Prefect, a process tree); "
          "test_vllm_cpu.py::test_killed_generate_leaves_no_engine_core_and_resumes (`ci`)",
          _result(results, "test_lifeline::", "test_vllm_cpu::test_killed_generate"),
@@ -342,7 +342,7 @@ def render(figures: dict, results: dict, meta: dict) -> str:
         "Notes:",
         "",
         "- Targeted kills use a test-only hook: `SPARQ_CRASH_AT=<phase>:<step>` makes the process SIGKILL itself "
-        "at that point (`pipeline.storage.crash_point`; phases `mutate`, `solve`, `embed`, `shard-tmp`, `shard`, "
+        "at that point (`pipeline.store.storage.crash_point`; phases `mutate`, `solve`, `embed`, `shard-tmp`, `shard`, "
         "`metrics`, `archive`, `checkpoint-tmp`, `committed`, `recover`). Unset, it is one dictionary lookup.",
         "- Between a kill and the next resume, `metrics.parquet` and the shard folders may hold rows of the step "
         "in flight; every reader that must see committed data only passes `upto=<checkpoint step>` "

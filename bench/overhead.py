@@ -95,7 +95,7 @@ def _print(label: str, row: dict) -> None:
 
 
 def bench_campaign(engine: Engine, config_path: Path, workdir: Path, steps: int) -> list[dict]:
-    from pipeline.campaign import Campaign
+    from pipeline.loop.campaign import Campaign
 
     config = load_config(config_path)
     rec = Recorder(engine)
@@ -117,7 +117,7 @@ def bench_campaign(engine: Engine, config_path: Path, workdir: Path, steps: int)
 
 def bench_flow(engine: Engine, config_path: Path, workdir: Path, steps: int) -> list[dict]:
     """The same campaign through the Prefect flow, with the shared model patched in."""
-    import pipeline.campaign as campaign_mod
+    import pipeline.loop.campaign as campaign_mod
     from flows.generate import generate
 
     rec = Recorder(engine)

@@ -14,7 +14,7 @@ import json
 
 import pyarrow.compute as pc
 
-from pipeline.storage import RunDir
+from pipeline.store.storage import RunDir
 
 
 def figures(run_dir: str) -> dict[str, float]:

@@ -4,7 +4,7 @@
     .venv/bin/python bench/streaming.py --only batching    # one: uniform | unequal | batching | vllm
 
 Every scenario runs the same campaign twice, `run.mode = "steps"` then `"stream"` (each in
-a fresh run directory, through `pipeline.generate.drive`, the loop the CLI and the flow
+a fresh run directory, through `pipeline.loop.generate.drive`, the loop the CLI and the flow
 use), and times `--commits` commits after `--warmup` untimed ones, with `--tail` untimed
 commits after them: the stream's start (filling the window) and its end (it stops
 launching when the candidates in flight fill the remaining commits, then drains) are
@@ -101,8 +101,8 @@ class FakeServers:
 def run_campaign(config_path: Path, run_dir: Path, mode: str, commits: int, engine=None) -> list[float]:
     """The campaign in `mode` to `commits` commits; the wall-clock time of each commit
     (step 0, the seeds, first)."""
-    from pipeline.campaign import Campaign
-    from pipeline.generate import drive
+    from pipeline.loop.campaign import Campaign
+    from pipeline.loop.generate import drive
 
     cfg = load_config(config_path)
     cfg = cfg.replace("run", mode=mode, steps=commits)
@@ -137,7 +137,7 @@ def tail(args, mode: str, config_path: Path, engine=None) -> int:
     if mode == "steps":
         return 1
     from pipeline.engines.base import submitter
-    from pipeline.stream import commit_size, stream_window
+    from pipeline.loop.stream import commit_size, stream_window
 
     cfg = load_config(config_path)
 

@@ -84,7 +84,7 @@ class Clock:
         self.spans: list[tuple[str, float, float]] = []
 
     def patch(self):
-        from pipeline.campaign import Campaign
+        from pipeline.loop.campaign import Campaign
 
         saved = {}
         for name, phase in (("select_parents", "select"), ("mutate", "mutate"), ("solve", "solve"),
@@ -151,7 +151,7 @@ def analyse(label: str, steps: list[dict], intervals, slots: int, warmup: int) -
 
 
 def run_in_process(config_path: Path, workdir: Path, steps: int) -> None:
-    from pipeline.campaign import Campaign
+    from pipeline.loop.campaign import Campaign
 
     camp = Campaign.open(workdir / "run", config=load_config(config_path), progress=lambda _msg: None)
     try:

@@ -37,15 +37,15 @@ from pathlib import Path
 
 from benchlib import add_threads_arg, append_results, set_threads
 
-from pipeline.answers import AnswerJudge
 from pipeline.config import load_config
+from pipeline.domains.math.answers import AnswerJudge
+from pipeline.domains.math.validity import check_reference
 from pipeline.engines import Sampling, make_engine
-from pipeline.generate import run_generation
-from pipeline.inspection import ARCHIVED
+from pipeline.loop.generate import run_generation
 from pipeline.prompts import load_prompt
-from pipeline.seeds import load_seeds
-from pipeline.storage import RunDir
-from pipeline.validity import check_reference
+from pipeline.read.inspection import ARCHIVED
+from pipeline.store.seeds import load_seeds
+from pipeline.store.storage import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "data" / "validity" / "labels.jsonl"

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from benchlib import add_threads_arg, append_results, set_threads
 
-from pipeline.campaign import Campaign
 from pipeline.config import load_config
 from pipeline.engines import make_engine
 from pipeline.engines.vllm_sampling import plugins_without_cpu_top_p
+from pipeline.loop.campaign import Campaign
 
 
 def requests(args) -> list:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from filters.config import HELDOUT_NAME, BenchmarkSpec
 from filters.errors import ExportInputError
-from pipeline.seeds import BUNDLED_CODE_EVAL, BUNDLED_EVAL, SeedError, read_rows
+from pipeline.store.seeds import BUNDLED_CODE_EVAL, BUNDLED_EVAL, SeedError, read_rows
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import tomli_w
 
 from filters.errors import ExportConfigError
 from pipeline.config import build, check, load_layered, merge, read_toml, to_dict
-from pipeline.records import Status
+from pipeline.store.records import Status
 
 DEFAULT_EXPORT_CONFIG = Path(__file__).parent / "export.toml"
 

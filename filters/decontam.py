@@ -19,7 +19,7 @@ import numpy as np
 
 from filters.base import Batch, Filter, Verdicts
 from filters.benchmarks import BenchItem
-from pipeline.records import normalize_text
+from pipeline.store.records import normalize_text
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Words, the number placeholder, and each other symbol on its own ('*' and '+' differ).

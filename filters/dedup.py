@@ -13,7 +13,7 @@ from filters.neighbors import similar_pairs
 
 
 def exact_dedup_filter() -> Filter:
-    """Same `problem_id` (hash of pipeline.records.normalize_text of the problem) = same problem."""
+    """Same `problem_id` (hash of pipeline.store.records.normalize_text of the problem) = same problem."""
 
     def run(batch: Batch) -> Verdicts:
         f = batch.frame

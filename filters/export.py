@@ -73,7 +73,7 @@ def _prepare_out(out: Path) -> None:
 
 
 def _embed_texts(name: str, texts: list[str]) -> np.ndarray:
-    from pipeline.embedding import Embedder
+    from pipeline.placement.embedding import Embedder
 
     return Embedder(name).encode(texts)
 

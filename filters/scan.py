@@ -32,8 +32,8 @@ from filters.rows import (
 )
 from filters.schema import CANDIDATE_COLUMNS, REJECTED_SCHEMA
 from filters.shards import ShardSpec, read_shard
-from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, problem_id
-from pipeline.storage import atomic_write_table
+from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, problem_id
+from pipeline.store.storage import atomic_write_table
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.records import CANDIDATES_SCHEMA
+from pipeline.store.records import CANDIDATES_SCHEMA
 
 EXPORT_FORMAT_VERSION = "2"
 

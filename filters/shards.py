@@ -1,7 +1,7 @@
 """The committed shards of run directories, and a cheap check of each.
 
 Only `step-NNNNNN.parquet` shards up to the step the checkpoint commits are exported
-(pipeline.storage.RunDir.shard_paths): a shard of a later step or a temporary file is an
+(pipeline.store.storage.RunDir.shard_paths): a shard of a later step or a temporary file is an
 uncommitted write and is listed as ignored, never read. Every committed step must have
 its candidates and attempts shard; one missing or unreadable is an error naming the file,
 or with skip_corrupt a skipped step reported in the card.
@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters.errors import ExportInputError
-from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA
-from pipeline.storage import RunDir, shard_name
+from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA
+from pipeline.store.storage import RunDir, shard_name
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from filters.schema import CANDIDATE_COLUMNS, DATA_SCHEMA, REJECTED_SCHEMA
 from filters.shards import ShardSpec, read_shard
 from pipeline.config import DomainConfig
 from pipeline.domains import Domain, make_domain
-from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA
-from pipeline.storage import atomic_write_table
+from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA
+from pipeline.store.storage import atomic_write_table
 
 WRITE_META = pd.DataFrame({"key": pd.Series([], dtype=object), "data_rows": pd.Series([], dtype="int64"),
                            "rejected_rows": pd.Series([], dtype="int64")})

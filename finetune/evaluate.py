@@ -3,7 +3,7 @@
 Problems come from the held-out split (`bundled-eval`) or any seed-style source with a
 column mapping (.jsonl/.parquet/hf:NAME; only the problem and answer columns are needed).
 Samples go through the project's engines (transformers on CPU, vLLM/OpenAI-compatible via
-`[evaluate.engine]`) and answers are judged with math-verify (`pipeline.answers.AnswerJudge`).
+`[evaluate.engine]`) and answers are judged with math-verify (`pipeline.domains.math.answers.AnswerJudge`).
 
 Prompt: a model without a chat template (the embedded base model) gets the `solve_fewshot`
 completion prompt; a model with one (a `sparq finetune` output) gets its chat template,
@@ -38,7 +38,7 @@ class EvalProblem:
 
 def load_eval_problems(cfg: EvalSection) -> list[EvalProblem]:
     """Problems and reference answers of `cfg.source`; one-line FinetuneInputError on bad input."""
-    from pipeline.seeds import SeedError, read_rows
+    from pipeline.store.seeds import SeedError, read_rows
 
     try:  # the seed reader gives the same column-mapping errors as `sparq seeds`
         rows = read_rows(cfg.source, [cfg.problem, cfg.answer], split=cfg.split)
@@ -116,9 +116,9 @@ def evaluate(model: str, *, config: EvalSection | None = None, log: Log = lambda
 
     `engine`: an engine already serving `model` (rounds share one per model: the solver
     they evaluate is the one that re-scores and solves next); it stays the caller's."""
-    from pipeline.answers import AnswerJudge
+    from pipeline.domains.math.answers import AnswerJudge
     from pipeline.engines import Sampling, make_engine
-    from pipeline.remote import chunk_sampling
+    from pipeline.loop.remote import chunk_sampling
 
     cfg = config or load_finetune_config().evaluate
     model_dir = check_model(model, cfg.engine.kind)

@@ -1,7 +1,7 @@
 """The run report as Prefect artifacts: overview and top-elites tables, figures as markdown.
 
 The payload builders are pure (tested without a Prefect server); `publish_report` writes
-RUN/report/ through `pipeline.report` and creates the artifacts. Figures go into the
+RUN/report/ through `pipeline.read.report` and creates the artifacts. Figures go into the
 markdown as `data:image/png` URIs: Prefect 3.8's UIs render them (the V2 UI's markdown
 renderer lets `data:image/` sources through; checked with a screenshot of both UIs), so the
 figures show without the server reaching the run directory. Each figure's PNG path is
@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.explore import write_explorer
-from pipeline.inspection_text import occupancy
-from pipeline.report import FIGURES, Report, build_report, data_uri
-from pipeline.storage import RunError
+from pipeline.read.explore import write_explorer
+from pipeline.read.inspection_text import occupancy
+from pipeline.read.report import FIGURES, Report, build_report, data_uri
+from pipeline.store.storage import RunError
 
 PROBLEM_CHARS = 300
 _KEY = re.compile(r"^[a-z0-9-]+$")

@@ -26,7 +26,7 @@ def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.generate import format_summary, run_generation
+    from pipeline.loop.generate import format_summary, run_generation
 
     if args.steps is not None and args.steps < 0:
         return _fail(f"--steps: expected an integer >= 0, got {args.steps}")
@@ -71,7 +71,7 @@ def _loads_a_model(config, args: argparse.Namespace) -> bool:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     from pipeline.config import SeedsConfig
-    from pipeline.seeds import load_seeds, summarize
+    from pipeline.store.seeds import load_seeds, summarize
 
     limits = {} if args.max_chars is None else {"max_chars": args.max_chars}
     cfg = SeedsConfig(source=args.source, split=args.split, problem=args.problem,
@@ -110,12 +110,12 @@ def _positive(value: str) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pipeline.inspection import lineage, load_run, summarize
-    from pipeline.inspection_text import format_lineage, format_summary
+    from pipeline.read.inspection import lineage, load_run, summarize
+    from pipeline.read.inspection_text import format_lineage, format_summary
 
     if args.rounds:
         from flows.rounds_report import load_rows, report_markdown
-        from pipeline.storage import RunError
+        from pipeline.store.storage import RunError
 
         rows = load_rows(args.run_dir)
         if not rows:
@@ -135,7 +135,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.report import build_report
+    from pipeline.read.report import build_report
 
     report = build_report(args.run_dir, top=args.top)
     print(f"report: {report.html_path}")
@@ -143,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from pipeline.explore import write_explorer
+    from pipeline.read.explore import write_explorer
 
     res = write_explorer(args.run_dirs, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(f"explorer: {res.path} ({res.bytes / 1e6:.1f} MB; {res.candidates} candidates, seeds included, "
@@ -463,14 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.config import ConfigError
     from pipeline.engines.base import EngineError
     from pipeline.prompts import PromptError
-    from pipeline.seeds import SeedError
-    from pipeline.storage import RunError
+    from pipeline.store.seeds import SeedError
+    from pipeline.store.storage import RunError
 
     args = build_parser().parse_args(argv)
     if args.func in (cmd_generate, cmd_export, cmd_schedule, cmd_finetune, cmd_evaluate, cmd_pipeline, cmd_rounds):
         # The engine core, Prefect's server, the judge's and Dask's workers die with this
-        # process, even when it is killed with SIGKILL (pipeline/lifeline.py).
-        from pipeline.lifeline import watch
+        # process, even when it is killed with SIGKILL (pipeline/runtime/lifeline.py).
+        from pipeline.runtime.lifeline import watch
 
         watch()
     try:

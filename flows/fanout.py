@@ -4,11 +4,11 @@
 call is cut into chunks of `chunk_size` prompts (or problems), every chunk is a task
 submitted to the flow's task runner, and the results come back in order. With
 prefect-dask's DaskTaskRunner the chunks run on the cluster's workers, each of which
-builds its own engine and judge once (pipeline/remote.py). Parent selection, parsing,
+builds its own engine and judge once (pipeline/loop/remote.py). Parent selection, parsing,
 embedding, the archive and the commit stay in the flow: one writer per run directory.
 
 Steps mode calls `complete` (one chunk task per `chunk_size` prompts of one phase). The
-stream (pipeline/stream.py) uses the asynchronous path instead, `submit` / `flush` /
+stream (pipeline/loop/stream.py) uses the asynchronous path instead, `submit` / `flush` /
 `capacity`: each request gets a concurrent.futures.Future at once and waits in a buffer;
 a full buffer (`chunk_size` requests) goes out as one chunk task right away, and the
 stream's `flush()`, called once per turn of its loop after it has sent what it can (before
@@ -32,10 +32,10 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import remote
-from pipeline.answers import Verdict
 from pipeline.config import DaskConfig, EngineConfig
+from pipeline.domains.base import Verdict
 from pipeline.engines import Completion, EngineError, EngineStats, RequestError, Sampling
+from pipeline.loop import remote
 from pipeline.models import EMBEDDED, EMBEDDED_NAME
 from pipeline.prompts import Prompt
 

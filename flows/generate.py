@@ -1,6 +1,6 @@
-"""The `generate` flow: a campaign run by the same loop as the CLI (pipeline/generate.py `drive`).
+"""The `generate` flow: a campaign run by the same loop as the CLI (pipeline/loop/generate.py `drive`).
 
-Streaming mode (the default on vllm and openai engines; pipeline/stream.py) runs inside
+Streaming mode (the default on vllm and openai engines; pipeline/loop/stream.py) runs inside
 the flow: the engine keeps its batch full, and every commit is logged and moves the
 progress artifact. Steps mode runs each step's phases as batch-sized Prefect tasks (a
 step's mutations, a step's solves), not per problem: a task costs milliseconds of
@@ -36,17 +36,17 @@ from prefect.artifacts import (  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from flows.artifacts import publish_report  # noqa: E402
-from pipeline.campaign import Campaign, Draft, Parent, effective_config  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.failures import TooManyRefusals  # noqa: E402
-from pipeline.generate import run_generation, summary_markdown  # noqa: E402
-from pipeline.records import StepMetrics  # noqa: E402
-from pipeline.storage import RunDir  # noqa: E402
+from pipeline.loop.campaign import Campaign, Draft, Parent, effective_config  # noqa: E402
+from pipeline.loop.failures import TooManyRefusals  # noqa: E402
+from pipeline.loop.generate import run_generation, summary_markdown  # noqa: E402
+from pipeline.store.records import StepMetrics  # noqa: E402
+from pipeline.store.storage import RunDir  # noqa: E402
 
 
 def retry_unless_refused(task, task_run, state) -> bool:
     """Retry an engine-bound phase, except when the run stops for refusals: each request of
-    the phase has been refused already, and would be again (pipeline/failures.py)."""
+    the phase has been refused already, and would be again (pipeline/loop/failures.py)."""
     return not isinstance(state.result(raise_on_failure=False), TooManyRefusals)
 
 

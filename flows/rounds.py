@@ -14,7 +14,7 @@ One campaign directory DIR holds every round:
 
 Round r (1-based) runs these stages, each committed by rewriting state.json after its
 outputs are complete:
-  rescore  (r > 1) every elite is re-solved by the new solver (pipeline/rescore.py), one
+  rescore  (r > 1) every elite is re-solved by the new solver (pipeline/loop/rescore.py), one
            committed step of the run, so the archive property still holds;
   generate the run grows by `steps_per_round` steps, with round r-1's model as the solver
            (`tune = "solver"`) or as generator and solver (`"both"`, SPARQ's single model);
@@ -54,7 +54,7 @@ from typing import Any
 
 from finetune.errors import FinetuneConfigError
 from pipeline.config import build, check, read_toml
-from pipeline.storage import RunError, atomic_write_bytes
+from pipeline.store.storage import RunError, atomic_write_bytes
 
 Log = Callable[[str], None]
 # Runs one stage: stage_hook(round, stage, fn) -> fn() (the Prefect flow makes each a task).
@@ -282,8 +282,8 @@ class Rounds:
 
     # -- stages -----------------------------------------------------------------------------
     def _rescore(self, r: int, state: dict[str, Any]) -> None:
-        from pipeline.campaign import Campaign
-        from pipeline.storage import RunDir
+        from pipeline.loop.campaign import Campaign
+        from pipeline.store.storage import RunDir
 
         info = state["rounds"].setdefault(str(r), {})
         run = RunDir(self.run_dir)
@@ -306,8 +306,8 @@ class Rounds:
         self.log(f"round {r}: re-scored, {m.num_elites} elites, coverage {m.coverage:.3f}, qd {m.qd_score:.3f}")
 
     def _generate(self, r: int, state: dict[str, Any]) -> None:
-        from pipeline.generate import run_generation
-        from pipeline.storage import RunDir
+        from pipeline.loop.generate import run_generation
+        from pipeline.store.storage import RunDir
 
         info = state["rounds"].setdefault(str(r), {})
         ckpt = RunDir(self.run_dir).read_checkpoint()

@@ -69,9 +69,9 @@ def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any
 def round_row(directory: str | Path, r: int, state: dict[str, Any], *, warn_valid_drop: float,
               warn_cosine_rise: float) -> dict[str, Any]:
     """Round r's report row (see the module doc)."""
-    from pipeline.inspection import derive_elites
-    from pipeline.records import Status
-    from pipeline.storage import RunDir
+    from pipeline.read.inspection import derive_elites
+    from pipeline.store.records import Status
+    from pipeline.store.storage import RunDir
 
     directory = Path(directory)
     info = state["rounds"].get(str(r), {})
@@ -260,7 +260,7 @@ def report_html(rows: list[dict[str, Any]]) -> str:
 def rebuild(directory: str | Path, *, warn_valid_drop: float = 0.10, warn_cosine_rise: float = 0.05) -> dict[str, str]:
     """Recompute every finished round's row from the directory (e.g. after this module
     changed) and rewrite the report files."""
-    from pipeline.storage import atomic_write_bytes
+    from pipeline.store.storage import atomic_write_bytes
 
     directory = Path(directory)
     state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
@@ -273,7 +273,7 @@ def rebuild(directory: str | Path, *, warn_valid_drop: float = 0.10, warn_cosine
 
 def write_report(directory: str | Path) -> dict[str, str]:
     """Write DIR/rounds.json, report.md and report.html from the rows so far."""
-    from pipeline.storage import atomic_write_bytes
+    from pipeline.store.storage import atomic_write_bytes
 
     directory = Path(directory)
     rows = load_rows(directory)

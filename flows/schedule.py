@@ -28,7 +28,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from prefect import flow, get_run_logger  # noqa: E402
 
 from flows.generate import run_generate  # noqa: E402
-from pipeline.storage import RunDir, RunError  # noqa: E402
+from pipeline.store.storage import RunDir, RunError  # noqa: E402
 
 FLOW_NAME = "sparq-campaign"
 REPO = Path(__file__).resolve().parent.parent

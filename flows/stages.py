@@ -83,7 +83,7 @@ def run_pipeline(p: PipelineSection, *, log: Log = lambda m: None) -> dict[str, 
     from finetune.compare import write_comparison
     from finetune.train import check_out_dir, finetune
     from pipeline.config import load_config
-    from pipeline.generate import run_generation
+    from pipeline.loop.generate import run_generation
 
     # Load every config and check the outputs first: a typo fails before hours of generation.
     gen_cfg = load_config(p.generate_config or None)

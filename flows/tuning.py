@@ -25,7 +25,7 @@ from finetune.compare import comparison_markdown, comparison_plot, comparison_ro
 from finetune.config import load_finetune_config  # noqa: E402
 from finetune.evaluate import evaluate  # noqa: E402
 from finetune.train import finetune  # noqa: E402
-from pipeline.report import data_uri  # noqa: E402
+from pipeline.read.report import data_uri  # noqa: E402
 
 
 def artifact_key(model_dir: str) -> str:

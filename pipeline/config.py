@@ -48,7 +48,7 @@ def check(cond: bool, key: str, expected: str, value: object, error: type[Config
 
 
 SELECTIONS = ("archive", "static_uniform", "static_diverse", "dynamic_uniform", "dynamic_diverse")
-# How a campaign runs (pipeline/stream.py): "stream" keeps the engine's batch full and
+# How a campaign runs (pipeline/loop/stream.py): "stream" keeps the engine's batch full and
 # commits every `commit_every` finished candidates; "steps" runs each step's phases as
 # barriers (exact replays); "auto" streams on openai endpoints and vLLM on a GPU (see
 # RunConfig.streams) and runs steps elsewhere.
@@ -60,7 +60,7 @@ class RunConfig:
     seed: int = 0
     steps: int = 5
     batch_size: int = 24
-    # Parent selection (pipeline/selection.py): "archive" = uniform over occupied cells;
+    # Parent selection (pipeline/loop/selection.py): "archive" = uniform over occupied cells;
     # SPARQ's static_* draw seeds only, dynamic_* draw from the top rows by quality.
     selection: str = "archive"
     working_set: int = 64  # dynamic_uniform: T, the working set's size
@@ -70,7 +70,7 @@ class RunConfig:
     commit_every: int = 0  # stream: finished candidates per commit; 0 = batch_size
     commit_seconds: float = 120.0  # stream: commit what has finished after this long anyway
     # Refused requests (prompt over the context, rejected by the server) fail their candidate;
-    # this many in a row, none answered in between, stop the run (pipeline/failures.py).
+    # this many in a row, none answered in between, stop the run (pipeline/loop/failures.py).
     max_failed_in_a_row: int = 32
 
     def validate(self, p: str) -> None:
@@ -383,14 +383,14 @@ class OperatorsConfig:
         check(0 <= self.ucb_c <= 1e6, f"{p}.ucb_c", "a number in [0, 1e6]", self.ucb_c)
 
 
-# Where an invalid candidate stops (pipeline/validity.py, docs/validity.md): "archive" =
+# Where an invalid candidate stops (pipeline/domains/math/validity.py, docs/validity.md): "archive" =
 # committed with its reasons, never archived, never a parent (no solve is sent when the
 # deterministic checks reject it); "export" = archived as today, dropped at export; "none"
 # = SPARQ exactly (checks recorded, nothing gated, no verifier).
 GATES = ("archive", "export", "none")
 VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation", "grounding", "unused_data",
                    "dimensions", "shape", "closed_form", "asks")
-# The code domain's checks (pipeline/domains/code.py): the reference is Python defining the
+# The code domain's checks (pipeline/domains/code/__init__.py): the reference is Python defining the
 # function the problem names, the tests call it, the reference passes them in the sandbox,
 # and a function returning None does not.
 CODE_CHECKS = ("syntax", "names_function", "tests_call", "reference_passes", "tests_discriminate")

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 from tests.conftest import write_config, write_script
 from tests.run_fixtures import MUTATIONS, SOLVES
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from filters.decontam import ngram_tokens
-from pipeline.records import (
+from pipeline.store.records import (
     ATTEMPTS_SCHEMA,
     CANDIDATES_SCHEMA,
     ArchiveOutcome,
@@ -26,7 +26,7 @@ from pipeline.records import (
     problem_id,
     to_table,
 )
-from pipeline.storage import Checkpoint, atomic_write_bytes, atomic_write_table, shard_name
+from pipeline.store.storage import Checkpoint, atomic_write_bytes, atomic_write_table, shard_name
 
 DIM = 256
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import RunDir
+from pipeline.store.storage import RunDir
 
 ENV = "SPARQ_GUARANTEES_JSON"
 

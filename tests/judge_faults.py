@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from pipeline.answers import Verdict, judge
+from pipeline.domains.base import Verdict
+from pipeline.domains.math.answers import judge
 
 CRASH_REFERENCE = "13/17"
 

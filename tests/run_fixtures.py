@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.generate import run_generation
+from pipeline.loop.generate import run_generation
 from tests.conftest import write_config, write_script
 
 HTML_PROBLEM = "Is 3 < 5 & 9 > 2? <script>document.title='pwned'</script><b>Add</b> 3 and 4."

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.answers import (
+from pipeline.domains.base import Verdict
+from pipeline.domains.math.answers import (
     SCAN_CHARS,
     AnswerJudge,
-    Verdict,
     answers_equal,
     extract_final,
     fast_equal,
@@ -431,7 +431,7 @@ def test_extract_final_last_phrase_of_a_line_wins(text, expected):
 
 
 def test_generator_reference_takes_the_last_answer_phrase():
-    from pipeline.mutation import parse_mutation
+    from pipeline.domains.math.mutation import parse_mutation
 
     m = parse_mutation(" What is 3 + 9?\nNew solution: First the answer is 7. Wait, recount: the answer is 12.",
                        "New problem:")

@@ -30,9 +30,9 @@ from archives import (
 )
 from archives.base import ArchiveBase
 from pipeline import config as config_module
-from pipeline.archiving import ArchiveSetupError, build_archive, kind_labels_skills, uses_skills
 from pipeline.config import ArchiveConfig, ConfigError
-from pipeline.niche import NicheView
+from pipeline.placement.archiving import ArchiveSetupError, build_archive, kind_labels_skills, uses_skills
+from pipeline.placement.niche import NicheView
 
 DIM = 8
 SKILLS = ["ratios, money", "area", None, "money", "algebra, area, ratios", "counting"] * 5

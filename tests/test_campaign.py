@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from archives import CVTArchive
-from pipeline.campaign import Campaign, rederive_archive
 from pipeline.config import load_config
-from pipeline.generate import run_generation
-from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, METRICS_SCHEMA
-from pipeline.storage import RunDir, RunError
+from pipeline.loop.campaign import Campaign, rederive_archive
+from pipeline.loop.generate import run_generation
+from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, METRICS_SCHEMA
+from pipeline.store.storage import RunDir, RunError
 from tests.conftest import REPO, scripted_config, sparq_cmd
 
 

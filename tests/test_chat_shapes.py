@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pytest
 
 from pipeline.config import load_config
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 from tests.fake_openai import FakeOpenAI
 
 MARKDOWN = """<problem>

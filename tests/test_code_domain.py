@@ -1,4 +1,4 @@
-"""The code domain (pipeline/domains/code.py): parsing the generator's output, the validity
+"""The code domain (pipeline/domains/code/__init__.py): parsing the generator's output, the validity
 checks, judging attempts in the sandbox, the packaged config and the bundled seeds."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.config import CODE_CHECKS, ConfigError, load_config
 from pipeline.domains import make_domain
+from pipeline.domains.base import Mutation, ParseFailure
 from pipeline.domains.code import (
     CodeJudge,
     assert_lines,
@@ -16,8 +17,7 @@ from pipeline.domains.code import (
     parse_code_mutation,
     stubbed,
 )
-from pipeline.mutation import Mutation, ParseFailure
-from pipeline.seeds import load_seeds
+from pipeline.store.seeds import load_seeds
 
 PROBLEM = "Write a function `triple(n: int) -> int` that returns three times `n`."
 SOLUTION = "def triple(n):\n    return 3 * n"
@@ -155,9 +155,9 @@ BAD = (" Write a function `succ(n: int) -> int` that returns the next integer.\n
 def test_scripted_code_campaign_exports_trl_rows(tmp_path):
     from filters.config import export_config_from_dict
     from filters.export import export_runs
-    from pipeline.generate import run_generation
-    from pipeline.records import Status
-    from pipeline.storage import RunDir
+    from pipeline.loop.generate import run_generation
+    from pipeline.store.records import Status
+    from pipeline.store.storage import RunDir
     from tests.conftest import write_script
 
     # Half the attempts are right: solve rate 0.5, in band.

@@ -16,9 +16,9 @@ byte for byte), and after resuming the run must satisfy the run-directory invari
 
 Kills are real SIGKILLs of a real `sparq generate --no-prefect` process group (the
 answer-judge workers die with it, as on a preempted machine). Targeted kills use the
-test-only hook SPARQ_CRASH_AT=<phase>:<step> (pipeline/storage.py, `crash_point`).
+test-only hook SPARQ_CRASH_AT=<phase>:<step> (pipeline/store/storage.py, `crash_point`).
 Each process is chained: the next one resumes from the previous kill. Every suite runs in
-both modes: steps (phases as barriers) and stream (pipeline/stream.py: candidates in flight
+both modes: steps (phases as barriers) and stream (pipeline/loop/stream.py: candidates in flight
 at every stage when the kill lands, commits of BATCH finished candidates).
 """
 
@@ -37,9 +37,9 @@ from pathlib import Path
 import pytest
 
 from archives import CVTArchive
-from pipeline.campaign import rederive_archive
-from pipeline.records import candidate_id
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import rederive_archive
+from pipeline.store.records import candidate_id
+from pipeline.store.storage import RunDir
 from tests.conftest import REPO, scripted_config, sparq_cmd
 from tests.figures import row_figures
 
@@ -319,7 +319,7 @@ def test_targeted_kills_full(tmp_path: Path, figures, mode: str):
 
 def test_crash_hook_is_inert_when_unset(monkeypatch):
     # The hook must never fire in normal runs: unset, or naming another point.
-    from pipeline.storage import crash_point
+    from pipeline.store.storage import crash_point
 
     monkeypatch.delenv("SPARQ_CRASH_AT", raising=False)
     crash_point("shard", 1)

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pytest
 
 from archives import CVTArchive
-from pipeline.campaign import rederive_archive
 from pipeline.config import EngineConfig, ScriptedSettings
 from pipeline.engines import Completion, Sampling
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import rederive_archive
+from pipeline.store.storage import RunDir
 from tests.conftest import scripted_config, sparq_cmd, write_script
 from tests.test_stream import check_committed
 
@@ -155,9 +155,9 @@ def test_a_failed_chunk_fails_its_requests_and_a_cancelled_request_is_not_sent()
 
 
 def test_worker_runs_a_burst_of_requests_in_order(tmp_path: Path):
-    """pipeline/remote.py on a batch-wise engine: one complete call per distinct sampling,
+    """pipeline/loop/remote.py on a batch-wise engine: one complete call per distinct sampling,
     rows back in the requests' order."""
-    from pipeline import remote
+    from pipeline.loop import remote
 
     script = write_script(tmp_path / "script.json", mutate=["m1", "m2", "m3"], solve=["s"])
     cfg = EngineConfig(kind="scripted", scripted=ScriptedSettings(script=str(script)))

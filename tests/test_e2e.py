@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from archives import CVTArchive
-from pipeline.campaign import rederive_archive
-from pipeline.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, METRICS_SCHEMA
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import rederive_archive
+from pipeline.store.records import ATTEMPTS_SCHEMA, CANDIDATES_SCHEMA, METRICS_SCHEMA
+from pipeline.store.storage import RunDir
 from tests.conftest import REPO, sparq_cmd
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import main
-from pipeline.explore import (
+from pipeline.read.explore import (
     ATTEMPT_CHARS,
     EXPLORE_FILE,
     explore_data,
@@ -29,8 +29,8 @@ from pipeline.explore import (
     run_data,
     write_explorer,
 )
-from pipeline.inspection import derive_elites, load_run
-from pipeline.records import Status
+from pipeline.read.inspection import derive_elites, load_run
+from pipeline.store.records import Status
 from tests.run_fixtures import HTML_PROBLEM, make_run
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,7 +119,7 @@ def test_runs_sharing_centroids_are_compared_cell_by_cell(run_dir: Path, short_r
 
 
 def test_template_markers_are_checked(monkeypatch):
-    import pipeline.explore as ex
+    import pipeline.read.explore as ex
 
     monkeypatch.setattr(ex, "_asset", lambda name: "no markers" if name == "explore.html" else "")
     with pytest.raises(ValueError, match="must contain"):
@@ -482,7 +482,7 @@ def test_publish_report_survives_an_explorer_that_cannot_be_written(run_dir: Pat
     import prefect.artifacts
 
     import flows.artifacts
-    from pipeline.storage import RunError
+    from pipeline.store.storage import RunError
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -503,7 +503,7 @@ def test_publish_report_survives_an_explorer_that_cannot_be_written(run_dir: Pat
 # -- archives without centroids -------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["novelty", "skillset"])
 def test_archive_kinds_without_centroids_get_a_grid(tmp_path: Path, kind: str):
-    from pipeline.generate import run_generation
+    from pipeline.loop.generate import run_generation
     from tests.test_variants import QUIET, make_config
 
     run_generation(make_config(tmp_path, archive={"kind": kind, "cells": 32, "radius": 0.3}), tmp_path / "run",

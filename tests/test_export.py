@@ -18,9 +18,9 @@ from filters.errors import ExportConfigError, ExportInputError
 from filters.export import export_runs
 from filters.schema import DATA_SCHEMA, REJECTED_SCHEMA
 from pipeline.config import load_config
-from pipeline.generate import run_generation
-from pipeline.records import Status, candidate_id
-from pipeline.storage import RunDir, RunError
+from pipeline.loop.generate import run_generation
+from pipeline.store.records import Status, candidate_id
+from pipeline.store.storage import RunDir, RunError
 from tests.conftest import REPO, sparq_cmd, write_config, write_script
 from tests.export_helpers import DIM, cand, fake_embed, write_run
 

@@ -24,7 +24,7 @@ import pytest
 
 from pipeline.config import EngineConfig, OpenAISettings
 from pipeline.engines import EngineError, Sampling, make_engine
-from pipeline.storage import RunDir
+from pipeline.store.storage import RunDir
 from tests.conftest import REPO, sparq_cmd
 from tests.fake_openai import FakeOpenAI
 from tests.test_crash import check_run

@@ -1,4 +1,4 @@
-"""A refused request fails its candidate, never the run (pipeline/failures.py).
+"""A refused request fails its candidate, never the run (pipeline/loop/failures.py).
 
 The scripted engine refuses every prompt that holds a marker, as a real engine refuses a
 prompt over its context: seeds with the marker make refused mutation requests, and one
@@ -21,8 +21,8 @@ from pipeline.config import load_config
 from pipeline.engines import RequestError, Sampling
 from pipeline.engines.base import complete_each
 from pipeline.engines.scripted import ScriptedEngine
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 from tests.conftest import write_script
 from tests.figures import row_figures
 from tests.run_fixtures import MUTATIONS, SOLVES
@@ -169,7 +169,7 @@ def test_seeds_max_chars_fits_the_default_context():
 
     from pipeline.models import embedded_vllm_model_dir
     from pipeline.prompts import load_prompt
-    from pipeline.seeds import load_seeds
+    from pipeline.store.seeds import load_seeds
 
     cfg = load_config()
     tok = AutoTokenizer.from_pretrained(str(embedded_vllm_model_dir()))

@@ -23,8 +23,8 @@ import pytest
 
 from pipeline.config import EngineConfig, OpenAISettings, load_config
 from pipeline.engines import EngineError, Sampling, make_engine
-from pipeline.generate import open_campaign, run_generation
-from pipeline.storage import RunDir, RunError, RunLockedError
+from pipeline.loop.generate import open_campaign, run_generation
+from pipeline.store.storage import RunDir, RunError, RunLockedError
 from tests.conftest import REPO, scripted_config, sparq_cmd
 from tests.fake_openai import FakeOpenAI
 from tests.figures import files_changed, row_figures
@@ -250,7 +250,7 @@ class Simulated:
     def install(self, code: int) -> None:
         import builtins
 
-        import pipeline.storage as storage
+        import pipeline.store.storage as storage
 
         def fail_write(*args, **kwargs):
             raise OSError(code, os.strerror(code))

@@ -166,7 +166,7 @@ def test_decontam_catches_copies_numbers_changed_and_reordered():
 
 def test_decontam_with_the_real_embedder_on_the_heldout_split():
     """The shipped thresholds against the real embedder: edited held-out items are caught."""
-    from pipeline.embedding import Embedder
+    from pipeline.placement.embedding import Embedder
 
     embedder = Embedder("embedded")
     heldout = [it.text for it in load_benchmarks(())[0].items]

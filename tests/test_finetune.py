@@ -19,7 +19,7 @@ from finetune.errors import FinetuneInputError
 from finetune.metrics import bootstrap_mean, pass_at_k, pass_at_k_estimate
 from flows.cli import main
 from pipeline.config import ConfigError
-from pipeline.seeds import BUNDLED_SEEDS
+from pipeline.store.seeds import BUNDLED_SEEDS
 
 ROWS = [json.loads(line) for line in BUNDLED_SEEDS.read_text().splitlines()[:8]]
 
@@ -41,12 +41,12 @@ def one_line_error(capsys, argv: list[str], needle: str) -> None:
     loaded = AssertionError("a model was loaded before the input was checked")
     # The modules that bind make_engine by name are imported before anything is patched and
     # patched too: a module first imported inside the block would keep the mock after it.
-    import pipeline.remote  # noqa: F401
-    import pipeline.resources  # noqa: F401
+    import pipeline.loop.remote  # noqa: F401
+    import pipeline.loop.resources  # noqa: F401
 
     with (mock.patch("pipeline.engines.make_engine", side_effect=loaded),
-          mock.patch("pipeline.remote.make_engine", side_effect=loaded),
-          mock.patch("pipeline.resources.make_engine", side_effect=loaded),
+          mock.patch("pipeline.loop.remote.make_engine", side_effect=loaded),
+          mock.patch("pipeline.loop.resources.make_engine", side_effect=loaded),
           mock.patch("pipeline.models.prepare_embedded_model", side_effect=loaded),
           mock.patch("transformers.PreTrainedModel.from_pretrained", side_effect=loaded)):
         assert main(argv) == 2
@@ -136,10 +136,10 @@ def test_pipeline_stops_on_an_empty_export(tmp_path: Path, capsys, monkeypatch):
     before a model loads (the stages themselves are tested on their own)."""
     import filters.export
     import finetune.train
-    import pipeline.generate
+    import pipeline.loop.generate
 
     calls = []
-    monkeypatch.setattr(pipeline.generate, "run_generation", lambda *a, **k: calls.append("generate"))
+    monkeypatch.setattr(pipeline.loop.generate, "run_generation", lambda *a, **k: calls.append("generate"))
     monkeypatch.setattr(filters.export, "export_runs",
                         lambda *a, **k: calls.append("export") or type("R", (), {"data_rows": 0})())
     monkeypatch.setattr(finetune.train, "finetune", lambda *a, **k: calls.append("finetune"))

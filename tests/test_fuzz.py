@@ -22,20 +22,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.answers import AnswerJudge, extract_final, normalize_answer
-from pipeline.campaign import Campaign
 from pipeline.config import Config, ConfigError, SeedsConfig, from_dict, to_dict
+from pipeline.domains.base import MAX_PROBLEM_CHARS, MAX_SOLUTION_CHARS, MIN_PROBLEM_CHARS, Mutation, ParseFailure
+from pipeline.domains.math.answers import AnswerJudge, extract_final, normalize_answer
+from pipeline.domains.math.mutation import parse_mutation
 from pipeline.engines import Sampling
-from pipeline.mutation import (
-    MAX_PROBLEM_CHARS,
-    MAX_SOLUTION_CHARS,
-    MIN_PROBLEM_CHARS,
-    Mutation,
-    ParseFailure,
-    parse_mutation,
-)
-from pipeline.seeds import SeedError, load_seeds
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import Campaign
+from pipeline.store.seeds import SeedError, load_seeds
+from pipeline.store.storage import RunDir
 from tests.test_answers import ADVERSARIAL_REFERENCE
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -176,7 +170,7 @@ def test_tag_search_matches_the_lazy_regex(raw: str):
     # parse_mutation finds <problem>...</problem> in linear time; it must agree with the
     # regex it replaces (re.search(r"<problem>(.*?)</problem>", re.S | re.I)).
     _count("parse_mutation.tags")
-    from pipeline.mutation import tagged
+    from pipeline.domains.math.mutation import tagged
 
     for name in ("problem", "solution"):
         m = re.search(rf"<{name}>(.*?)</{name}>", raw, re.S | re.I)

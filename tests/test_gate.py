@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from archives import load_archive
-from pipeline.campaign import rederive_archive
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import rederive_archive
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 from tests.test_variants import QUIET, make_config
 
 # Even slots: a true computation (12 + 5 = 17); odd slots: the generator's own wrong
@@ -64,7 +64,7 @@ def test_archive_gate_stops_invalid_candidates_before_any_solve(tmp_path: Path, 
     assert sum(m["invalid"] for m in metrics) == len(wrong)
     assert sum(m["valid"] for m in metrics) == len(right)
     # The run's summary (what `sparq generate` prints) reports the gate and the valid share.
-    from pipeline.generate import format_summary
+    from pipeline.loop.generate import format_summary
 
     summary = run_generation(make_config(tmp_path, mutate=MUTATE, solve=SOLVE, steps=3, batch=6,
                                          run={"mode": mode}), tmp_path / "run", resume=True, **QUIET)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import main
-from pipeline.inspection import (
+from pipeline.read.inspection import (
     InspectError,
     derive_elites,
     lineage,
@@ -23,9 +23,9 @@ from pipeline.inspection import (
     solve_rate_histogram,
     summarize,
 )
-from pipeline.inspection_text import format_histogram, format_lineage, format_summary
-from pipeline.records import CANDIDATES_SCHEMA
-from pipeline.storage import RunDir
+from pipeline.read.inspection_text import format_histogram, format_lineage, format_summary
+from pipeline.store.records import CANDIDATES_SCHEMA
+from pipeline.store.storage import RunDir
 from tests.conftest import REPO, sparq_cmd
 from tests.run_fixtures import HTML_PROBLEM, make_run
 

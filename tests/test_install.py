@@ -75,7 +75,7 @@ def test_the_installed_package_is_the_wheel_not_a_checkout(installed):
                bin_dir.parent.parent / "work", env)
     for path in out.stdout.split():
         assert Path(path).is_relative_to(bin_dir.parent), path
-    files = _run([str(bin_dir / "python"), "-c", "from pipeline.seeds import BUNDLED_SEEDS, BUNDLED_EVAL; "
+    files = _run([str(bin_dir / "python"), "-c", "from pipeline.store.seeds import BUNDLED_SEEDS, BUNDLED_EVAL; "
                   "from finetune.config import DEFAULT_FINETUNE_CONFIG as f; from filters.config import "
                   "DEFAULT_EXPORT_CONFIG as e; from pipeline.config import DEFAULT_CONFIG as c; "
                   "print(BUNDLED_SEEDS, BUNDLED_EVAL, f, e, c)"], bin_dir.parent.parent / "work", env)

@@ -4,7 +4,9 @@ Every module's imports are read with `ast` (nothing is imported), including impo
 functions, so a lazy import that reaches up fails as surely as a top-level one. Three rules:
 
 1. a package imports only packages of a lower layer (filters and finetune are siblings: they
-   do not import each other);
+   do not import each other); inside pipeline/ the same rule holds between its parts
+   (PIPELINE_PARTS: the loop sits on storage, engines, domains and placement, which sit on
+   config, prompts, models and runtime; the read side sits on top and writes nothing);
 2. only flows/ imports Prefect (or prefect-dask): the library can be used and tested without it;
 3. no module imports another package's private (underscore) name, so a package's public
    surface is what it exports (tests/ and bench/ included).
@@ -20,6 +22,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS = {"archives": 0, "pipeline": 1, "filters": 2, "finetune": 2, "flows": 3}
+# pipeline/'s parts (its sub-packages and top-level modules) and their layers.
+PIPELINE_PARTS = {"config": 0, "models": 0, "prompts": 0, "runtime": 0,
+                  "store": 1, "engines": 1, "domains": 1, "placement": 1,
+                  "loop": 2, "read": 3}
 PREFECT = ("prefect", "prefect_dask")
 PREFECT_ALLOWED = ("flows",)
 
@@ -95,6 +101,50 @@ def test_the_packages_import_only_downward_and_only_flows_imports_prefect():
     assert violations(REPO) == []
 
 
+def part_violations(root: Path, parts: dict[str, int] = PIPELINE_PARTS) -> list[str]:
+    """Every import between pipeline/'s parts that goes up or sideways, one line each."""
+    found = []
+    for path in sorted((root / "pipeline").rglob("*.py")):
+        rel = path.relative_to(root)
+        names = rel.with_suffix("").parts
+        if len(names) < 3 and names[-1] == "__init__":
+            continue  # pipeline/__init__.py: the version only
+        mine = names[1]
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(rel))
+        for line, module, _names in _imports(tree, ".".join(names)):
+            target = module.split(".")
+            if target[0] != "pipeline" or len(target) < 2 or target[1] == mine:
+                continue
+            if target[1] not in parts:
+                found.append(f"{rel}:{line}: {module} is in no part of pipeline/ (PIPELINE_PARTS)")
+            elif parts[target[1]] >= parts[mine]:
+                kind = "sibling" if parts[target[1]] == parts[mine] else "upward"
+                found.append(f"{rel}:{line}: {kind} import of {module} from pipeline/{mine}")
+    return found
+
+
+def test_pipelines_parts_import_only_downward():
+    assert part_violations(REPO) == []
+
+
+def test_every_part_of_pipeline_has_a_layer():
+    parts = {p.parent.name for p in (REPO / "pipeline").glob("*/__init__.py")}
+    parts |= {p.stem for p in (REPO / "pipeline").glob("*.py")} - {"__init__"}
+    assert parts == set(PIPELINE_PARTS)
+
+
+def test_the_part_checker_catches_an_upward_import(tmp_path: Path):
+    for rel, text in {"pipeline/__init__.py": "", "pipeline/store/__init__.py": "",
+                      "pipeline/store/a.py": "from pipeline.loop.campaign import Campaign\n",
+                      "pipeline/engines/__init__.py": "", "pipeline/engines/b.py": "import pipeline.domains.base\n",
+                      "pipeline/loop/__init__.py": "", "pipeline/loop/c.py": "from pipeline.store import a\n"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert part_violations(tmp_path) == [
+        "pipeline/engines/b.py:1: sibling import of pipeline.domains.base from pipeline/engines",
+        "pipeline/store/a.py:1: upward import of pipeline.loop.campaign from pipeline/store"]
+
+
 def test_tests_and_bench_import_no_private_name_of_a_package():
     # They sit outside the layers but use the packages as a user would: through public names.
     found = []
@@ -138,8 +188,8 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
      "filters/y.py:2: Prefect import (prefect_dask) outside flows/"),
     ({"finetune/c.py": "from pipeline.config import _build\n"},
      "finetune/c.py:1: private name pipeline.config._build imported from finetune"),
-    ({"finetune/d.py": "import pipeline.seeds as seeds\nseeds._read_jsonl('x')\n"},
-     "finetune/d.py:2: private name pipeline.seeds._read_jsonl used from finetune"),
+    ({"finetune/d.py": "import pipeline.store.seeds as seeds\nseeds._read_jsonl('x')\n"},
+     "finetune/d.py:2: private name pipeline.store.seeds._read_jsonl used from finetune"),
 ])
 def test_the_checker_catches_each_kind_of_bad_import(tmp_path: Path, files: dict[str, str], needle: str):
     assert violations(_tree(tmp_path, files)) == [needle]
@@ -148,7 +198,7 @@ def test_the_checker_catches_each_kind_of_bad_import(tmp_path: Path, files: dict
 def test_the_checker_accepts_downward_relative_and_own_private_imports(tmp_path: Path):
     root = _tree(tmp_path, {
         "flows/cli.py": "from prefect import flow\nfrom filters.export import export_runs\nfrom finetune import x\n",
-        "filters/a.py": "from pipeline.records import Status\nfrom archives.base import Archive\n",
+        "filters/a.py": "from pipeline.store.records import Status\nfrom archives.base import Archive\n",
         "pipeline/b.py": "from . import config\nfrom .config import _private\nfrom pipeline.config import _own\n",
     })
     assert violations(root) == []

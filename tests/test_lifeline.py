@@ -1,5 +1,5 @@
 """Every process the project starts dies with the process that started it, SIGKILL included
-(pipeline/lifeline.py). Each test kills the parent pid alone, as `kill -9 PID` or the OOM
+(pipeline/runtime/lifeline.py). Each test kills the parent pid alone, as `kill -9 PID` or the OOM
 killer does (not its process group, which the crash suites kill), and checks that no
 process it started survives; the campaign tests then resume the run."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lifeline import GRACE_S, POLL_S, alive, descendants
+from pipeline.runtime.lifeline import GRACE_S, POLL_S, alive, descendants
 from tests.conftest import REPO, scripted_config, sparq_cmd
 
 DEADLINE_S = POLL_S + GRACE_S + 10  # the watchdog's poll, its grace, and a loaded machine's slack
@@ -47,7 +47,7 @@ def test_children_and_grandchildren_die_with_a_killed_parent(tmp_path: Path):
     script.write_text(f"""
 import subprocess, sys, time
 sys.path.insert(0, {str(REPO)!r})
-from pipeline.lifeline import watch
+from pipeline.runtime.lifeline import watch
 watch()
 # a child, and a child that starts a grandchild of its own
 subprocess.Popen(["sleep", "300"])

@@ -1,7 +1,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.mutation import Mutation, ParseFailure, parse_mutation
+from pipeline.domains.base import Mutation, ParseFailure
+from pipeline.domains.math.mutation import parse_mutation
 
 PREFIX = "New problem:"
 

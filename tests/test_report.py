@@ -19,8 +19,8 @@ from PIL import Image
 from archives import plots
 from flows.artifacts import check_key, elite_rows, figures_markdown, overview_rows
 from flows.cli import main
-from pipeline.inspection import load_run, summarize
-from pipeline.report import FIGURES, Report, build_report, render_html
+from pipeline.read.inspection import load_run, summarize
+from pipeline.read.report import FIGURES, Report, build_report, render_html
 from tests.run_fixtures import HTML_PROBLEM, make_run, run_config
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -34,7 +34,7 @@ def _scripted(engine, script: Path):
 
 def _campaign(tmp_path: Path, steps: int = 3, solve=None):
     from pipeline.config import load_config
-    from pipeline.generate import run_generation
+    from pipeline.loop.generate import run_generation
 
     cfg = load_config(scripted_config(tmp_path, steps=steps, batch=4))
     if solve is not None:
@@ -49,8 +49,8 @@ def _own_solver(cfg, tmp_path: Path, solve):
 
 
 def _rescore(tmp_path: Path, cfg):
-    from pipeline.campaign import Campaign
-    from pipeline.storage import RunDir
+    from pipeline.loop.campaign import Campaign
+    from pipeline.store.storage import RunDir
 
     with RunDir(tmp_path / "run").locked():
         camp = Campaign.open(tmp_path / "run", config=cfg, resume=True, config_override=True,
@@ -65,8 +65,8 @@ def test_solver_engine_own_answers_the_solve_requests(tmp_path):
     """The campaign's engine answers 3 to everything; the own solver answers right: every
     attempt is the own solver's (solve rate 1), none the campaign engine's (0)."""
     from pipeline.config import load_config
-    from pipeline.generate import run_generation
-    from pipeline.storage import RunDir
+    from pipeline.loop.generate import run_generation
+    from pipeline.store.storage import RunDir
 
     cfg = load_config(scripted_config(tmp_path, steps=1, batch=4))
     cfg = replace(cfg, engine=_scripted(cfg.engine, write_script(tmp_path / "gen.json", solve=WRONG)))
@@ -91,10 +91,10 @@ def test_rescoring_keeps_the_archive_property_and_frees_easy_cells(tmp_path):
     snapshot equals the re-derivation from the committed rows, and so do inspection's
     derived elites; the old rows are no longer parents; generation resumes after it."""
     from archives import load_archive
-    from pipeline.generate import run_generation
-    from pipeline.inspection import derive_elites
-    from pipeline.population import rederive_archive
-    from pipeline.storage import RunDir
+    from pipeline.loop.generate import run_generation
+    from pipeline.loop.population import rederive_archive
+    from pipeline.read.inspection import derive_elites
+    from pipeline.store.storage import RunDir
 
     cfg = _campaign(tmp_path)
     run = RunDir(tmp_path / "run")
@@ -129,7 +129,7 @@ def test_rescoring_with_the_same_solver_keeps_cells_in_band(tmp_path):
     """Re-scored with a solver that still solves 1 in 4: every elite keeps a cell (under
     its new row), coverage is unchanged."""
     from archives import load_archive
-    from pipeline.storage import RunDir
+    from pipeline.store.storage import RunDir
 
     cfg = _campaign(tmp_path)
     before, _ = load_archive(RunDir(tmp_path / "run").archive_dir)
@@ -143,8 +143,8 @@ def test_explorer_replay_follows_a_rescoring(tmp_path):
     """The explorer replays cell holders from events; after a re-scoring the lost cells go
     back to their seed or empty, as the snapshot says."""
     from archives import load_archive
-    from pipeline.explore import archive_events, occupancy_after
-    from pipeline.storage import RunDir
+    from pipeline.read.explore import archive_events, occupancy_after
+    from pipeline.store.storage import RunDir
 
     cfg = _campaign(tmp_path)
     _rescore(tmp_path, _own_solver(cfg, tmp_path, [" The answer is 17.", " The answer is 56.",
@@ -211,8 +211,8 @@ def _run_helper(directory: Path, config: Path, crash: str | None = None) -> subp
 
 def _check_finished(directory: Path, rounds: int, steps: int) -> None:
     from archives import load_archive
-    from pipeline.population import rederive_archive
-    from pipeline.storage import RunDir
+    from pipeline.loop.population import rederive_archive
+    from pipeline.store.storage import RunDir
 
     state = json.loads((directory / "state.json").read_text())
     assert state["round"] == rounds and state["stage"] == "done"
@@ -317,7 +317,7 @@ def test_rounds_on_vllm_through_the_prefect_flow(tmp_path):
     rows = json.loads((directory / "rounds.json").read_text())
     assert [x["round"] for x in rows] == [0, 1, 2]
     state = json.loads((directory / "state.json").read_text())
-    from pipeline.storage import RunDir
+    from pipeline.store.storage import RunDir
 
     cands = RunDir(directory / "run").read_candidates()
     res = cands.filter(pc.equal(cands["status"], "rescored"))
@@ -330,7 +330,7 @@ def test_explorer_shows_the_rounds_panel(tmp_path):
     """The explorer of a rounds campaign's run shows a Rounds panel with a row per round
     (the base and each tuned model) in a real browser; a run of its own shows none."""
     from flows.rounds import load_rounds_config, run_rounds
-    from pipeline.explore import rounds_of, write_explorer
+    from pipeline.read.explore import rounds_of, write_explorer
     from tests.rounds_helpers import stages
     from tests.test_explore import Opened, _require_browser, expect
 

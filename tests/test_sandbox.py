@@ -1,4 +1,4 @@
-"""The sandbox for generated code (pipeline/sandbox.py): judging, and escapes that must be contained.
+"""The sandbox for generated code (pipeline/domains/code/sandbox.py): judging, and escapes that must be contained.
 
 Each escape test checks the effect that matters (nothing received, no file, no secret in the output, no
 process left), not only that the run failed. Tests that need a particular kernel layer skip, naming it,
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import sandbox
-from pipeline.sandbox import Limits, isolation, run_python, run_tests
+from pipeline.domains.code import sandbox
+from pipeline.domains.code.sandbox import Limits, isolation, run_python, run_tests
 
 ISO = isolation()
 needs_landlock = pytest.mark.skipif(not ISO["landlock"], reason="no Landlock on this machine")

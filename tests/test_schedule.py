@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.storage import RunDir
+from pipeline.store.storage import RunDir
 from tests.conftest import scripted_config, sparq_cmd
 
 BIN = Path(sys.executable).parent

@@ -3,7 +3,7 @@
 - The library (every package that handles generated text) has no eval/exec/compile,
   no pickle-family module, no shell, no numpy/torch load that may unpickle; a static scan
   (AST, so `model.eval()` is not a false alarm) checks it, and checks itself on a planted case.
-  Generated code runs only in the sandbox: pipeline/sandbox.py is the one module allowed to
+  Generated code runs only in the sandbox: pipeline/domains/code/sandbox.py is the one module allowed to
   exec a program (its launcher execs the interpreter inside the sandbox's namespaces and
   limits; tests/test_sandbox.py tries the escapes), and only for that.
 - A scripted run whose problems, solutions and solver answers carry Python, shell and
@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 from tests.conftest import REPO, scripted_config, sparq_cmd, write_script
 from tests.fake_openai import FakeOpenAI
 
@@ -86,7 +86,7 @@ def test_scanner_finds_planted_cases():
 
 # The sandbox's launcher execs the interpreter that runs generated code (in its namespaces,
 # under its limits): the one exec the library has. Anything else there is still a finding.
-SANDBOX = "pipeline/sandbox.py"
+SANDBOX = "pipeline/domains/code/sandbox.py"
 SANDBOX_ALLOWED = re.compile(r": calls os\.execve?\(\)$")
 
 

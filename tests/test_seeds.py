@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import SeedsConfig
-from pipeline.seeds import SeedError, load_seeds, summarize
+from pipeline.store.seeds import SeedError, load_seeds, summarize
 from tests.conftest import REPO, sparq_cmd
 
 

@@ -7,11 +7,11 @@ import pytest
 
 from archives import CVTArchive, NoveltyArchive, SkillSetArchive
 from pipeline.config import load_config
-from pipeline.labels import label_examples, parse_skills
-from pipeline.niche import NicheView, skill_neighbours, target_text
-from pipeline.operators import Counts, OperatorSpec, choose_operators, load_operators
+from pipeline.loop.operators import Counts, OperatorSpec, choose_operators, load_operators
+from pipeline.loop.selection import PoolRow, select_parent_ids, working_set
+from pipeline.placement.labels import label_examples, parse_skills
+from pipeline.placement.niche import NicheView, skill_neighbours, target_text
 from pipeline.prompts import load_prompt
-from pipeline.selection import PoolRow, select_parent_ids, working_set
 
 
 def rows() -> list[PoolRow]:

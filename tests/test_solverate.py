@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.solverate import (
+from pipeline.loop.solverate import (
     AdaptiveConfig,
     band_quality,
     decide_in_band,

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.records import METRICS_SCHEMA
-from pipeline.storage import Checkpoint, RunDir, RunLockedError, atomic_write_table, shard_name
+from pipeline.store.records import METRICS_SCHEMA
+from pipeline.store.storage import Checkpoint, RunDir, RunLockedError, atomic_write_table, shard_name
 
 
 def _table(n: int) -> pa.Table:
@@ -79,7 +79,7 @@ def test_checkpoint_round_trip_and_corrupt(tmp_path: Path):
 def test_second_writer_is_refused_with_pid(tmp_path: Path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys,time; sys.path.insert(0, sys.argv[2]); from pipeline.storage import RunDir\n"
+         "import sys,time; sys.path.insert(0, sys.argv[2]); from pipeline.store.storage import RunDir\n"
          "with RunDir(sys.argv[1]).locked():\n print('locked', flush=True); time.sleep(30)",
          str(tmp_path), str(Path(__file__).resolve().parent.parent)],
         stdout=subprocess.PIPE, text=True)

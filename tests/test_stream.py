@@ -1,4 +1,4 @@
-"""The streaming campaign (pipeline/stream.py): control flow and the commit guarantees.
+"""The streaming campaign (pipeline/loop/stream.py): control flow and the commit guarantees.
 
 An engine whose requests finish out of order (each after a delay drawn from its prompt)
 drives the stream; the real vLLM engine runs it in tests/test_vllm_cpu.py.
@@ -14,13 +14,13 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.campaign import Campaign, rederive_archive
 from pipeline.config import ConfigError, load_config
 from pipeline.engines import Sampling
 from pipeline.engines import streams as engine_streams
 from pipeline.engines.scripted import ScriptedEngine
-from pipeline.generate import run_generation
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import Campaign, rederive_archive
+from pipeline.loop.generate import run_generation
+from pipeline.store.storage import RunDir
 from tests.conftest import scripted_config, write_script
 from tests.run_fixtures import MUTATIONS, SOLVES
 

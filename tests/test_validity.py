@@ -1,5 +1,5 @@
-"""The deterministic validity checks (pipeline/validity.py) and their claim parser
-(pipeline/arith.py): hand-made examples for each check, hostile text, and the labelled
+"""The deterministic validity checks (pipeline/domains/math/validity.py) and their claim parser
+(pipeline/domains/math/arith.py): hand-made examples for each check, hostile text, and the labelled
 validity set (data/validity/labels.jsonl), whose rows are the ground truth."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arith import MAX_CHARS, claims, evaluate, number_value
 from pipeline.config import VALIDITY_CHECKS, load_config
-from pipeline.seeds import load_seeds
-from pipeline.validity import (
+from pipeline.domains.math.arith import MAX_CHARS, claims, evaluate, number_value
+from pipeline.domains.math.validity import (
     CHECKS,
     check_arithmetic,
     check_asks,
@@ -29,6 +28,7 @@ from pipeline.validity import (
     check_unused_data,
     constants_for,
 )
+from pipeline.store.seeds import load_seeds
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "validity" / "labels.jsonl"
 
@@ -470,7 +470,7 @@ def test_the_issues_examples_are_rejected_by_the_checks():
 # -- an LLM judge's replies ----------------------------------------------------------------
 
 def test_read_judgement_takes_the_last_verdict():
-    from pipeline.validity import read_judgement
+    from pipeline.domains.math.validity import read_judgement
 
     assert read_judgement("REASON: 5 x 8 is 40\nVERDICT: INVALID") == ("invalid", "5 x 8 is 40")
     assert read_judgement("First VERDICT: VALID... on reflection, verdict - invalid") == ("invalid", None)
@@ -479,7 +479,7 @@ def test_read_judgement_takes_the_last_verdict():
 
 
 def test_judge_verdict_majority():
-    from pipeline.validity import judge_verdict
+    from pipeline.domains.math.validity import judge_verdict
 
     v, why = judge_verdict(["REASON: no data\nVERDICT: INVALID", "VERDICT: INVALID", "VERDICT: VALID", "hm"])
     assert v.majority_answer == "invalid" and v.majority_share == 0.5 and v.reference_agrees is False

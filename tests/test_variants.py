@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from archives import load_archive
-from pipeline.campaign import Campaign, rederive_archive
 from pipeline.config import Config, ConfigError, load_config
-from pipeline.generate import run_generation
-from pipeline.records import OPERATORS_SCHEMA
-from pipeline.seeds import BUNDLED_SEEDS
-from pipeline.selection import SELECTIONS
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import Campaign, rederive_archive
+from pipeline.loop.generate import run_generation
+from pipeline.loop.selection import SELECTIONS
+from pipeline.store.records import OPERATORS_SCHEMA
+from pipeline.store.seeds import BUNDLED_SEEDS
+from pipeline.store.storage import RunDir
 
 QUIET = {"show_bar": False, "progress": lambda m: None}
 

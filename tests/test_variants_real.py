@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from archives import load_archive
-from pipeline.campaign import rederive_archive
 from pipeline.config import Config, load_config
 from pipeline.engines import make_engine
-from pipeline.generate import run_generation
-from pipeline.selection import SELECTIONS
-from pipeline.storage import RunDir
+from pipeline.loop.campaign import rederive_archive
+from pipeline.loop.generate import run_generation
+from pipeline.loop.selection import SELECTIONS
+from pipeline.store.storage import RunDir
 from tests.test_variants import small_seeds
 
 # Minutes of real-model work: part of CI (CI=1), skipped by a local `make test` unless -m ci.

@@ -32,12 +32,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import EngineConfig, VllmSettings, load_config
+from pipeline.domains.base import Mutation, ParseFailure
+from pipeline.domains.math.mutation import parse_mutation
 from pipeline.engines import Sampling
-from pipeline.generate import run_generation
+from pipeline.loop.generate import run_generation
 from pipeline.models import embedded_vllm_model_dir
-from pipeline.mutation import Mutation, ParseFailure, parse_mutation
 from pipeline.prompts import load_prompt
-from pipeline.storage import RunDir
+from pipeline.store.storage import RunDir
 from tests.conftest import REPO, sparq_cmd
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -406,7 +407,7 @@ max_chars = 5000"""))
 def test_killed_generate_leaves_no_engine_core_and_resumes(tmp_path: Path, figures) -> None:
     """SIGKILL of `sparq generate` alone while it streams on in-process vLLM: its engine core
     (and every other process it started) dies with it, and --resume starts and commits."""
-    from pipeline.lifeline import alive, descendants
+    from pipeline.runtime.lifeline import alive, descendants
 
     config = _config(tmp_path / "config.toml")
     run_dir, log = tmp_path / "run", tmp_path / "generate.log"

@@ -1,6 +1,6 @@
 """Domains: what the loop needs to know about the kind of problem it grows.
 
-The loop (pipeline/campaign.py, pipeline/stream.py) draws parents, sends prompts, commits
+The loop (pipeline/loop/campaign.py, pipeline/loop/stream.py) draws parents, sends prompts, commits
 rows and fills the archive without knowing what a problem is. A domain supplies the rest:
 
 - `seed_columns`: the columns a seed row must have (problem, solution, answer for math);
@@ -23,10 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from pipeline.answers import Verdict
 from pipeline.config import DomainConfig
-from pipeline.mutation import Mutation, ParseFailure
-from pipeline.validity import Validity
+from pipeline.domains.base import Mutation, ParseFailure, Validity, Verdict
 
 
 class Judge(Protocol):

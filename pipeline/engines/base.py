@@ -159,7 +159,7 @@ class Submitter(Protocol):
 
     A submitter may also have `flush()`: it then may hold submitted requests back (to send
     several as one unit of work, as Dask fan-out does) until `flush()` is called, and its
-    caller calls it before it waits on the futures (pipeline/stream.py does).
+    caller calls it before it waits on the futures (pipeline/loop/stream.py does).
     """
 
     def submit(self, prompt: Prompt, sampling: Sampling) -> Future[list[Completion]]:

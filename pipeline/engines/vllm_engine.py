@@ -46,9 +46,9 @@ from pipeline.engines.base import (
     prompt_seed,
     record_on_completion,
 )
-from pipeline.lifeline import watch
 from pipeline.models import EMBEDDED, EMBEDDED_NAME, embedded_vllm_model_dir
 from pipeline.prompts import Prompt, PromptError, load_chat_template
+from pipeline.runtime.lifeline import watch
 
 CPU_KV_CACHE_GIB = 2
 SWITCH = 'set engine.kind = "transformers" in the config to run without vLLM'

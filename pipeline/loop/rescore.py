@@ -1,0 +1,70 @@
+"""Re-scoring an archive with a new solver (between rounds, pipeline/rounds.py).
+
+When the student changes, the solve rates that placed the elites are stale: a problem the
+tuned model now always solves is no longer "hard but solvable". A re-scoring step re-solves
+every generated elite with the campaign's current solver and commits each as a row of its
+own (status `rescored`, `parent_id` = the elite it copies, the new k, solve rate and
+quality). The archive after that step is the seeds plus the re-scored rows with quality > 0,
+inserted in slot order (records.since_rescore), so problems that became too easy (or too
+hard) lose their cells, and the archive property, archive = re-derivation from the
+committed rows, still holds.
+
+The functions here are pure; Campaign.rescore runs the solves and commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import pyarrow as pa
+
+from archives import Archive
+from pipeline.domains.base import Mutation
+from pipeline.loop.candidate import Draft, Parent
+from pipeline.store.records import ArchiveOutcome, Candidate, Status, candidate_id
+
+_FIELDS = [f.name for f in fields(Candidate)]
+
+
+def elite_rows(archive: Archive, candidates: pa.Table) -> list[Candidate]:
+    """The archive's generated elites (seeds are unscored and stay as they are), as their
+    committed rows, in cell order."""
+    data = archive.data()
+    order = {cid: cell for cid, cell in zip(data.column("id").to_pylist(), data.column("cell").to_pylist(),
+                                             strict=True)}
+    rows = [r for r in candidates.filter(pa.compute.is_in(candidates["id"], pa.array(list(order), pa.string())))
+            .to_pylist() if r["status"] in Status.SCORED]
+    rows.sort(key=lambda r: order[r["id"]])
+    return [Candidate(**{k: r.get(k) for k in _FIELDS}) for r in rows]
+
+
+def elite_drafts(rows: list[Candidate]) -> list[Draft]:
+    """A draft per elite row, ready for the solve phase (slot i = row i)."""
+    return [Draft(slot=i, parent=Parent(r.id, r.problem or "", r.solution or "", r.answer or "", r.depth),
+                  raw_output=r.raw_output or "", gen_tokens=0, status=Status.OK,
+                  mutation=Mutation(r.problem or "", r.solution or "", r.answer or ""), problem_id=r.problem_id,
+                  skills=tuple(r.skill.split(",")) if r.skill else None)
+            for i, r in enumerate(rows)]
+
+
+def rescored_row(row: Candidate, d: Draft, *, run_id: str, step: int, quality: float, solver: str,
+                 created) -> Candidate:
+    """The re-scored copy of elite `row` after draft `d`'s solves (its own id, this step)."""
+    v, k = d.verdict, len(d.attempts)
+    n_correct = sum(v.correct) if v else 0
+    return replace(
+        row, id=candidate_id(run_id, step, d.slot), step=step, slot=d.slot, parent_id=row.id,
+        operator="rescore", status=Status.RESCORED, reason=None, k=k, n_correct=n_correct,
+        solve_rate=n_correct / k if k else None, majority_answer=v.majority_answer if v else None,
+        majority_share=v.majority_share if v else None, reference_agrees=v.reference_agrees if v else None,
+        quality=quality if k else 0.0, cell=None, archive_outcome=ArchiveOutcome.INELIGIBLE,
+        solver=solver if k else None, gen_tokens=0, solve_tokens=sum(t for _, t in d.attempts),
+        verify_tokens=0, created_at=created, second_parent_id=None)
+
+
+def place_rescored(archive: Archive, rows: list[Candidate]) -> list[Candidate]:
+    """Each re-scored row's outcome in the re-derived `archive`: `new` where it holds its
+    cell, else `not_added` (lost the cell to another) or `ineligible` (quality 0)."""
+    held = set(archive.data().column("id").to_pylist())
+    return [replace(r, archive_outcome=ArchiveOutcome.NEW if r.id in held else
+                    ArchiveOutcome.NOT_ADDED if r.quality > 0 else ArchiveOutcome.INELIGIBLE) for r in rows]
