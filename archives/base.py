@@ -1,6 +1,6 @@
 """What every archive shares: the contract, batch validation, stats, snapshot files.
 
-The contract (checked for every class by tests/test_archive_contract.py):
+The contract (checked for every class by tests/unit/archives/test_archive_contract.py):
 
 - ``add(ids, descriptors, qualities, *, steps=None) -> (status int8, cells int64)``
   inserts rows in order, exactly as if each were added alone; a niche holds one elite,

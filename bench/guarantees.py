@@ -7,7 +7,7 @@
                                                     # made with SPARQ_GUARANTEES_JSON=bench/guarantees.json)
 
 The tests write their figures (trials run, faults injected, inputs tried, rows found,
-expected and lost: counts of what each test observed, tests/figures.py) to
+expected and lost: counts of what each test observed, tests/helpers/figures.py) to
 bench/guarantees.json (SPARQ_GUARANTEES_JSON); pass/fail and seconds per test come from
 pytest's JUnit XML. Only figures recorded since the last regeneration started are shown; a
 row whose tests did not run then says "not run in the last regeneration" (with the date of
@@ -32,10 +32,11 @@ RESULTS = REPO / "bench" / "guarantees-results.json"
 DOC = REPO / "docs" / "guarantees.md"
 # The part of docs/guarantees.md between these markers is generated; the rest is left alone.
 START, END = "<!-- guarantees:start -->", "<!-- guarantees:end -->"
-TESTS = ["tests/test_crash.py", "tests/test_faults.py", "tests/test_failures.py", "tests/test_lifeline.py",
-         "tests/test_fuzz.py", "tests/test_security.py", "tests/test_sandbox.py",
-         "tests/test_storage.py::test_second_writer_is_refused_with_pid",
-         "tests/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
+TESTS = ["tests/guarantees/test_crash.py", "tests/guarantees/test_faults.py", "tests/guarantees/test_failures.py",
+         "tests/guarantees/test_lifeline.py", "tests/guarantees/test_fuzz.py", "tests/guarantees/test_security.py",
+         "tests/guarantees/test_sandbox.py",
+         "tests/unit/pipeline/store/test_storage.py::test_second_writer_is_refused_with_pid",
+         "tests/unit/pipeline/domains/test_answers.py::test_adversarial_input_times_out_and_pool_recovers"]
 
 ENGINE_MODES = ["http500", "malformed", "empty", "slow", "hang", "trickle", "close", "refused"]
 
@@ -52,7 +53,7 @@ def parse_junit(xml: Path) -> dict[str, dict]:
     return results
 
 
-STAMP = "%Y-%m-%dT%H:%M:%SZ"  # as tests/figures.py writes recorded_at
+STAMP = "%Y-%m-%dT%H:%M:%SZ"  # as tests/helpers/figures.py writes recorded_at
 NOT_RUN = "not run in the last regeneration"
 
 

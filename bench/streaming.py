@@ -10,7 +10,7 @@ commits after them: the stream's start (filling the window) and its end (it stop
 launching when the candidates in flight fill the remaining commits, then drains) are
 one-offs of a campaign, like loading a model, and are not timed.
 
-Scenarios (fake servers: tests/fake_openai_proc.py, one process, driven by the `openai`
+Scenarios (fake servers: tests/helpers/fake_openai_proc.py, one process, driven by the `openai`
 engine with `engine.openai.base_urls` = all its listeners):
 
 - uniform: 64 endpoints x 1 slot, every request 2 s. Busy share = request-busy time /
@@ -52,12 +52,12 @@ from pipeline.config import load_config
 
 
 class FakeServers:
-    """tests/fake_openai_proc.py with `listeners` endpoints; busy and tick logs."""
+    """tests/helpers/fake_openai_proc.py with `listeners` endpoints; busy and tick logs."""
 
     def __init__(self, workdir: Path, listeners: int, extra: list[str]) -> None:
         self.log, self.ticks = workdir / "busy.jsonl", workdir / "ticks.jsonl"
-        cmd = [sys.executable, "-m", "tests.fake_openai_proc", "--listeners", str(listeners), "--log", str(self.log),
-               "--ticks", str(self.ticks), *extra]
+        cmd = [sys.executable, "-m", "tests.helpers.fake_openai_proc", "--listeners", str(listeners),
+               "--log", str(self.log), "--ticks", str(self.ticks), *extra]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.urls = []
         for line in self.proc.stdout:

@@ -4,7 +4,7 @@
     .venv/bin/python bench/utilisation.py --latency-ms 200 --ms-per-token 7 --no-flow  # unequal requests
     .venv/bin/python bench/utilisation.py --no-flow --steps 2
 
-A fake OpenAI-compatible server process (tests/fake_openai_proc.py) listens on
+A fake OpenAI-compatible server process (tests/helpers/fake_openai_proc.py) listens on
 `--endpoints` ports of 127.0.0.1, each serving `--capacity` requests at a time and
 answering after `--latency-ms` (plus `--ms-per-token` per pretend token; the pretend
 length of an answer is then spread between max_tokens / 8 and max_tokens, so requests
@@ -54,7 +54,7 @@ class FakeServers:
 
     def __init__(self, workdir: Path, args: argparse.Namespace) -> None:
         self.log = workdir / "busy.jsonl"
-        cmd = [sys.executable, "-m", "tests.fake_openai_proc", "--listeners", str(args.endpoints),
+        cmd = [sys.executable, "-m", "tests.helpers.fake_openai_proc", "--listeners", str(args.endpoints),
                "--capacity", str(args.capacity), "--latency-ms", str(args.latency_ms),
                "--ms-per-token", str(args.ms_per_token), "--log", str(self.log)]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)

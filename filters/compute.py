@@ -1,6 +1,6 @@
 """Where the dask graphs run: a distributed cluster, local processes, threads or in-process.
 
-The export's result does not depend on the choice (tests/test_export.py compares a
+The export's result does not depend on the choice (tests/unit/filters/test_export.py compares a
 LocalCluster run with an in-process one): every per-shard task is a pure function of its
 shard and plan, and the reduce step runs in the driver on partitions collected in order.
 """

@@ -6,7 +6,7 @@ each row is compared with the members of the buckets of its `nprobe` nearest cen
 bucket by bucket, as one matrix product per bucket. Both rows of a pair search, so a pair
 is found if either one probes the other's bucket; near-duplicates sit so close together
 that they share a bucket or a neighbouring one (recall against brute force is measured in
-tests/test_filters.py).
+tests/unit/filters/test_filters.py).
 
 Why not faiss's own IVF range search: it scans list by list per query, without BLAS; on
 243K x 384 rows it took ~110 s here, where the blocked products take seconds. faiss still

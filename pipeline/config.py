@@ -118,7 +118,7 @@ class SeedsConfig:
     # 1,800: a crossover prompt holding two parents whose problems and solutions are all this
     # long (math text like the bundled seeds': about 2 characters per token of the bundled
     # model) fits the default 4,096-token context with the generator's tokens
-    # (tests/test_failures.py counts it with the model's tokenizer).
+    # (tests/guarantees/test_failures.py counts it with the model's tokenizer).
     # A prompt that still does not fit fails its candidate (status failed), not the run.
     max_chars: int = 1_800
 
@@ -316,7 +316,7 @@ class QualityConfig:
 
 
 # The names registered in archives/registry.py (`archives.ARCHIVE_KINDS`), kept here so this module
-# does not import the archives (faiss); tests/test_archive_contract.py checks the two agree.
+# does not import the archives (faiss); tests/unit/archives/test_archive_contract.py checks the two agree.
 ARCHIVE_KINDS = ("cvt", "skillset", "novelty")
 
 

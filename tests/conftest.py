@@ -86,8 +86,8 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def figures(tmp_path_factory: pytest.TempPathFactory):
-    """Where guarantee tests record their figures (see tests/figures.py)."""
-    from tests.figures import ENV, Figures
+    """Where guarantee tests record their figures (see tests/helpers/figures.py)."""
+    from tests.helpers.figures import ENV, Figures
 
     path = os.environ.get(ENV)
     return Figures(Path(path) if path else tmp_path_factory.getbasetemp() / "guarantees.json")

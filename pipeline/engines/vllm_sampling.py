@@ -19,7 +19,7 @@ for the unmixed phases of steps mode (bench/streaming.py).
 Ties at the top-p threshold (bf16 logits tie often) keep as many tied tokens as vLLM does,
 the first by token id; vLLM's choice among equal logits follows its unstable sort, which no
 partial sort reproduces, so the masks are equal outside the tied tokens and the kept
-probability mass is equal (tests/test_vllm_sampling.py, on bf16-quantised rows).
+probability mass is equal (tests/unit/pipeline/engines/test_vllm_sampling.py, on bf16-quantised rows).
 
 It is loaded as a vLLM general plugin (entry point `vllm.general_plugins` in
 pyproject.toml), which vLLM calls in every process it starts, the worker that samples

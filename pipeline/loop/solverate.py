@@ -38,7 +38,7 @@ successes in the 8 remaining attempts are still plausible), so with
 rounds of 4 the extremes only settle after 12 attempts and the simulated
 saving against k = 16 is ~30%; with Beta(0.1, 0.1) they settle after 8 and
 the saving is ~50% at ~98.6% agreement with the fixed-k decision (see
-tests/test_solverate.py for the simulation).
+tests/unit/pipeline/loop/test_solverate.py for the simulation).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ readers only list `step-NNNNNN.parquet` names up to the checkpoint's step.
 A write that fails (read-only directory, disk full) raises `RunError` naming the file;
 its temporary file is removed and the last committed step is untouched.
 
-Fault injection (tests only, tests/test_crash.py): with SPARQ_CRASH_AT=<phase>:<step> in
+Fault injection (tests only, tests/guarantees/test_crash.py): with SPARQ_CRASH_AT=<phase>:<step> in
 the environment, `crash_point` SIGKILLs the process when step <step> reaches <phase>:
 mutate, solve, embed (campaign.py, after the engine/embedder answered); shard-tmp (the
 candidates shard written under its temporary name), shard (renamed into place),

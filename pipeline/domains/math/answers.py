@@ -228,7 +228,7 @@ def fast_equal(reference: str, predicted: str) -> bool | None:
 
     Empty answers are never equal; equal normalised strings are equal; two plain
     numbers (see ``_PLAIN_NUMBER_RE``) of different value are different, which is what
-    math-verify answers for them (tests/test_answers.py checks it on many pairs). Most
+    math-verify answers for them (tests/unit/pipeline/domains/test_answers.py checks it on many pairs). Most
     wrong answers of a solver are such numbers, so most problems need no sympy at all.
     """
     ref_norm, pred_norm = normalize_answer(reference), normalize_answer(predicted)

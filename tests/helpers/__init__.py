@@ -1,0 +1,1 @@
+"""Shared test helpers: scripted runs, fake OpenAI servers, figures, golden digests."""

@@ -1,0 +1,1 @@
+"""Tests of each package, in folders that mirror the packages."""

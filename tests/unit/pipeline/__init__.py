@@ -1,0 +1,1 @@
+"""Tests of pipeline/ (its top-level modules here, its parts below)."""
