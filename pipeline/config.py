@@ -394,7 +394,10 @@ VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation
 # function the problem names, the tests call it, the reference passes them in the sandbox,
 # and a function returning None does not.
 CODE_CHECKS = ("syntax", "names_function", "tests_call", "reference_passes", "tests_discriminate")
-CHECK_NAMES = {"math": VALIDITY_CHECKS, "code": CODE_CHECKS}  # [validity] checks, per [domain] kind
+# The domain registry: one entry per package pipeline/domains/<kind>/ (its `DOMAIN` class is
+# loaded by that name), with the check names `[validity] checks` may give for it. Adding a
+# domain is its package and one entry here.
+CHECK_NAMES = {"math": VALIDITY_CHECKS, "code": CODE_CHECKS}
 VERIFIER_ENGINES = ("campaign", "own")
 # "solve": the verifier re-solves the problem and its majority answer must not contradict
 # the reference; "judge": an instruction-tuned model reads problem, solution and answer
@@ -468,7 +471,7 @@ class DaskConfig:
                "a scheduler address such as tcp://host:8786, or empty for a LocalCluster", self.address)
 
 
-DOMAIN_KINDS = ("math", "code")  # pipeline/domains: DOMAINS has one entry per name
+DOMAIN_KINDS = tuple(CHECK_NAMES)  # pipeline/domains: DOMAINS is built from these names
 
 
 @dataclass(frozen=True)

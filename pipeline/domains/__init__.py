@@ -15,15 +15,18 @@ rows and fills the archive without knowing what a problem is. A domain supplies 
 - `messages(problem, content)`: an exported training row's chat messages.
 
 `[domain] kind` picks one from `DOMAINS`; a new domain is a module here plus one line in
-`DOMAINS` (and its name in pipeline.config.DOMAIN_KINDS, which the config loader checks).
+`[domain] kind` names a package here, registered by one entry in pipeline.config.CHECK_NAMES
+(with the check names `[validity] checks` may give for it, which the config loader checks):
+`DOMAINS` loads `pipeline.domains.<kind>` and builds its module-level `DOMAIN` class.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from pipeline.config import DomainConfig
+from pipeline.config import DOMAIN_KINDS, DomainConfig
 from pipeline.domains.base import Mutation, ParseFailure, Validity, Verdict
 
 
@@ -57,19 +60,16 @@ class Domain(Protocol):
         ...
 
 
-def _math() -> Domain:
-    from pipeline.domains.math import MathDomain
+def _loader(kind: str) -> Callable[[], Domain]:
+    def load() -> Domain:
+        # Imported on first use: the code domain's sandbox and math's math-verify stay
+        # unloaded in a campaign of the other domain.
+        return importlib.import_module(f"pipeline.domains.{kind}").DOMAIN()
 
-    return MathDomain()
-
-
-def _code() -> Domain:
-    from pipeline.domains.code import CodeDomain
-
-    return CodeDomain()
+    return load
 
 
-DOMAINS: dict[str, Callable[[], Domain]] = {"math": _math, "code": _code}
+DOMAINS: dict[str, Callable[[], Domain]] = {kind: _loader(kind) for kind in DOMAIN_KINDS}
 
 
 def make_domain(cfg: DomainConfig) -> Domain:

@@ -287,3 +287,6 @@ class CodeDomain:
 
     def messages(self, problem: str, content: str) -> list[dict[str, str]]:
         return [{"role": "user", "content": problem}, {"role": "assistant", "content": clean_code(content)}]
+
+
+DOMAIN = CodeDomain  # what pipeline.domains.DOMAINS builds for this kind

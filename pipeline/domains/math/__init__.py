@@ -32,3 +32,6 @@ class MathDomain:
 
     def messages(self, problem: str, content: str) -> list[dict[str, str]]:
         return [{"role": "user", "content": problem}, {"role": "assistant", "content": content}]
+
+
+DOMAIN = MathDomain  # what pipeline.domains.DOMAINS builds for this kind
