@@ -94,6 +94,9 @@ def test_two_real_steps_through_prefect(two_step_run: Path):
     _invariants(two_step_run, 2)
 
 
+@pytest.mark.ci
+# Long (about 70 s): a CI variant, for make test's 15-minute budget on 2 cores; kills mid-step are tested in every
+# make test by tests/guarantees/test_crash.py and test_lifeline.py.
 def test_sigkill_during_step_3_then_resume(two_step_run: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     shutil.copytree(two_step_run, run_dir)

@@ -242,6 +242,9 @@ def test_tiny_lora_finetune_gives_a_loadable_model(tmp_path: Path, capsys):
     assert outs[0][0].tokens >= 1
 
 
+@pytest.mark.ci
+# Long (about 53 s): a CI variant, for make test's 15-minute budget on 2 cores; evaluate() runs in every make test
+# on a recording engine (test_evaluate_gives_every_sample_its_own_seed).
 @pytest.mark.slow
 def test_evaluate_four_problems_n2(tmp_path: Path, capsys):
     cfg = tmp_path / "ev.toml"

@@ -40,6 +40,9 @@ def _check_run(run_dir: Path, steps: int, batch: int) -> None:
     assert archive == rederive_archive(archive.centroids, cand)
 
 
+@pytest.mark.ci
+# Long (about 41 s): a CI variant, for make test's 15-minute budget on 2 cores; a LocalCluster runs the same path in
+# every make test.
 def test_generate_on_an_external_dask_cluster(tmp_path: Path):
     config = scripted_config(tmp_path, steps=2, batch=6, k=3, extra="[dask]\nchunk_size = 2\n")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -236,6 +236,9 @@ def test_extend_and_fresh_runs_in_process(tmp_path: Path, monkeypatch: pytest.Mo
     assert [_committed(p) for p in subdirs] == [1, 1]
 
 
+@pytest.mark.ci
+# Long (about 60 s): a CI variant, for make test's 15-minute budget on 2 cores; the served deployments above fire in
+# every make test.
 def test_work_pool_deployment_runs_on_a_worker(prefect_server: dict[str, str], tmp_path: Path):
     env, api = prefect_server, prefect_server["PREFECT_API_URL"]
     config = scripted_config(tmp_path, steps=5, batch=2, k=2)
