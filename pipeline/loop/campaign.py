@@ -14,10 +14,8 @@ One step:
                better quality replaces, ties keep the incumbent);
   6. commit  - every candidate and attempt is written, then the checkpoint.
 
-What a step is made of lives beside this coordinator: the parent pool and selection in
-pipeline/loop/population.py; each candidate's lifecycle (mutate, parse and check, label,
-solve, judge, verify) in pipeline/loop/lifecycle.py, the same object in both modes; the rows,
-archive insertion, metrics and the atomic write in pipeline/loop/commit.py.
+Beside this coordinator: the parent pool (population.py), each candidate's lifecycle, the
+same object in both modes (lifecycle.py), and the rows, archive and atomic write (commit.py).
 
 The phases are separate methods so an orchestrator (flows/generate.py) can wrap the
 engine-bound ones in retried tasks (`run_step(phase)`). That is steps mode, where each
@@ -41,22 +39,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from archives import AddStatus, Archive
-from pipeline.config import Config, dump_config, load_config
+from pipeline.config import Config, dump_config
 from pipeline.domains import Judge, make_domain
 from pipeline.engines import Completion, Engine, RequestError, Sampling
 from pipeline.engines.base import complete_each
-from pipeline.loop.candidate import (  # noqa: F401
-    PHASE_RESCORE,
-    PHASE_SOLVE,
-    PHASE_VERIFY,
-    Draft,
-    Parent,
-    archive_eligible,
-    request_seed,
-)
+from pipeline.loop.candidate import Draft, Parent, request_seed
 from pipeline.loop.commit import (
     OUTCOME,
     attempt_rows,
@@ -73,33 +62,24 @@ from pipeline.loop.lifecycle import Rules, run_mutations, run_solves
 from pipeline.loop.operators import OperatorSpec, load_operators, operator_metrics
 from pipeline.loop.population import Population, rederive_archive, resume_archive  # noqa: F401 (re-exported)
 from pipeline.loop.resources import Resources
+from pipeline.loop.run_config import effective_config, resolve_config  # noqa: F401 (re-exported)
 from pipeline.loop.solverate import quality_function
 from pipeline.placement.archiving import build_archive, descriptors_for
 from pipeline.prompts import Prompt
 from pipeline.store.records import (
-    CANDIDATES_SCHEMA,
     Attempt,
     Candidate,
     OperatorMetrics,
     Status,
     StepMetrics,
     now,
-    to_table,
 )
 from pipeline.store.seeds import load_seeds
-from pipeline.store.storage import Checkpoint, RunDir, RunError, atomic_write_bytes, crash_point
+from pipeline.store.storage import Checkpoint, RunDir, crash_point
 
 Progress = Callable[[str], None]
 # Runs one engine-bound phase of a step: phase(name, fn, step, arg) -> fn(step, arg).
 Phase = Callable[[str, Callable, int, object], object]
-
-
-def effective_config(run: RunDir, config: Config | None, resume: bool) -> Config | None:
-    """The config a campaign in `run` runs with: the saved one once it has committed steps
-    (or when resuming a directory that has one), else `config`."""
-    if run.read_checkpoint() is not None or (resume and run.config_path.is_file()):
-        return load_config(run.config_path)
-    return config
 
 
 class Campaign:
@@ -145,22 +125,7 @@ class Campaign:
         """
         run = RunDir(run_dir)
         ckpt = run.read_checkpoint()
-        if ckpt is not None and not resume:
-            raise RunError(f"run directory {run.path} already has {ckpt.step} committed step(s); "
-                           "pass --resume to continue it or choose another directory")
-        if config_override and config is not None and ckpt is not None:
-            saved = load_config(run.config_path)
-            for key in ("domain", "seeds", "archive", "quality"):
-                if getattr(saved, key) != getattr(config, key):
-                    raise RunError(f"run directory {run.path}: config section [{key}] differs from the "
-                                   "run's own; a campaign keeps it for its whole life")
-            atomic_write_bytes(run.config_path, dump_config(config).encode("utf-8"))
-        else:
-            config = effective_config(run, config, resume)
-        if config is None:
-            raise RunError(f"run directory {run.path} has no config.toml; give a config")
-        if steps is not None:
-            config = replace(config, run=replace(config.run, steps=steps))
+        config = resolve_config(run, ckpt, config, resume=resume, steps=steps, config_override=config_override)
         camp = cls(config, run, engine=engine, judge=judge, progress=progress, solver_engine=solver_engine)
         if ckpt is not None:
             camp._restore(ckpt)
@@ -201,7 +166,7 @@ class Campaign:
                 for r, s, c in zip(rows, statuses, cells, strict=True)]
         self.rules.use_archive(self.archive, [(s.problem, s.solution, s.skill) for s in seeds])
         self.population.remember(rows)
-        self._commit(0, rows, [], 0.0, 0.0, t0, [])
+        self.commit_step(0, rows, [], 0.0, 0.0, t0, [])
         self.log(f"step 0: {len(rows)} seeds in {self.archive.stats.num_elites} of {self.archive.cells} "
                  f"{self.archive.kind} cells")
 
@@ -237,15 +202,15 @@ class Campaign:
     def mutate(self, step: int, parents: list[Parent]) -> list[Draft]:
         """Steps mode's mutate phase: a mutation per parent, parsed and checked (failures kept
         as rows); for the skill-set archive the ok ones are then labelled."""
-        return run_mutations(self.rules, step, parents, self._complete, self.request_seed)
+        return run_mutations(self.rules, step, parents, self.complete_for, self.request_seed)
 
     def solve(self, step: int, drafts: list[Draft]) -> list[Draft]:
         """Steps mode's solve phase: solver attempts for every ok draft (k each, or adaptive
         rounds up to k), judged; then the verifier where it is on."""
-        return run_solves(self.rules, self.judge, step, drafts, self._complete, self.request_seed,
+        return run_solves(self.rules, self.judge, step, drafts, self.complete_for, self.request_seed,
                           prefetch=self.res.prefetch_embeddings)
 
-    def _complete(self, role: str, prompts: list[Prompt], sampling: Sampling) -> list:
+    def complete_for(self, role: str, prompts: list[Prompt], sampling: Sampling) -> list:
         return self.complete(self.res.engine_for(role), prompts, sampling)
 
     def complete(self, engine: Engine, prompts: list[Prompt],
@@ -290,7 +255,7 @@ class Campaign:
         rows = insert(self.archive, step, place(self.archive, rows))
         self.population.remember(rows)
         ops = operator_metrics(step, rows, self.config.quality.lo, self.config.quality.hi)
-        return self._commit(step, rows, attempts, mutate_s, solve_s, started, ops)
+        return self.commit_step(step, rows, attempts, mutate_s, solve_s, started, ops)
 
     def run_step(self, phase: Phase | None = None) -> StepMetrics:
         """One step with its phases as barriers (steps mode). `phase(name, fn, step, arg)`
@@ -309,40 +274,13 @@ class Campaign:
     # -- re-scoring (rounds) ------------------------------------------------------------
     def rescore(self) -> StepMetrics:
         """One step that re-solves every generated elite with the current solver and
-        re-derives the archive from the re-scored rows (pipeline/loop/rescore.py). The verifier
-        does not run again: the problems and references are unchanged."""
-        from pipeline.loop.rescore import elite_drafts, elite_rows, place_rescored, rescored_row
+        re-derives the archive from the re-scored rows (pipeline/loop/rescore.py)."""
+        from pipeline.loop.rescore import rescore_step
 
-        assert self.archive is not None
-        step, started = self.step + 1, time.perf_counter()
-        before = self.run.read_candidates(upto=self.step)
-        elites = elite_rows(self.archive, before)
-        self.log(f"step {step}: re-scoring {len(elites)} elites with solver {self.res.solver_name}")
-        config = replace(self.config, verifier=replace(self.config.verifier, m=0))
-        rules = Rules(config, self.domain, self.operators, self.quality, self.population.taken)
-        drafts = run_solves(rules, self.judge, step, elite_drafts(elites), self._complete,
-                            lambda st, phase: self.request_seed(st, phase - PHASE_SOLVE + PHASE_RESCORE))
-        solve_s = time.perf_counter() - started
-        crash_point("rescore", step)
-        created, solver = now(), self.res.solver_name
-        rows, attempts = [], []
-        for row, d in zip(elites, drafts, strict=True):
-            k = len(d.attempts)
-            q = float(self.quality(sum(d.verdict.correct) / k)) if k and d.verdict else 0.0
-            new = rescored_row(row, d, run_id=self.run_id, step=step, quality=q, solver=solver, created=created)
-            rows.append(new)
-            attempts.extend(attempt_rows(new, d, created, prompt_version=self.rules.solve_prompt.version,
-                                         solver=solver))
-        rows = place(self.archive, rows)
-        table = to_table(rows, CANDIDATES_SCHEMA)
-        self.archive = rederive_archive(self.archive, pa.concat_tables([before, table]))
-        rows = place_rescored(self.archive, rows)
-        self.population.remember(rows)
-        self.counters["rescored_steps"] = self.counters.get("rescored_steps", 0) + 1
-        return self._commit(step, rows, attempts, 0.0, solve_s, started, [])
+        return rescore_step(self)
 
     # -- bookkeeping -----------------------------------------------------------------
-    def _commit(self, step: int, rows: list[Candidate], attempts: list[Attempt], mutate_s: float, solve_s: float,
+    def commit_step(self, step: int, rows: list[Candidate], attempts: list[Attempt], mutate_s: float, solve_s: float,
                 started: float, operators: list[OperatorMetrics]) -> StepMetrics:
         q = self.config.quality
         metrics = step_metrics(self.archive, step, rows, attempts, lo=q.lo, hi=q.hi, mutate_s=mutate_s,

@@ -14,14 +14,29 @@ The functions here are pure; Campaign.rescore runs the solves and commits.
 
 from __future__ import annotations
 
+import time
 from dataclasses import fields, replace
+from typing import Any
 
 import pyarrow as pa
 
 from archives import Archive
 from pipeline.domains.base import Mutation
-from pipeline.loop.candidate import Draft, Parent
-from pipeline.store.records import ArchiveOutcome, Candidate, Status, candidate_id
+from pipeline.loop.candidate import PHASE_RESCORE, PHASE_SOLVE, Draft, Parent
+from pipeline.loop.commit import attempt_rows, place
+from pipeline.loop.lifecycle import Rules, run_solves
+from pipeline.loop.population import rederive_archive
+from pipeline.store.records import (
+    CANDIDATES_SCHEMA,
+    ArchiveOutcome,
+    Candidate,
+    Status,
+    StepMetrics,
+    candidate_id,
+    now,
+    to_table,
+)
+from pipeline.store.storage import crash_point
 
 _FIELDS = [f.name for f in fields(Candidate)]
 
@@ -68,3 +83,36 @@ def place_rescored(archive: Archive, rows: list[Candidate]) -> list[Candidate]:
     held = set(archive.data().column("id").to_pylist())
     return [replace(r, archive_outcome=ArchiveOutcome.NEW if r.id in held else
                     ArchiveOutcome.NOT_ADDED if r.quality > 0 else ArchiveOutcome.INELIGIBLE) for r in rows]
+
+
+def rescore_step(camp: Any) -> StepMetrics:
+    """One step of `camp` (a Campaign) that re-solves every generated elite with the current
+    solver and re-derives the archive from the re-scored rows. The verifier does not run
+    again: the problems and references are unchanged."""
+    assert camp.archive is not None
+    step, started = camp.step + 1, time.perf_counter()
+    before = camp.run.read_candidates(upto=camp.step)
+    elites = elite_rows(camp.archive, before)
+    camp.log(f"step {step}: re-scoring {len(elites)} elites with solver {camp.res.solver_name}")
+    config = replace(camp.config, verifier=replace(camp.config.verifier, m=0))
+    rules = Rules(config, camp.domain, camp.operators, camp.quality, camp.population.taken)
+    drafts = run_solves(rules, camp.judge, step, elite_drafts(elites), camp.complete_for,
+                        lambda st, phase: camp.request_seed(st, phase - PHASE_SOLVE + PHASE_RESCORE))
+    solve_s = time.perf_counter() - started
+    crash_point("rescore", step)
+    created, solver = now(), camp.res.solver_name
+    rows, attempts = [], []
+    for row, d in zip(elites, drafts, strict=True):
+        k = len(d.attempts)
+        q = float(camp.quality(sum(d.verdict.correct) / k)) if k and d.verdict else 0.0
+        new = rescored_row(row, d, run_id=camp.run_id, step=step, quality=q, solver=solver, created=created)
+        rows.append(new)
+        attempts.extend(attempt_rows(new, d, created, prompt_version=camp.rules.solve_prompt.version,
+                                     solver=solver))
+    rows = place(camp.archive, rows)
+    table = to_table(rows, CANDIDATES_SCHEMA)
+    camp.archive = rederive_archive(camp.archive, pa.concat_tables([before, table]))
+    rows = place_rescored(camp.archive, rows)
+    camp.population.remember(rows)
+    camp.counters["rescored_steps"] = camp.counters.get("rescored_steps", 0) + 1
+    return camp.commit_step(step, rows, attempts, 0.0, solve_s, started, [])
