@@ -1,4 +1,4 @@
-"""Re-scoring an archive with a new solver (between rounds, pipeline/rounds.py).
+"""Re-scoring an archive with a new solver (between rounds, flows/rounds.py).
 
 When the student changes, the solve rates that placed the elites are stale: a problem the
 tuned model now always solves is no longer "hard but solvable". A re-scoring step re-solves

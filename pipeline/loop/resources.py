@@ -26,7 +26,7 @@ class Resources:
         # A judge handed in (e.g. one that fans out to a cluster) must offer judge_many and close.
         self._judge = judge
         self._verifier_engine: Engine | None = None
-        # `[solver] engine = "own"` (e.g. a round's fine-tuned student, pipeline/rounds.py):
+        # `[solver] engine = "own"` (e.g. a round's fine-tuned student, flows/rounds.py):
         # one handed in stays the caller's, like the campaign's engine.
         self._solver_engine = solver_engine
         self._owns_solver = solver_engine is None
