@@ -187,6 +187,22 @@ MOVED_ENGINE_KEYS = {
 }
 
 
+def _key_line(source: str, table: str, key: str) -> int:
+    """The line of `key` in the [table] of the TOML file `source` (0 if not found)."""
+    try:
+        lines = Path(source).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    inside = False
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if text.startswith("["):
+            inside = text.split("#")[0].strip() == f"[{table}]"
+        elif inside and re.match(rf"{re.escape(key)}\s*=", text):
+            return number
+    return 0
+
+
 class ConfigMovedWarning(UserWarning):
     """A config key given at its old place, loaded from there; the message says where it lives now."""
 
@@ -226,9 +242,12 @@ class EngineConfig:
             if isinstance(sub, dict):  # not a table: build() names that error
                 # The old place wins: a user file's flat key over the packaged default's table.
                 out[table] = {**sub, key: data[key]}
-            warnings.warn(f"config key '{prefix}.{key}' in {source} has moved to '{prefix}.{table}.{key}' "
-                          f"(the [{prefix}.{table}] table); loaded from its old place", ConfigMovedWarning,
-                          stacklevel=2)
+            # Shown as "FILE:LINE: ConfigMovedWarning: ..." with the key's line of the user's
+            # file under it, not a line of this module.
+            warnings.warn_explicit(
+                f"config key '{prefix}.{key}' in {source} has moved to '{prefix}.{table}.{key}' "
+                f"(the [{prefix}.{table}] table); loaded from its old place", ConfigMovedWarning,
+                filename=source, lineno=_key_line(source, prefix, key))
         return out
 
     def validate(self, p: str) -> None:

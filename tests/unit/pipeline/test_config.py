@@ -101,6 +101,7 @@ def test_old_flat_engine_keys_load_with_one_line_saying_where_they_moved(tmp_pat
     messages = [str(w.message) for w in caught]
     assert messages == [f"config key '{section}.{key}' in {p} has moved to '{section}.{table}.{key}' "
                         f"(the [{section}.{table}] table); loaded from its old place"]
+    assert (caught[0].filename, caught[0].lineno) == (str(p), 2)  # shown at the key's own line
     engine = cfg.engine if section == "engine" else cfg.verifier.own
     loaded = getattr(getattr(engine, table), key)
     assert loaded == {"base_urls": ("http://h:1/v1",), "enforce_eager": False, "script": "s.json", "retries": 0}[key]
