@@ -3,7 +3,8 @@ bundled Gemma 3 270M.
 
 - `sparq generate` with the packaged default engine (in-process vLLM) through the Prefect
   flow, as `make run` runs it;
-- one in-process engine shared by the rest of the module: a batch the size of the
+- one in-process engine shared by the tests after those that start engines of their own
+  (one vLLM engine per test worker at a time: see `alone`): a batch the size of the
   default step's, seeded, through `complete` (vLLM's CPU build used to die on per-request
   seeds at that size); a campaign step on it; the chat prompts through vLLM's chat path;
 - CI only: `vllm serve` + the openai engine, Dask fan-out with a vLLM engine per worker, and
@@ -154,10 +155,78 @@ def model_dir() -> Path:
     return embedded_vllm_model_dir(log=print)
 
 
+class _SharedEngine:
+    """The module's one in-process engine, started on first use (one start, ~35 s)."""
+
+    def __init__(self) -> None:
+        self.eng = None
+
+    def get(self):
+        if self.eng is None:
+            from pipeline.engines import make_engine
+
+            cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain",
+                               vllm=VllmSettings(enforce_eager=True))
+            t0 = time.monotonic()
+            self.eng = make_engine(cfg, seed=0)
+            print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")
+        return self.eng
+
+    def close(self) -> None:
+        eng, self.eng = self.eng, None
+        if eng is not None:
+            eng.close()
+
+
+def _engine_processes() -> list[str]:
+    """This test process's vLLM engine processes (engine core, worker), by name."""
+    from pipeline.runtime.lifeline import descendants
+
+    names = []
+    for pid in descendants(os.getpid()):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:  # gone meanwhile
+            continue
+        if name.startswith("VLLM"):
+            names.append(f"{name} (pid {pid})")
+    return names
+
+
+@pytest.fixture(scope="module")
+def shared_engine(model_dir: Path):
+    holder = _SharedEngine()
+    yield holder
+    holder.close()
+
+
+@pytest.fixture
+def engine(shared_engine: _SharedEngine):
+    return shared_engine.get()
+
+
+@pytest.fixture
+def alone(shared_engine: _SharedEngine) -> None:
+    """For a test that starts an engine of its own (a subprocess, a server, a Dask worker):
+    the shared engine is stopped first, and no vLLM process of this test worker is left.
+
+    Two engines at once in one test worker (about 4.5 GB each here: weights, KV cache,
+    sampling buffers), beside the other worker's, ran the 24 GiB machine out of memory in
+    CI; the OOM killer took the shared engine's worker and every later test met an
+    EngineDeadError. The own-engine tests come first in the file, so the shared engine
+    still starts once."""
+    shared_engine.close()
+    deadline = time.monotonic() + 30
+    while (left := _engine_processes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"vLLM processes of this test worker still running before a test that starts its own: {left}"
+
+
 # Runs first in this file, before the module's shared engine exists (one model in memory).
 # A long variant: tests/real/test_e2e.py runs the same path (`sparq generate`, the Prefect flow, the
 # packaged default engine) in every `make test`; this one also checks make run's own sizes.
 @pytest.mark.ci
+@pytest.mark.usefixtures("alone")
 def test_generate_flow_on_the_default_vllm_engine(model_dir: Path, tmp_path: Path) -> None:
     """`sparq generate` as `make run` runs it: the Prefect flow, the packaged default engine."""
     config = _config(tmp_path / "config.toml")  # no [engine] keys: the packaged default
@@ -175,6 +244,7 @@ def test_generate_flow_on_the_default_vllm_engine(model_dir: Path, tmp_path: Pat
 
 
 @pytest.mark.ci
+@pytest.mark.usefixtures("alone")
 def test_code_domain_runs_on_the_embedded_model(model_dir: Path, tmp_path: Path) -> None:
     """`sparq generate --config code` (the packaged code config) through the Prefect flow on
     vLLM: parsed, checked and judged in the sandbox. Its outputs are poor (docs/code.md); the
@@ -196,18 +266,130 @@ def test_code_domain_runs_on_the_embedded_model(model_dir: Path, tmp_path: Path)
     print(f"\ncode domain, step 1: {_step_line(proc.stderr)}; {wall_s:.0f} s wall")
 
 
-@pytest.fixture(scope="module")
-def engine(model_dir: Path):
-    """One in-process vLLM engine for the rest of the module (one start, ~35 s)."""
-    from pipeline.engines import make_engine
-
-    cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain",
-                       vllm=VllmSettings(enforce_eager=True))
+@pytest.mark.ci
+@pytest.mark.usefixtures("alone")
+def test_vllm_serve_with_openai_engine(model_dir: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "vllm-serve.log"
+    env = dict(os.environ, **OFFLINE, VLLM_CPU_KVCACHE_SPACE="2")
+    vllm_cli = str(Path(sys.executable).parent / "vllm")
+    cmd = [vllm_cli, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+           "--served-model-name", SERVED_NAME, "--dtype", "bfloat16", "--max-model-len", "2048", "--seed", "0"]
     t0 = time.monotonic()
-    eng = make_engine(cfg, seed=0)
-    print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")
-    yield eng
-    eng.close()
+    with log.open("wb") as fh:
+        server = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                                  start_new_session=True)
+    try:
+        start_s = _wait_healthy(server, f"http://127.0.0.1:{port}/health", log, START_TIMEOUT_S)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as resp:
+            assert SERVED_NAME in [m["id"] for m in json.load(resp)["data"]]
+        config = _config(tmp_path / "config.toml", f"""kind = "openai"
+model = "{SERVED_NAME}"
+[engine.openai]
+base_urls = ["http://127.0.0.1:{port}/v1"]
+timeout_s = 600.0""")
+        run_dir = tmp_path / "run"
+        proc, step_s = _generate(config, run_dir, dict(os.environ, **OFFLINE), "--no-prefect", "--quiet")
+        assert proc.returncode == 0, f"{proc.stderr[-3000:]}\nvllm serve log:\n{_tail(log)}"
+        figures = _check_step(run_dir, f"openai:{SERVED_NAME}")
+        print(f"\nvllm serve: healthy after {start_s:.0f} s; sparq generate (seeds + step 1, {BATCH} mutations, "
+              f"k={K}) {step_s:.0f} s wall; {_step_line(proc.stderr)}; {figures}")
+    finally:
+        _stop(server)
+    assert server.poll() is not None
+    print(f"vllm serve test total {time.monotonic() - t0:.0f} s")
+
+
+@pytest.mark.ci
+@pytest.mark.usefixtures("alone")
+def test_dask_fanout_builds_one_vllm_engine_per_worker(model_dir: Path, tmp_path: Path) -> None:
+    """Two steps fanned out over a one-worker LocalCluster: the worker builds its vLLM
+    engine once and reuses it (closed at the end: 1 engine + 1 judge). The default mode
+    streams on vLLM, so the stream sends its requests to the worker as chunk tasks."""
+    config = _config(tmp_path / "config.toml", extra="""[dask]
+enabled = true
+n_workers = 1
+threads_per_worker = 1""")
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, **OFFLINE)
+    env.pop("PREFECT_API_URL", None)
+    t0 = time.monotonic()
+    proc = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--steps", "2"),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * STEP_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "closed 2 engine(s)/judge(s) on 1 Dask worker(s)" in proc.stderr
+    assert "streaming: up to" in proc.stderr and "engine chunk task(s)" in proc.stderr
+    run = RunDir(run_dir)
+    assert run.read_checkpoint().step == 2
+    gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
+    assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
+    print(f"\ndask + vLLM: 2 steps in {time.monotonic() - t0:.0f} s wall")
+
+
+@pytest.mark.ci
+@pytest.mark.usefixtures("alone")
+def test_scheduled_flow_extends_a_campaign_on_vllm(model_dir: Path, tmp_path: Path) -> None:
+    """What each run of a `sparq schedule` deployment does (flows/schedule.py's flow), on the
+    default vLLM engine: two runs of one step each extend one campaign to two steps."""
+    from flows.schedule import extend_campaign
+
+    config = str(_config(tmp_path / "config.toml"))
+    run_dir = tmp_path / "campaign"
+    t0 = time.monotonic()
+    for _ in range(2):
+        extend_campaign(run_dir=str(run_dir), config_path=config, steps_per_run=1)
+    run = RunDir(run_dir)
+    assert run.read_checkpoint().step == 2
+    gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
+    assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
+    print(f"\nscheduled flow x 2 on vLLM: {time.monotonic() - t0:.0f} s wall")
+
+
+@pytest.mark.ci
+@pytest.mark.usefixtures("alone")
+def test_killed_generate_leaves_no_engine_core_and_resumes(tmp_path: Path, figures) -> None:
+    """SIGKILL of `sparq generate` alone while it streams on in-process vLLM: its engine core
+    (and every other process it started) dies with it, and --resume starts and commits."""
+    from pipeline.runtime.lifeline import alive, descendants
+
+    config = _config(tmp_path / "config.toml")
+    run_dir, log = tmp_path / "run", tmp_path / "generate.log"
+    env = dict(os.environ, **OFFLINE)
+    with log.open("w") as fh:
+        proc = subprocess.Popen(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir),
+                                          "--steps", "20", "--no-prefect"),
+                                cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    children: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "streaming: up to" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, _tail(log)
+            time.sleep(0.5)
+        time.sleep(2)  # requests in flight
+        children = descendants(proc.pid)
+        names = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                 for p in children if Path(f"/proc/{p}/cmdline").exists()]
+        assert any("EngineCore" in n or "VLLM" in n for n in names) or len(children) >= 3, names
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(p, s) for p, s in children.items()):
+            assert time.monotonic() < deadline, f"survivors: {[p for p, s in children.items() if alive(p, s)]}"
+            time.sleep(0.2)
+    finally:
+        for pid, started in children.items():
+            if alive(pid, started):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    committed = RunDir(run_dir).read_checkpoint().step
+    resumed = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--resume",
+                                       "--steps", str(committed + 1), "--no-prefect", "--quiet"),
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert RunDir(run_dir).read_checkpoint().step == committed + 1
+    figures.record("lifeline.vllm", children=len(children), survivors=0, resumed=1)
+    print(f"\nkilled at step {committed}: {len(children)} processes it had started, none survived; resumed")
 
 
 def test_default_step_sized_batch_with_seeds(engine) -> None:
@@ -277,82 +459,6 @@ def test_chat_prompts_through_vllms_chat_path(engine) -> None:
     print(f"\nchat path: mutations {[type(p).__name__ for p in parsed]}; a solve: {sols[0][0].text[:80]!r}")
 
 
-@pytest.mark.ci
-def test_vllm_serve_with_openai_engine(model_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    log = tmp_path / "vllm-serve.log"
-    env = dict(os.environ, **OFFLINE, VLLM_CPU_KVCACHE_SPACE="2")
-    vllm_cli = str(Path(sys.executable).parent / "vllm")
-    cmd = [vllm_cli, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--served-model-name", SERVED_NAME, "--dtype", "bfloat16", "--max-model-len", "2048", "--seed", "0"]
-    t0 = time.monotonic()
-    with log.open("wb") as fh:
-        server = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-                                  start_new_session=True)
-    try:
-        start_s = _wait_healthy(server, f"http://127.0.0.1:{port}/health", log, START_TIMEOUT_S)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as resp:
-            assert SERVED_NAME in [m["id"] for m in json.load(resp)["data"]]
-        config = _config(tmp_path / "config.toml", f"""kind = "openai"
-model = "{SERVED_NAME}"
-[engine.openai]
-base_urls = ["http://127.0.0.1:{port}/v1"]
-timeout_s = 600.0""")
-        run_dir = tmp_path / "run"
-        proc, step_s = _generate(config, run_dir, dict(os.environ, **OFFLINE), "--no-prefect", "--quiet")
-        assert proc.returncode == 0, f"{proc.stderr[-3000:]}\nvllm serve log:\n{_tail(log)}"
-        figures = _check_step(run_dir, f"openai:{SERVED_NAME}")
-        print(f"\nvllm serve: healthy after {start_s:.0f} s; sparq generate (seeds + step 1, {BATCH} mutations, "
-              f"k={K}) {step_s:.0f} s wall; {_step_line(proc.stderr)}; {figures}")
-    finally:
-        _stop(server)
-    assert server.poll() is not None
-    print(f"vllm serve test total {time.monotonic() - t0:.0f} s")
-
-
-@pytest.mark.ci
-def test_dask_fanout_builds_one_vllm_engine_per_worker(model_dir: Path, tmp_path: Path) -> None:
-    """Two steps fanned out over a one-worker LocalCluster: the worker builds its vLLM
-    engine once and reuses it (closed at the end: 1 engine + 1 judge). The default mode
-    streams on vLLM, so the stream sends its requests to the worker as chunk tasks."""
-    config = _config(tmp_path / "config.toml", extra="""[dask]
-enabled = true
-n_workers = 1
-threads_per_worker = 1""")
-    run_dir = tmp_path / "run"
-    env = dict(os.environ, **OFFLINE)
-    env.pop("PREFECT_API_URL", None)
-    t0 = time.monotonic()
-    proc = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--steps", "2"),
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * STEP_TIMEOUT_S)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "closed 2 engine(s)/judge(s) on 1 Dask worker(s)" in proc.stderr
-    assert "streaming: up to" in proc.stderr and "engine chunk task(s)" in proc.stderr
-    run = RunDir(run_dir)
-    assert run.read_checkpoint().step == 2
-    gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
-    assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
-    print(f"\ndask + vLLM: 2 steps in {time.monotonic() - t0:.0f} s wall")
-
-
-@pytest.mark.ci
-def test_scheduled_flow_extends_a_campaign_on_vllm(model_dir: Path, tmp_path: Path) -> None:
-    """What each run of a `sparq schedule` deployment does (flows/schedule.py's flow), on the
-    default vLLM engine: two runs of one step each extend one campaign to two steps."""
-    from flows.schedule import extend_campaign
-
-    config = str(_config(tmp_path / "config.toml"))
-    run_dir = tmp_path / "campaign"
-    t0 = time.monotonic()
-    for _ in range(2):
-        extend_campaign(run_dir=str(run_dir), config_path=config, steps_per_run=1)
-    run = RunDir(run_dir)
-    assert run.read_checkpoint().step == 2
-    gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
-    assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
-    print(f"\nscheduled flow x 2 on vLLM: {time.monotonic() - t0:.0f} s wall")
-
-
 def test_prompt_over_the_context_is_refused_alone(engine) -> None:
     """A prompt longer than max_model_len (2048 here), counted in tokens before it is sent,
     fails its own request (RequestError); the call's other prompts are answered."""
@@ -403,47 +509,3 @@ max_chars = 5000"""))
     print(f"\nstreamed on vLLM with over-long seeds: {len(failed)} of {len(cands)} candidates failed, {counted}")
 
 
-@pytest.mark.ci
-def test_killed_generate_leaves_no_engine_core_and_resumes(tmp_path: Path, figures) -> None:
-    """SIGKILL of `sparq generate` alone while it streams on in-process vLLM: its engine core
-    (and every other process it started) dies with it, and --resume starts and commits."""
-    from pipeline.runtime.lifeline import alive, descendants
-
-    config = _config(tmp_path / "config.toml")
-    run_dir, log = tmp_path / "run", tmp_path / "generate.log"
-    env = dict(os.environ, **OFFLINE)
-    with log.open("w") as fh:
-        proc = subprocess.Popen(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir),
-                                          "--steps", "20", "--no-prefect"),
-                                cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    children: dict[int, int] = {}
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "streaming: up to" not in log.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, _tail(log)
-            time.sleep(0.5)
-        time.sleep(2)  # requests in flight
-        children = descendants(proc.pid)
-        names = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                 for p in children if Path(f"/proc/{p}/cmdline").exists()]
-        assert any("EngineCore" in n or "VLLM" in n for n in names) or len(children) >= 3, names
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while any(alive(p, s) for p, s in children.items()):
-            assert time.monotonic() < deadline, f"survivors: {[p for p, s in children.items() if alive(p, s)]}"
-            time.sleep(0.2)
-    finally:
-        for pid, started in children.items():
-            if alive(pid, started):
-                os.kill(pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-    committed = RunDir(run_dir).read_checkpoint().step
-    resumed = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--resume",
-                                       "--steps", str(committed + 1), "--no-prefect", "--quiet"),
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert RunDir(run_dir).read_checkpoint().step == committed + 1
-    figures.record("lifeline.vllm", children=len(children), survivors=0, resumed=1)
-    print(f"\nkilled at step {committed}: {len(children)} processes it had started, none survived; resumed")
