@@ -18,11 +18,14 @@ than it would: its valid-kept figure here is a lower bound.
 Part `campaigns`: the packaged default config (or --config) run twice in this process on
 one engine, with `[validity] gate = "none"` (SPARQ exactly) and `"archive"` (the default),
 the same seed and seeds. It prints coverage, QD score, tokens (generator + solver +
-verifier) and the accepted problems (generated candidates that entered the archive), and
-writes every accepted problem of both runs, shuffled and without its run, to
-`--out/to-label.jsonl` for labelling by hand (data/validity/raw/GUIDE.md). Rerun with
-`--score FILE` (the labels, one {"item", "label"} per line) to print each run's valid share
-of accepted problems and valid accepted problems per million tokens.
+verifier) and two counts of accepted problems: archived (generated candidates that entered
+the archive, the elites whose valid share is the target) and solved (status ok and
+quality > 0: what SPARQ's quality filter accepts, the count of the validity baseline, 7
+valid of 29 in the default run). It writes every problem of either kind of both runs,
+shuffled and without its run, to `--out/to-label.jsonl` for labelling by hand
+(data/validity/raw/GUIDE.md). Rerun with `--score FILE` (the labels, one {"item", "label"}
+per line) to print, for each run and each count, the valid share and the valid problems
+per million tokens.
 """
 
 from __future__ import annotations
@@ -124,12 +127,18 @@ def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
     return lines
 
 
-def _accepted(run_dir: Path) -> tuple[list[dict], dict]:
+def _accepted(run_dir: Path) -> tuple[list[dict], list[dict], dict]:
+    """(archived, solved, tokens) of a run's generated candidates. Archived: status ok and
+    entered the archive (new or improved a cell). Solved: status ok and quality > 0, the
+    problems SPARQ's quality filter accepts and the count the validity baseline used
+    (7 valid of 29 such problems in the default run). With the gate on, an invalid candidate
+    has status `invalid`, so it is in neither."""
     cands = RunDir(run_dir).read_candidates().to_pylist()
     gen = [c for c in cands if c["step"] > 0]
     acc = [c for c in gen if c["status"] == "ok" and c["archive_outcome"] in ARCHIVED]
+    solved = [c for c in gen if c["status"] == "ok" and (c["quality"] or 0) > 0]
     tokens = {k: sum(c[k] or 0 for c in gen) for k in ("gen_tokens", "solve_tokens", "verify_tokens")}
-    return acc, tokens
+    return acc, solved, tokens
 
 
 def part_campaigns(engine, config, out: Path, steps: int | None, gates: tuple[str, ...] = GATES) -> list[str]:
@@ -145,9 +154,11 @@ def part_campaigns(engine, config, out: Path, steps: int | None, gates: tuple[st
         runs[gate] = (summary, time.perf_counter() - t0, run_dir)
     items = []
     for gate, (_, _, run_dir) in runs.items():
-        acc, _ = _accepted(run_dir)
-        items += [{"gate": gate, "id": c["id"], "problem": c["problem"], "solution": c["solution"],
-                   "answer": c["answer"]} for c in acc]
+        acc, solved, _ = _accepted(run_dir)
+        archived, ok = {c["id"] for c in acc}, {c["id"] for c in solved}
+        union = {c["id"]: c for c in solved + acc}
+        items += [{"gate": gate, "id": c["id"], "archived": c["id"] in archived, "solved": c["id"] in ok,
+                   "problem": c["problem"], "solution": c["solution"], "answer": c["answer"]} for c in union.values()]
     # One file for the reader: shuffled, the run left out; the key maps items back.
     random.Random(0).shuffle(items)
     seen: dict[str, int] = {}
@@ -158,36 +169,48 @@ def part_campaigns(engine, config, out: Path, steps: int | None, gates: tuple[st
             seen[pid] = len(blind)
             blind.append({"item": len(blind), "problem": it["problem"], "solution": it["solution"],
                           "answer": it["answer"]})
-        key.append({"item": seen[pid], "gate": it["gate"], "id": it["id"]})
+        key.append({"item": seen[pid], "gate": it["gate"], "id": it["id"], "archived": it["archived"],
+                    "solved": it["solved"]})
     (out / "to-label.jsonl").write_text("".join(json.dumps(b) + "\n" for b in blind))
     (out / "key.jsonl").write_text("".join(json.dumps(k) + "\n" for k in key))
-    lines = ["| gate | steps | candidates | accepted | accepted by the checks | coverage | QD score | tokens "
-             "(gen + solve + verify) | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| gate | steps | candidates | archived | archived, passing the checks | solved (ok, quality > 0) "
+             "| coverage | QD score | tokens (gen + solve + verify) | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for gate, (s, wall, run_dir) in runs.items():
-        acc, tok = _accepted(run_dir)
+        acc, solved, tok = _accepted(run_dir)
         passing = sum(c["valid"] is not False for c in acc)
-        lines.append(f"| {gate} | {s['steps']} | {s['candidates']} | {len(acc)} | {passing} | {s['coverage']:.4f} | "
-                     f"{s['qd_score']:.3f} | {sum(tok.values())} ({tok['gen_tokens']} + {tok['solve_tokens']} + "
-                     f"{tok['verify_tokens']}) | {wall:.0f} |")
-    lines += ["", f"Accepted problems to label by hand: {len(blind)} in {out / 'to-label.jsonl'} "
-              f"(score them with --score)."]
+        lines.append(f"| {gate} | {s['steps']} | {s['candidates']} | {len(acc)} | {passing} | {len(solved)} | "
+                     f"{s['coverage']:.4f} | {s['qd_score']:.3f} | {sum(tok.values())} ({tok['gen_tokens']} + "
+                     f"{tok['solve_tokens']} + {tok['verify_tokens']}) | {wall:.0f} |")
+    lines += ["", f"Problems to label by hand (archived and solved, both runs): {len(blind)} in "
+              f"{out / 'to-label.jsonl'} (score them with --score)."]
     return lines
 
 
 def score(out: Path, labels_path: Path) -> list[str]:
     labels = {r["item"]: r["label"] for r in map(json.loads, labels_path.read_text().splitlines()) if r}
     key = [json.loads(line) for line in (out / "key.jsonl").read_text().splitlines()]
-    lines = ["| gate | accepted | labelled valid | valid share | tokens | valid accepted per million tokens |",
-             "|---|---|---|---|---|---|"]
+    missing = sorted({k["item"] for k in key} - set(labels))
+    if missing:
+        sys.exit(f"error: {labels_path} has no label for items {missing[:10]}{' ...' if len(missing) > 10 else ''} "
+                 f"of {out / 'key.jsonl'}")
+    lines = ["| gate | problems | counted | labelled valid | valid share | tokens | valid per million tokens |",
+             "|---|---|---|---|---|---|---|"]
     for gate in GATES:
         if not (out / f"gate-{gate}").is_dir():
             continue  # a --gates run of the other gate only
-        acc, tok = _accepted(out / f"gate-{gate}")
-        ks = [k for k in key if k["gate"] == gate]
-        valid = sum(labels[k["item"]] == "valid" for k in ks)
+        acc, solved, tok = _accepted(out / f"gate-{gate}")
         total = sum(tok.values())
-        share = f"{valid / len(ks):.3f}" if ks else "n/a"
-        lines.append(f"| {gate} | {len(acc)} | {valid} | {share} | {total} | {1e6 * valid / total:.0f} |")
+        ks = [k for k in key if k["gate"] == gate]
+        # Key files written before `archived` and `solved` were recorded list archived problems only.
+        for name, rows, keep in (("archived", acc, lambda k: k.get("archived", True)),
+                                 ("solved (ok, quality > 0)", solved, lambda k: k.get("solved", False))):
+            counted = [k for k in ks if keep(k)]
+            if not counted:
+                continue
+            valid = sum(labels[k["item"]] == "valid" for k in counted)
+            lines.append(f"| {gate} | {name} | {len(rows)} | {valid} | {valid / len(counted):.3f} | {total} | "
+                         f"{1e6 * valid / total:.0f} |")
     return lines
 
 
