@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Chromium, vLLM) a Dask run's server once took longer ("Timed out while attempting to
 # connect to ephemeral Prefect API server"), so the tests and their subprocesses wait 90.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# Every vLLM engine the tests start (in-process, `sparq` subprocesses, `vllm serve`) gets a
+# 1 GiB KV cache instead of the default 2 (pipeline/engines/vllm_engine.py:
+# CPU_KV_CACHE_GIB); 1 GiB holds ~58,000 tokens of the embedded model, far more than a
+# test's batches. An engine is ~5 GB here (core, worker: weights, KV cache, sampling
+# buffers). In CI the two test workers held three at once (a rounds run's campaign and
+# tuned-solver engines beside `vllm serve`): 22.4 of the machine's 23.6 GiB in use, and
+# one more engine had the OOM killer take an engine's worker mid-test.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 # Property-based tests draw the same examples on every run (derandomize) and keep no
 # example database: a run of the suite is reproducible, and CI cannot go red by chance on a
@@ -135,6 +147,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "vllm" in item.keywords:
                 item.add_marker(skip)
+
+
+# vLLM engines of both test workers share the machine's memory (an engine is ~4.5 GB here).
+# A test marked `vllm` holds this lock shared while it runs; one marked `vllm_exclusive`
+# (more than one engine at once: a rounds run's campaign and tuned-solver engines) holds it
+# exclusively, so no vLLM test of the other worker runs beside it. A module's shared
+# engine holds it shared while it lives (tests/real/test_vllm_cpu.py). In CI, without it,
+# a rounds run beside `vllm serve` and the module's engine brought the OOM killer.
+VLLM_LOCK = Path(tempfile.gettempdir()) / f"sparq-tests-vllm-{os.getuid()}.lock"
+VLLM_LOCK_WAIT_S = 1800.0
+
+
+@contextmanager
+def vllm_memory(exclusive: bool = False):
+    """Hold the vLLM memory lock (shared, or exclusive) for the body."""
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    with VLLM_LOCK.open("a") as fh:
+        deadline = time.monotonic() + VLLM_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"waited {VLLM_LOCK_WAIT_S:.0f} s for {VLLM_LOCK} "
+                                       f"({'exclusive' if exclusive else 'shared'}); another test "
+                                       "process holds it") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def vllm_memory_lock(request: pytest.FixtureRequest):
+    exclusive = request.node.get_closest_marker("vllm_exclusive") is not None
+    if not exclusive and request.node.get_closest_marker("vllm") is None:
+        yield
+        return
+    with vllm_memory(exclusive):
+        yield
 
 
 _OWN = ("pipeline", "flows", "filters", "finetune", "archives")

@@ -40,7 +40,7 @@ from pipeline.loop.generate import run_generation
 from pipeline.models import embedded_vllm_model_dir
 from pipeline.prompts import load_prompt
 from pipeline.store.storage import RunDir
-from tests.conftest import REPO, sparq_cmd
+from tests.conftest import REPO, sparq_cmd, vllm_memory
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -156,10 +156,13 @@ def model_dir() -> Path:
 
 
 class _SharedEngine:
-    """The module's one in-process engine, started on first use (one start, ~35 s)."""
+    """The module's one in-process engine, started on first use (one start, ~35 s). While
+    it lives it holds the vLLM memory lock shared (tests/conftest.py: vllm_memory), also
+    between the tests that use it."""
 
     def __init__(self) -> None:
         self.eng = None
+        self._lock = None
 
     def get(self):
         if self.eng is None:
@@ -167,6 +170,8 @@ class _SharedEngine:
 
             cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain",
                                vllm=VllmSettings(enforce_eager=True))
+            self._lock = vllm_memory()
+            self._lock.__enter__()
             t0 = time.monotonic()
             self.eng = make_engine(cfg, seed=0)
             print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")
@@ -174,13 +179,19 @@ class _SharedEngine:
 
     def close(self) -> None:
         eng, self.eng = self.eng, None
-        if eng is not None:
-            eng.close()
+        lock, self._lock = self._lock, None
+        try:
+            if eng is not None:
+                eng.close()
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
 
 
 def _engine_processes() -> list[str]:
-    """This test process's vLLM engine processes (engine core, worker), by name."""
-    from pipeline.runtime.lifeline import descendants
+    """This test process's live vLLM engine processes (engine core, worker), by name; a
+    zombie (exited, not yet reaped) holds no memory and is not one."""
+    from pipeline.runtime.lifeline import descendants, stat
 
     names = []
     for pid in descendants(os.getpid()):
@@ -188,8 +199,9 @@ def _engine_processes() -> list[str]:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:  # gone meanwhile
             continue
-        if name.startswith("VLLM"):
-            names.append(f"{name} (pid {pid})")
+        info = stat(pid)
+        if name.startswith("VLLM") and info is not None and info[1] not in ("Z", "X"):
+            names.append(f"{name} (pid {pid}, state {info[1]})")
     return names
 
 
@@ -271,7 +283,7 @@ def test_code_domain_runs_on_the_embedded_model(model_dir: Path, tmp_path: Path)
 def test_vllm_serve_with_openai_engine(model_dir: Path, tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "vllm-serve.log"
-    env = dict(os.environ, **OFFLINE, VLLM_CPU_KVCACHE_SPACE="2")
+    env = dict(os.environ, **OFFLINE)  # the KV cache: tests/conftest.py sets VLLM_CPU_KVCACHE_SPACE
     vllm_cli = str(Path(sys.executable).parent / "vllm")
     cmd = [vllm_cli, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", SERVED_NAME, "--dtype", "bfloat16", "--max-model-len", "2048", "--seed", "0"]

@@ -246,6 +246,7 @@ def test_tiny_lora_finetune_gives_a_loadable_model(tmp_path: Path, capsys):
 # Long (about 53 s): a CI variant, for make test's 15-minute budget on 2 cores; evaluate() runs in every make test
 # on a recording engine (test_evaluate_gives_every_sample_its_own_seed).
 @pytest.mark.slow
+@pytest.mark.vllm  # evaluate() on in-process vLLM
 def test_evaluate_four_problems_n2(tmp_path: Path, capsys):
     cfg = tmp_path / "ev.toml"
     cfg.write_text("[evaluate]\nmax_tokens = 24\nbootstrap = 500\n")

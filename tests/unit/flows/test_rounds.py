@@ -298,6 +298,7 @@ def test_tune_both_makes_the_tuned_model_generator_and_solver(tmp_path):
 
 
 @pytest.mark.vllm
+@pytest.mark.vllm_exclusive  # round 2: the campaign's engine and the tuned solver's
 @pytest.mark.ci
 @pytest.mark.slow
 def test_rounds_on_vllm_through_the_prefect_flow(tmp_path):
