@@ -164,6 +164,11 @@ def test_cron_deployment_runs_extend_the_campaign(prefect_server: dict[str, str]
         _stop(proc)
 
 
+# Long (about 50 s: it waits for the schedule to fire twice): a CI variant, for make test's
+# 15-minute budget on 2 cores. make test still serves a deployment and runs it twice
+# through the server (test_cron_deployment_runs_extend_the_campaign); this one checks
+# that Prefect's scheduler starts the runs by itself.
+@pytest.mark.ci
 def test_interval_schedule_fires_on_its_own(prefect_server: dict[str, str], tmp_path: Path):
     env, api = prefect_server, prefect_server["PREFECT_API_URL"]
     config = scripted_config(tmp_path, steps=5, batch=2, k=2)
