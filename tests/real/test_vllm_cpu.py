@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -162,7 +163,7 @@ class _SharedEngine:
 
     def __init__(self) -> None:
         self.eng = None
-        self._lock = None
+        self._held = ExitStack()  # the lock while the engine lives
 
     def get(self):
         if self.eng is None:
@@ -170,8 +171,7 @@ class _SharedEngine:
 
             cfg = EngineConfig(kind="vllm", device="cpu", max_model_len=2048, chat_template="plain",
                                vllm=VllmSettings(enforce_eager=True))
-            self._lock = vllm_memory()
-            self._lock.__enter__()
+            self._held.enter_context(vllm_memory())
             t0 = time.monotonic()
             self.eng = make_engine(cfg, seed=0)
             print(f"\nvllm engine started in {time.monotonic() - t0:.0f} s")
@@ -179,29 +179,24 @@ class _SharedEngine:
 
     def close(self) -> None:
         eng, self.eng = self.eng, None
-        lock, self._lock = self._lock, None
-        try:
+        with self._held:  # released after the engine is closed, also when closing fails
             if eng is not None:
                 eng.close()
-        finally:
-            if lock is not None:
-                lock.__exit__(None, None, None)
 
 
 def _engine_processes() -> list[str]:
     """This test process's live vLLM engine processes (engine core, worker), by name; a
     zombie (exited, not yet reaped) holds no memory and is not one."""
-    from pipeline.runtime.lifeline import descendants, stat
+    from pipeline.runtime.lifeline import alive, descendants
 
     names = []
-    for pid in descendants(os.getpid()):
+    for pid, started in descendants(os.getpid()).items():
         try:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:  # gone meanwhile
             continue
-        info = stat(pid)
-        if name.startswith("VLLM") and info is not None and info[1] not in ("Z", "X"):
-            names.append(f"{name} (pid {pid}, state {info[1]})")
+        if name.startswith("VLLM") and alive(pid, started):
+            names.append(f"{name} (pid {pid})")
     return names
 
 
