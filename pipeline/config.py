@@ -432,6 +432,11 @@ class ValidityConfig:
     exclude_parents: bool = False  # keep disputed candidates out of parent selection
     gate: str = "archive"
     checks: tuple[str, ...] = VALIDITY_CHECKS  # the deterministic checks that run
+    # A reference the checks reject whose one fault the domain can correct with certainty
+    # (math: a wrong result in the solution's last computation, "4 times 22 is 12") is
+    # corrected and checked again; it goes on when every check passes (pipeline/domains/
+    # math/repair.py). Only where a gate is on: gate "none" is SPARQ exactly.
+    repair: bool = True
 
     def validate(self, p: str) -> None:
         check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)

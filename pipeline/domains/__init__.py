@@ -9,6 +9,9 @@ rows and fills the archive without knowing what a problem is. A domain supplies 
   answer) or a `ParseFailure` with its reason;
 - `check(mutation, checks)`: its deterministic validity checks on one parsed candidate;
 - `check_names`: the checks `[validity] checks` may name;
+- `repair(mutation)`: a `Repair` of a reference whose fault the domain can correct with
+  certainty (math: a wrong result in the last computation), or None; the loop checks the
+  repaired mutation again (`[validity] repair`);
 - `new_judge(timeout_s)`: an object whose `judge_many([(reference, attempts)])` gives a
   `Verdict` per problem (and `close()`): attempts judged against the reference;
 - `read_judgements(replies)`: an LLM judge's replies as a Verdict (`[verifier] method = "judge"`);
@@ -27,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pipeline.config import DOMAIN_KINDS, DomainConfig
-from pipeline.domains.base import Mutation, ParseFailure, Validity, Verdict
+from pipeline.domains.base import Mutation, ParseFailure, Repair, Validity, Verdict
 
 
 class Judge(Protocol):
@@ -48,6 +51,9 @@ class Domain(Protocol):
         ...
 
     def check(self, mutation: Mutation, checks: tuple[str, ...]) -> Validity:
+        ...
+
+    def repair(self, mutation: Mutation) -> Repair | None:
         ...
 
     def new_judge(self, timeout_s: float) -> Judge:

@@ -1,5 +1,6 @@
 """The records every domain speaks in, and the loop reads: a parsed generator output
-(`Mutation` or `ParseFailure`), the deterministic checks' outcome (`Validity`), and the
+(`Mutation` or `ParseFailure`), the deterministic checks' outcome (`Validity`), a corrected
+reference (`Repair`), and the
 judgement of a problem's attempts against its reference (`Verdict`).
 
 They live here, not in a domain, so that the loop and each domain import the same
@@ -29,6 +30,15 @@ class Mutation:
 @dataclass(frozen=True)
 class ParseFailure:
     reason: str
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A reference the domain corrected (`[validity] repair`): the corrected mutation and
+    what was changed (the row's `repair` column)."""
+
+    mutation: Mutation
+    note: str
 
 
 @dataclass(frozen=True)

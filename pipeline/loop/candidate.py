@@ -41,6 +41,7 @@ class Draft:
     verdict: Verdict | None = None
     skills: tuple[str, ...] | None = None  # skill-set archive: the labeller's in-vocabulary key
     validity: Validity | None = None  # the deterministic checks (parsed drafts only)
+    repair: str | None = None  # what `[validity] repair` corrected in the reference
     verification: Verdict | None = None  # the verifier's attempts judged against the reference
     verify_tokens: int = 0
 

@@ -81,7 +81,8 @@ def candidate_row(d: Draft, *, run_id: str, step: int, embedding: np.ndarray | N
         validity_reason=None if val is None else val.reason,
         verifier_answer=ver.majority_answer if ver else None,
         verifier_share=ver.majority_share if ver else None,
-        verifier_agrees=ver.reference_agrees if ver else None, verify_tokens=d.verify_tokens)
+        verifier_agrees=ver.reference_agrees if ver else None, verify_tokens=d.verify_tokens,
+        repair=d.repair)
 
 
 def attempt_rows(row: Candidate, d: Draft, created, *, prompt_version: str, solver: str) -> list[Attempt]:

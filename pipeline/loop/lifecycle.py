@@ -155,9 +155,18 @@ class Rules:
 
     def check(self, d: Draft) -> None:
         """The deterministic validity checks, as soon as a draft is parsed: with the
-        archive gate, a draft they reject is invalid and never solved."""
-        d.validity = self.domain.check(d.mutation, self.config.validity.checks)
-        if not d.validity.valid and self.config.validity.gate == "archive":
+        archive gate, a draft they reject is invalid and never solved. A reference the
+        domain can repair (`[validity] repair`, with a gate on) goes on repaired when the
+        repaired one passes every check."""
+        cfg = self.config.validity
+        d.validity = self.domain.check(d.mutation, cfg.checks)
+        if not d.validity.valid and cfg.repair and cfg.gate != "none":
+            fixed = self.domain.repair(d.mutation)
+            if fixed is not None:
+                again = self.domain.check(fixed.mutation, cfg.checks)
+                if again.valid:
+                    d.mutation, d.validity, d.repair = fixed.mutation, again, fixed.note
+        if not d.validity.valid and cfg.gate == "archive":
             d.status, d.reason = Status.INVALID, d.validity.reason
 
     def needs_label(self, d: Draft) -> bool:

@@ -15,8 +15,10 @@ sit at the end of the candidates schema and are nullable; readers fill them with
 for older shards (pipeline.store.storage.RunDir.read_candidates). Format version 2 added the
 validity columns (valid, invalid_checks, validity_reason, verifier_*, verify_tokens) and the
 `invalid` status, and the metrics' valid / invalid / verify_tokens. Format version 3 added
-the `failed` status and the metrics' `failed` count. Older files are still read (their
-validity columns are null: never checked; their failed count null: none could fail).
+the `failed` status and the metrics' `failed` count. Format version 4 added the candidates'
+`repair` (what `[validity] repair` corrected in the reference). Older files are still read
+(their validity columns are null: never checked; their failed count null: none could
+fail; their repair null: nothing repaired).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-FORMAT_VERSION = "3"
-READABLE_VERSIONS = ("1", "2", "3")
+FORMAT_VERSION = "4"
+READABLE_VERSIONS = ("1", "2", "3", "4")
 
 
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
@@ -123,6 +125,10 @@ CANDIDATES_SCHEMA = _schema(
         pa.field("verifier_share", pa.float64()),  # its share of the m attempts
         pa.field("verifier_agrees", pa.bool_()),  # it equals the reference (None: not verified)
         pa.field("verify_tokens", pa.int64()),
+        # format 4: what [validity] repair corrected ("12 * 15 = 160 was false: 160 -> 180
+        # in the solution and the answer"); problem, solution and answer are the repaired
+        # ones, raw_output the generator's own text. None: nothing repaired.
+        pa.field("repair", pa.string()),
     ],
 )
 
@@ -236,6 +242,7 @@ class Candidate:
     verifier_share: float | None = None
     verifier_agrees: bool | None = None
     verify_tokens: int | None = 0
+    repair: str | None = None
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def test_two_real_steps_through_prefect(two_step_run: Path):
         for p in paths:
             s = pq.read_schema(p)
             assert s.remove_metadata() == schema.remove_metadata()
-            assert s.metadata[b"sparq.format_version"] == b"3"
+            assert s.metadata[b"sparq.format_version"] == b"4"
     assert pq.read_schema(run.metrics_path).remove_metadata() == METRICS_SCHEMA.remove_metadata()
     for name in ("elites.parquet", "centroids.npy", "state.json"):
         assert (run.archive_dir / name).is_file()

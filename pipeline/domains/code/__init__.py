@@ -30,6 +30,7 @@ from pipeline.domains.base import (
     MIN_PROBLEM_CHARS,
     Mutation,
     ParseFailure,
+    Repair,
     Validity,
     Verdict,
     strip_reasoning,
@@ -278,6 +279,9 @@ class CodeDomain:
 
     def check(self, mutation: Mutation, checks: tuple[str, ...]) -> Validity:
         return check_code(mutation.problem, mutation.solution, mutation.answer, checks)
+
+    def repair(self, mutation: Mutation) -> Repair | None:
+        return None  # a failing program has no one certain correction
 
     def new_judge(self, timeout_s: float) -> CodeJudge:
         return CodeJudge(timeout_s)

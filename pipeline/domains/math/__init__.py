@@ -1,13 +1,15 @@
 """Math word problems: a problem, a worked solution and a final answer, judged by
 math-verify (answers.py), checked by exact arithmetic (validity.py, arith.py, forms.py,
-dimensions.py), parsed from the generator's "New solution:" format (mutation.py)."""
+dimensions.py), a last computation's slip corrected (repair.py), parsed from the
+generator's "New solution:" format (mutation.py)."""
 
 from __future__ import annotations
 
 from pipeline.config import VALIDITY_CHECKS
-from pipeline.domains.base import Mutation, ParseFailure, Validity, Verdict
+from pipeline.domains.base import Mutation, ParseFailure, Repair, Validity, Verdict
 from pipeline.domains.math.answers import AnswerJudge
 from pipeline.domains.math.mutation import parse_mutation
+from pipeline.domains.math.repair import repair_reference
 from pipeline.domains.math.validity import check_reference, judge_verdict
 
 
@@ -23,6 +25,12 @@ class MathDomain:
 
     def check(self, mutation: Mutation, checks: tuple[str, ...]) -> Validity:
         return check_reference(mutation.problem, mutation.solution, mutation.answer, checks)
+
+    def repair(self, mutation: Mutation) -> Repair | None:
+        fixed = repair_reference(mutation.problem, mutation.solution, mutation.answer)
+        if fixed is None:
+            return None
+        return Repair(Mutation(mutation.problem, fixed.solution, fixed.answer), fixed.note)
 
     def new_judge(self, timeout_s: float) -> AnswerJudge:
         return AnswerJudge(timeout_s=timeout_s)

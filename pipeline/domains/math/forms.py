@@ -385,8 +385,38 @@ def _rate_over_time(problem: str) -> list[Form]:
     return [Form("rate over time", rate * span / 60 if per == "hour" else rate * span * 60)]
 
 
+_MEAN_OF_RE = re.compile(rf"\b(?:average|mean)\s+of\s+(?:the\s+numbers\s+)?{_NUM}((?:\s*,\s*{_NUM}){{0,8}})\s*,?"
+                         rf"\s+and\s+{_NUM}", re.I)
+_COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "2": 2, "3": 3, "4": 4, "5": 5}
+_MEAN_IS_RE = re.compile(rf"\b(?:average|mean)\s+of\s+(two|three|four|five|[2-5])\s+numbers\s+is\s+{_NUM}", re.I)
+_OTHER_RE = re.compile(r"\bwhat\s+is\s+the\s+(?:other|third|second|last|missing|remaining)\s+number\b", re.I)
+
+
+def _mean(problem: str) -> list[Form]:
+    """ "What is the average of 50 and 100?" is 75 (not their sum); "The average of two
+    numbers is 2. One of them is 10. What is the other number?" is 2 x 2 - 10. Only when the
+    problem gives no other number."""
+    given = _given(problem)
+    if m := _MEAN_OF_RE.search(question(problem)):
+        values = [_num(m.group(1)), *(_num(x) for x in re.findall(_NUM, m.group(2))), _num(m.group(m.re.groups))]
+        if all(v is not None for v in values) and len(set(values)) == len(given) and set(values) <= set(given):
+            return [Form("average", sum(values, Fraction(0)) / len(values))]
+        return []
+    m = _MEAN_IS_RE.search(problem)
+    if m is None or _OTHER_RE.search(question(problem)) is None:
+        return []
+    n, mean = _COUNT_WORDS[m.group(1).lower()], _num(m.group(2))
+    # The numbers written in digits, after the mean: each one of the n numbers (a count
+    # word such as "Two of them" is no number of the set).
+    rest = [_num(x) for x in re.findall(_NUM, problem[m.end():])]
+    if mean is None or len(rest) != n - 1 or any(x is None for x in rest):
+        return []
+    others = [x for x in rest if x is not None]
+    return [Form("missing number of an average", n * mean - sum(others, Fraction(0)))]
+
+
 _FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count,
-          _more_of_one_than_other, _proportion, _rate_over_time)
+          _more_of_one_than_other, _proportion, _rate_over_time, _mean)
 
 
 def expected(problem: str) -> list[Form]:

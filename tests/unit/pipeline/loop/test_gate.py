@@ -15,21 +15,22 @@ from pipeline.store.storage import RunDir
 from tests.unit.pipeline.loop.test_variants import QUIET, make_config
 
 # Even slots: a true computation (12 + 5 = 17); odd slots: the generator's own wrong
-# arithmetic. Every problem is distinct; the solver says 17 in 1 of 4 attempts, so every
-# solved problem has solve rate 0.25 or 0 and the valid ones enter the archive.
+# arithmetic, twice (so no repair applies: [validity] repair corrects one slip in the last
+# step, tested below). Every problem is distinct; the solver says 17 in 1 of 4 attempts, so
+# every solved problem has solve rate 0.25 or 0 and the valid ones enter the archive.
 MUTATE = []
 for i in range(80):
     if i % 2:
-        MUTATE.append(f" Crate {i} holds 5 rows of 8 jars. How many jars?\nNew solution: 5 times 8 is 25. "
-                      "The answer is 25.")
+        MUTATE.append(f" Crate {i} holds 5 rows of 8 jars. How many jars?\nNew solution: 5 times 8 is 25, "
+                      "and 8 times 5 is 25. The answer is 25.")
     else:
         MUTATE.append(f" Shelf {i} has 12 books and gets 5 more. How many books?\nNew solution: 12 + 5 = 17. "
                       "The answer is 17.")
 SOLVE = [" The answer is 17.", " The answer is 40.", " The answer is 40.", " The answer is 40."]
 
 
-def _run(tmp_path: Path, mode: str, solve=SOLVE, **sections) -> list[dict]:
-    cfg = make_config(tmp_path, mutate=MUTATE, solve=solve, steps=3, batch=6, run={"mode": mode}, **sections)
+def _run(tmp_path: Path, mode: str, solve=SOLVE, mutate=MUTATE, **sections) -> list[dict]:
+    cfg = make_config(tmp_path, mutate=mutate, solve=solve, steps=3, batch=6, run={"mode": mode}, **sections)
     run_generation(cfg, tmp_path / "run", **QUIET)
     run = RunDir(tmp_path / "run")
     cands = run.read_candidates()
@@ -82,6 +83,30 @@ def test_export_gate_archives_invalid_rows_and_none_records_them(tmp_path: Path)
         # solve rate 0 (the solver never says 25): quality 0, so not archived here, but
         # nothing stopped them from being solved and weighed like any other
         assert all(r["solve_tokens"] > 0 for r in wrong)
+
+
+# One slip, in the last step: [validity] repair corrects it (40) and the candidate goes on.
+SLIPS = [f" Crate {i} holds 5 rows of 8 jars. How many jars?\nNew solution: 5 times 8 is 25. The answer is 25."
+         for i in range(80)]
+
+
+@pytest.mark.parametrize("mode", ["steps", "stream"])
+def test_a_repaired_reference_is_solved_against_its_corrected_answer(tmp_path: Path, mode: str):
+    rows = [r for r in _run(tmp_path, mode, mutate=SLIPS) if r["step"] > 0]
+    assert rows and all(r["status"] == "ok" and r["valid"] is True and r["answer"] == "40" for r in rows)
+    for r in rows:
+        assert r["solution"] == "5 times 8 is 40. The answer is 40."
+        assert "5 times 8 is 25" in r["raw_output"]  # the generator's own text is kept
+        assert r["repair"] == "5 * 8 = 25 was false: 25 -> 40 in the solution and the answer"
+        # Judged against 40: the solver's three 40s are right, its 17 is wrong.
+        assert (r["k"], r["n_correct"]) == (4, 3)
+
+
+def test_no_repair_without_a_gate_or_when_switched_off(tmp_path: Path):
+    for name, validity in (("none", {"gate": "none"}), ("off", {"repair": False})):
+        rows = [r for r in _run(tmp_path / name, "steps", mutate=SLIPS, validity=validity) if r["step"] > 0]
+        assert rows and all(r["repair"] is None and r["answer"] == "25" and r["valid"] is False for r in rows)
+        assert all(r["status"] == ("ok" if name == "none" else "invalid") for r in rows)
 
 
 @pytest.mark.parametrize("mode", ["steps", "stream"])
