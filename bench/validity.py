@@ -42,6 +42,7 @@ from benchlib import add_threads_arg, append_results, set_threads
 
 from pipeline.config import load_config
 from pipeline.domains.math.answers import AnswerJudge
+from pipeline.domains.math.repair import repair_reference
 from pipeline.domains.math.validity import check_reference
 from pipeline.engines import Sampling, make_engine
 from pipeline.loop.generate import run_generation
@@ -52,6 +53,7 @@ from pipeline.store.storage import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "data" / "validity" / "labels.jsonl"
+REPAIRED = REPO / "data" / "validity" / "repaired.jsonl"  # hand labels of corrected references
 GATES = ("none", "archive")
 
 
@@ -124,7 +126,36 @@ def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
     cats = Counter(r["category"] for r, (_, rej) in zip(rows, gate, strict=True) if r["label"] == "invalid" and not rej)
     lines += ["", f"Invalid rows the configured gate lets through, by category: {dict(cats.most_common())}; "
               f"verifier time {time.perf_counter() - t0:.0f} s, {sum(vd['tokens'] for vd in verdicts)} tokens."]
-    return lines
+    return lines + ([""] + repair_lines(config, rows, results) if config.validity.repair else [])
+
+
+def repair_lines(config, rows: list[dict], results: list) -> list[str]:
+    """[validity] repair on the rows the checks reject: how many it corrects so that every
+    check passes, and how many of those the hand labels of the corrected text
+    (data/validity/repaired.jsonl) call valid, with those labels' other source, the
+    rejected candidates of the labelled campaigns (bench/validity-labels/)."""
+    labels = {(r["problem"], r["solution"], r["answer"]): r for r in
+              map(json.loads, REPAIRED.read_text().splitlines()) if r}
+    fixed = []
+    for r, res in zip(rows, results, strict=True):
+        if res.valid:
+            continue
+        rep = repair_reference(r["problem"], r["solution"], r["answer"])
+        if rep and check_reference(r["problem"], rep.solution, rep.answer, config.validity.checks).valid:
+            fixed.append(labels.get((r["problem"], rep.solution, rep.answer)))
+    known = [f for f in fixed if f is not None]
+    here = sum(f["label"] == "valid" for f in known)
+    every = list(labels.values())
+    runs = [r for r in every if not r["source"].startswith("labels:")]
+    line = (f"Repair ([validity] repair): of the {sum(not res.valid for res in results)} rows the checks reject here, "
+            f"{len(fixed)} are corrected and then pass every check; {here} of the {len(known)} with hand labels of "
+            f"the corrected text are valid ({here / max(1, len(known)):.3f})")
+    if len(known) < len(fixed):
+        line += f"; {len(fixed) - len(known)} corrected texts have no label yet ({REPAIRED.relative_to(REPO)})"
+    ok_runs = sum(r["label"] == "valid" for r in runs)
+    return [line + ".", f"Corrected candidates of the labelled campaigns' rejected rows: {ok_runs} of {len(runs)} "
+            f"valid ({ok_runs / max(1, len(runs)):.3f}); all labelled corrections: "
+            f"{sum(r['label'] == 'valid' for r in every)} of {len(every)}."]
 
 
 def _accepted(run_dir: Path) -> tuple[list[dict], list[dict], dict]:

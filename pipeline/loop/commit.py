@@ -143,7 +143,8 @@ def step_metrics(archive: Archive, step: int, rows: list[Candidate], attempts: l
         valid=sum(r.valid is True for r in made if r.status != Status.SEED),
         invalid=sum(r.valid is False for r in made if r.status != Status.SEED),
         verify_tokens=sum(r.verify_tokens or 0 for r in rows),
-        failed=sum(r.status == Status.FAILED for r in rows))
+        failed=sum(r.status == Status.FAILED for r in rows),
+        repaired=sum(r.repair is not None for r in made))
 
 
 def add_counters(counters: dict[str, float], step: int, metrics: StepMetrics) -> None:
@@ -153,7 +154,7 @@ def add_counters(counters: dict[str, float], step: int, metrics: StepMetrics) ->
                        ("attempts", metrics.attempts), ("gen_tokens", metrics.gen_tokens),
                        ("solve_tokens", metrics.solve_tokens), ("verify_tokens", metrics.verify_tokens or 0),
                        ("valid", metrics.valid or 0), ("invalid", metrics.invalid or 0),
-                       ("failed", metrics.failed or 0),
+                       ("failed", metrics.failed or 0), ("repaired", metrics.repaired or 0),
                        ("seconds", metrics.seconds)):
         counters[key] = counters.get(key, 0) + value
 
@@ -204,6 +205,7 @@ def run_summary(run: RunDir, archive: Archive, counters: dict[str, float], confi
         "valid": int(c.get("valid", 0)),
         "invalid": int(c.get("invalid", 0)),
         "failed": int(c.get("failed", 0)),
+        "repaired": int(c.get("repaired", 0)),  # valid after [validity] repair corrected them
         # Of the generated candidates the checks could judge (parsed, not duplicates).
         "valid_share": round(c.get("valid", 0) / max(1, c.get("valid", 0) + c.get("invalid", 0)), 4),
         "seconds": round(c.get("seconds", 0.0), 1),

@@ -57,7 +57,8 @@ def drive(camp: Campaign, on_commit, *, phase: Phase | None = None) -> str:
 
 def step_line(m: StepMetrics) -> str:
     failed = f"{m.failed} failed, " if m.failed else ""
-    return (f"step {m.step}: {m.candidates} candidates, {m.ok} ok, {m.unparseable} unparseable, "
+    repaired = f" ({m.repaired} repaired)" if m.repaired else ""
+    return (f"step {m.step}: {m.candidates} candidates, {m.ok} ok{repaired}, {m.unparseable} unparseable, "
             f"{m.duplicate} dup, {failed}{m.in_band} in band, {m.accepted} archived | elites {m.num_elites} "
             f"coverage {m.coverage:.3f} qd {m.qd_score:.3f} | {m.seconds:.0f}s")
 

@@ -246,6 +246,7 @@ def run_data(run: RunTables) -> dict[str, Any]:
             # validity checks: 1 valid, 0 invalid, None not checked; the failed checks' reasons
             "valid": [None if v is None else int(v) for v in col["valid"]],
             "vreason": col["validity_reason"],
+            "repair": col["repair"],  # what [validity] repair corrected (None: nothing)
             "maj": col["majority_answer"],
             "share": [_round(x) for x in col["majority_share"]],
             "target": col["target"],

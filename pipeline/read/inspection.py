@@ -248,7 +248,7 @@ def validity_summary(candidates: pa.Table) -> dict[str, Any]:
     """The validity checks' outcome over generated candidates: totals, counts per first
     failed check, and per step. Rows never checked (older runs, unparseable, duplicates)
     have a null `valid` and are left out, so an old run shows no share rather than 0."""
-    rows = candidates.select(["step", "valid", "invalid_checks"]).to_pylist()
+    rows = candidates.select(["step", "valid", "invalid_checks", "repair"]).to_pylist()
     checked = [r for r in rows if r["step"] > 0 and r["valid"] is not None]
     per: dict[int, Counter] = {}
     for r in checked:
@@ -256,6 +256,7 @@ def validity_summary(candidates: pa.Table) -> dict[str, Any]:
     n_valid = sum(bool(r["valid"]) for r in checked)
     return {
         "checked": len(checked), "valid": n_valid, "invalid": len(checked) - n_valid,
+        "repaired": sum(r["repair"] is not None for r in checked),
         "valid_share": round(n_valid / len(checked), 4) if checked else None,
         "reasons": dict(Counter(_first_check(r) for r in checked if not r["valid"]).most_common()),
         "per_step": [{"step": st, "checked": c[True] + c[False], "valid": c[True],
@@ -278,7 +279,8 @@ def _elite_view(row: dict[str, Any], max_chars: int | None = None) -> dict[str, 
             # crossover rows have a second parent; niche rows a target (None otherwise)
             "second_parent_id": row.get("second_parent_id"), "target": row.get("target"),
             # None where never checked (seeds, older runs)
-            "valid": row.get("valid"), "validity_reason": row.get("validity_reason")}
+            "valid": row.get("valid"), "validity_reason": row.get("validity_reason"),
+            "repair": row.get("repair")}
 
 
 def top_elites(elites: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:

@@ -55,7 +55,9 @@ def format_summary(s: dict[str, Any]) -> str:
     v = s["validity"]
     if v["checked"]:
         why = ", ".join(f"{k} {n}" for k, n in v["reasons"].items())
-        lines.append(f"validity    {v['checked']} checked: {v['valid']} valid (share {v['valid_share']:.3f}), "
+        repaired = f", {v['repaired']} of them repaired" if v.get("repaired") else ""
+        lines.append(f"validity    {v['checked']} checked: {v['valid']} valid{repaired} "
+                     f"(share {v['valid_share']:.3f}), "
                      f"{v['invalid']} invalid" + (f" (first failed check: {why})" if why else ""))
         lines.append("            valid share per step: " + ", ".join(
             f"{p['step']}: {p['valid_share']:.2f}" for p in v["per_step"]))

@@ -140,6 +140,8 @@ def _elites_html(elites: list[dict[str, Any]]) -> str:
 def _validity_cell(e: dict[str, Any]) -> str:
     if e.get("valid") is None:
         return '<span class="muted">not checked</span>'
+    if e["valid"] and e.get("repair"):
+        return f'valid, repaired: {_e(e["repair"])}'
     return "valid" if e["valid"] else f'invalid: {_e(e.get("validity_reason"))}'
 
 

@@ -16,9 +16,10 @@ for older shards (pipeline.store.storage.RunDir.read_candidates). Format version
 validity columns (valid, invalid_checks, validity_reason, verifier_*, verify_tokens) and the
 `invalid` status, and the metrics' valid / invalid / verify_tokens. Format version 3 added
 the `failed` status and the metrics' `failed` count. Format version 4 added the candidates'
-`repair` (what `[validity] repair` corrected in the reference). Older files are still read
+`repair` (what `[validity] repair` corrected in the reference) and the metrics' `repaired`
+count. Older files are still read
 (their validity columns are null: never checked; their failed count null: none could
-fail; their repair null: nothing repaired).
+fail; their repair and repaired null: nothing repaired).
 """
 
 from __future__ import annotations
@@ -176,6 +177,8 @@ METRICS_SCHEMA = _schema(
         pa.field("verify_tokens", pa.int64()),
         # format 3 (null in older runs): candidates whose request was refused (status failed)
         pa.field("failed", pa.int64()),
+        # format 4: candidates whose reference [validity] repair corrected (counted in valid)
+        pa.field("repaired", pa.int64()),
     ],
 )
 
@@ -288,6 +291,7 @@ class StepMetrics:
     invalid: int | None = 0
     verify_tokens: int | None = 0
     failed: int | None = 0
+    repaired: int | None = 0
 
 
 @dataclass(frozen=True)

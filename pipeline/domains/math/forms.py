@@ -279,11 +279,16 @@ def _percent_change(problem: str) -> list[Form]:
 
 _HAS_RE = re.compile(r"^\s*(?:[A-Za-z]{1,15}\s+){1,4}?(has|have|contains?|sells?|owns?|holds?)\s+(.{1,200}?)\s*\.\s*$",
                      re.I)
-_ITEM_RE = re.compile(r"(?:^|,\s*|\s+and\s+)(\d{1,12})\s+([a-z]{1,15}(?:\s+of\s+[a-z]{1,15})?)(?=\s*(?:,|\s+and\b|$))",
-                      re.I)
+# "3 tables", "4 red balls", "2 bags of rice": a count and its noun (one adjective at most).
+_ITEM_RE = re.compile(r"(?:^|,\s*|\s+and\s+)(\d{1,12})\s+((?:[a-z]{1,15}\s+)?[a-z]{1,15}(?:\s+of\s+[a-z]{1,15})?)"
+                      r"(?=\s*(?:,|\s+and\b|$))", re.I)
 _ASK_COUNT_RE = re.compile(
     r"^\s*how\s+many\s+([a-z]{1,15}(?:\s+of\s+[a-z]{1,15})?)\s+(?:does|do|did)\s+(?:[a-z]{1,15}\s+){1,3}?"
     r"(have|contain|sell|own|hold)\s*\?\s*$", re.I)
+# "How many red balls are there (in the box)?" asks the same of any of the verbs.
+_ASK_THERE_RE = re.compile(
+    r"^\s*how\s+many\s+((?:[a-z]{1,15}\s+)?[a-z]{1,15}(?:\s+of\s+[a-z]{1,15})?)\s+are\s+there"
+    r"(?:\s+in\s+(?:the|his|her|their)\s+[a-z]{1,15})?\s*\?\s*$", re.I)
 
 
 _VERBS = {"has": "have", "have": "have", "contains": "contain", "contain": "contain", "sells": "sell",
@@ -297,9 +302,11 @@ def _restated_count(problem: str) -> list[Form]:
     sentences = [s for s in re.split(r"(?<=[.?!])\s+", problem.strip()) if s]
     if len(sentences) != 2:
         return []
-    has, ask = _HAS_RE.match(sentences[0]), _ASK_COUNT_RE.match(sentences[1])
-    if has is None or ask is None or _VERBS.get(has.group(1).lower()) != ask.group(2).lower():
+    has, ask, there = _HAS_RE.match(sentences[0]), _ASK_COUNT_RE.match(sentences[1]), _ASK_THERE_RE.match(sentences[1])
+    if has is None or (there is None and (ask is None or _VERBS.get(has.group(1).lower()) != ask.group(2).lower())):
         return []
+    ask = ask or there
+    assert ask is not None
     items = [(Fraction(int(n)), noun.lower()) for n, noun in _ITEM_RE.findall(has.group(2))]
     if not items or len(items) != len(re.findall(r"\d+", has.group(2))):
         return []

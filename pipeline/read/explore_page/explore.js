@@ -222,6 +222,9 @@
 
   function checks(i) {
     const v = R.c.valid[i];
+    if (v === 1 && R.c.repair && R.c.repair[i]) {
+      return el("span", { class: "flag good", text: `valid after a repair: ${R.c.repair[i]}` });
+    }
     if (v === 1) return el("span", { class: "flag good", text: "valid: every check passed" });
     if (v === 0) return el("span", { class: "flag bad", text: `invalid: ${R.c.vreason[i] || "a check failed"}` });
     return el("span", { class: "muted", text: "not checked (a seed, unparsed, a duplicate or an older run)" });

@@ -386,6 +386,22 @@ def test_shape(problem: str, ok: bool):
         # a fourth number is no plain ratio: nothing to check
         ("A recipe uses 2 cups of flour for every 1 cup of sugar and 3 eggs. How many cups of sugar for 4 cups of "
          "flour?", "99", True),
+        # averages: the mean, not the sum; a missing number of a stated average
+        ("What is the average of 50 and 100?", "150", False),
+        ("What is the average of 50 and 100?", "75", True),
+        ("Find the mean of 3 and 6.", "4.5", True),
+        ("Find the mean of 3 and 6.", "9", False),
+        ("What is the average of 12, 16, and 18?", "15.33", True),
+        ("The average of two numbers is 2. One of the numbers is 10. What is the other number?", "-6", True),
+        ("The average of two numbers is 2. One of the numbers is 10. What is the other number?", "8", False),
+        ("The average of three numbers is 3. Two of them are 6 and 9. What is the third number?", "-6", True),
+        # a count the problem states, asked back with "are there"
+        ("A box contains 4 red balls and 3 blue balls. How many red balls are there?", "12", False),
+        ("A box contains 4 red balls and 3 blue balls. How many red balls are there?", "4", True),
+        ("A box contains 4 red balls and 3 blue balls. How many balls are there?", "7", True),
+        # a number beside the average's: not the plain form, nothing to check
+        ("Sam scored 80 and 70 points. What is the average of 80 and 90?", "1", True),
+        ("The average of three numbers is 14. What is the fourth number?", "4", True),
     ],
 )
 def test_closed_form(problem: str, answer: str, ok: bool):
