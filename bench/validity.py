@@ -126,11 +126,11 @@ def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
     cats = Counter(r["category"] for r, (_, rej) in zip(rows, gate, strict=True) if r["label"] == "invalid" and not rej)
     lines += ["", f"Invalid rows the configured gate lets through, by category: {dict(cats.most_common())}; "
               f"verifier time {time.perf_counter() - t0:.0f} s, {sum(vd['tokens'] for vd in verdicts)} tokens."]
-    return lines + ([""] + repair_lines(config, rows, results) if config.validity.repair else [])
+    return lines + [""] + repair_lines(config, rows, results)
 
 
 def repair_lines(config, rows: list[dict], results: list) -> list[str]:
-    """[validity] repair on the rows the checks reject: how many it corrects so that every
+    """[validity] repair (on or off in the config) on the rows the checks reject: how many it corrects so that every
     check passes, and how many of those the hand labels of the corrected text
     (data/validity/repaired.jsonl) call valid, with those labels' other source, the
     rejected candidates of the labelled campaigns (bench/validity-labels/)."""

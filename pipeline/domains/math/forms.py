@@ -58,6 +58,7 @@ _GCD_RE = re.compile(rf"\b(?:greatest|largest|highest)\s+common\s+(?:factor|divi
                      re.I)
 _MORE_THAN_RE = re.compile(rf"\bhow\s+(?:many|much)\s+more\s+than\s+{_NUM}\s+is\s+{_NUM}\s*\?", re.I)
 _MORE_IS_RE = re.compile(rf"\bhow\s+(?:many|much)\s+more\s+is\s+{_NUM}\s+than\s+{_NUM}\s*\?", re.I)
+_NTH_MULTIPLE_RE = re.compile(r"\b(\d{1,6})(?:st|nd|rd|th)\s+multiple\s+of\s+(\d{1,9})\b", re.I)
 _VERB_RE = re.compile(rf"^\s*(multiply|divide|add|subtract)\s+{_NUM}\s+(by|and|to|from)\s+{_NUM}\s*[.?!]?\s*$", re.I)
 
 
@@ -87,6 +88,9 @@ def _two_number_forms(problem: str) -> list[Form]:
             a, b = _num(m.group(1)), _num(m.group(2))
             if a is not None and b is not None:
                 out.append(Form("difference", (b - a) * sign))
+    if (m := _NTH_MULTIPLE_RE.search(q)) and len(_given(problem)) <= 2:
+        # "What is the 4th multiple of 7?" is 28 (the n-th multiple of m is n x m).
+        out.append(Form("n-th multiple", Fraction(int(m.group(1)) * int(m.group(2)))))
     if m := _VERB_RE.match(problem):
         verb, a, link, b = m.group(1).lower(), _num(m.group(2)), m.group(3).lower(), _num(m.group(4))
         if a is not None and b is not None:

@@ -395,6 +395,9 @@ def test_shape(problem: str, ok: bool):
         ("The average of two numbers is 2. One of the numbers is 10. What is the other number?", "-6", True),
         ("The average of two numbers is 2. One of the numbers is 10. What is the other number?", "8", False),
         ("The average of three numbers is 3. Two of them are 6 and 9. What is the third number?", "-6", True),
+        ("What is the 4th multiple of 7?", "14", False),
+        ("What is the 4th multiple of 7?", "28", True),
+        ("What is 2nd multiple of 9?", "18", True),
         # a count the problem states, asked back with "are there"
         ("A box contains 4 red balls and 3 blue balls. How many red balls are there?", "12", False),
         ("A box contains 4 red balls and 3 blue balls. How many red balls are there?", "4", True),

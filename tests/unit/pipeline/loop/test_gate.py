@@ -92,7 +92,7 @@ SLIPS = [f" Crate {i} holds 5 rows of 8 jars. How many jars?\nNew solution: 5 ti
 
 @pytest.mark.parametrize("mode", ["steps", "stream"])
 def test_a_repaired_reference_is_solved_against_its_corrected_answer(tmp_path: Path, mode: str):
-    rows = [r for r in _run(tmp_path, mode, mutate=SLIPS) if r["step"] > 0]
+    rows = [r for r in _run(tmp_path, mode, mutate=SLIPS, validity={"repair": True}) if r["step"] > 0]
     assert rows and all(r["status"] == "ok" and r["valid"] is True and r["answer"] == "40" for r in rows)
     for r in rows:
         assert r["solution"] == "5 times 8 is 40. The answer is 40."
@@ -102,8 +102,8 @@ def test_a_repaired_reference_is_solved_against_its_corrected_answer(tmp_path: P
         assert (r["k"], r["n_correct"]) == (4, 3)
 
 
-def test_no_repair_without_a_gate_or_when_switched_off(tmp_path: Path):
-    for name, validity in (("none", {"gate": "none"}), ("off", {"repair": False})):
+def test_no_repair_without_a_gate_or_by_default(tmp_path: Path):
+    for name, validity in (("none", {"gate": "none", "repair": True}), ("off", {})):
         rows = [r for r in _run(tmp_path / name, "steps", mutate=SLIPS, validity=validity) if r["step"] > 0]
         assert rows and all(r["repair"] is None and r["answer"] == "25" and r["valid"] is False for r in rows)
         assert all(r["status"] == ("ok" if name == "none" else "invalid") for r in rows)
