@@ -17,8 +17,8 @@ from tests.helpers.run_fixtures import MUTATIONS, SOLVES
 # Ignored: when a row was written, and the embedding's floats (their last bits may differ
 # with the thread count; the cells they give are compared). Everything else must match.
 VOLATILE = {"created_at", "embedding"}
-# Columns added after the digest was written: left out while null (nothing repaired).
-NEWER = {"repair"}
+# Columns added after the digest was written: left out while null or 0 (nothing repaired).
+NEWER = {"repair", "repaired"}
 
 
 def golden_run(base: Path) -> Path:
@@ -61,10 +61,10 @@ def digest(run_dir: Path) -> dict[str, str | int]:
     for name, table in (("candidates", run.read_candidates()), ("attempts", run.read_attempts())):
         rows = []
         for r in table.to_pylist():
-            rows.append({k: v for k, v in r.items() if k not in VOLATILE and not (k in NEWER and v is None)})
+            rows.append({k: v for k, v in r.items() if k not in VOLATILE and not (k in NEWER and not v)})
         out[name] = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
         out[f"{name}_rows"] = len(rows)
-    metrics = [{k: v for k, v in r.items() if k not in VOLATILE and "seconds" not in k}
+    metrics = [{k: v for k, v in r.items() if k not in VOLATILE and "seconds" not in k and not (k in NEWER and not v)}
                for r in run.read_metrics().to_pylist()]
     out["metrics"] = hashlib.sha256(json.dumps(metrics, sort_keys=True, default=str).encode()).hexdigest()
     return out
