@@ -33,7 +33,7 @@ class Form:
     value is exact (a metric-imperial conversion is not: an answer rounded to 1% passes)."""
 
     name: str
-    value: Fraction
+    value: Fraction | None  # None: no answer fits (the problem's numbers cannot exist)
     exact: bool = True
 
 
@@ -426,8 +426,65 @@ def _mean(problem: str) -> list[Form]:
     return [Form("missing number of an average", n * mean - sum(others, Fraction(0)))]
 
 
+_CONSECUTIVE_RE = re.compile(
+    rf"\bsum\s+of\s+(two|three|four|five|[2-5])\s+consecutive\s+(?:(even|odd)\s+)?(?:whole\s+|positive\s+)?"
+    rf"(?:numbers|integers)\s+is\s+{_NUM}", re.I)
+_WHICH_OF_RE = re.compile(r"\b(smallest|least|largest|greatest|biggest|middle)\b", re.I)
+
+
+def _consecutive(problem: str) -> list[Form]:
+    """ "The sum of three consecutive odd numbers is 15. What is the smallest?" is 3: n
+    numbers a step apart (1, or 2 for even or odd) from x sum to n x + step n(n-1)/2. No
+    such whole numbers (two consecutive even numbers summing to 36) make the problem
+    ill-posed: a form whose value is None."""
+    m, which = _CONSECUTIVE_RE.search(problem), _WHICH_OF_RE.search(question(problem))
+    if m is None or which is None or len(_given(problem)) > 2:
+        return []
+    n, kind, total = _COUNT_WORDS[m.group(1).lower()], (m.group(2) or "").lower(), _num(m.group(3))
+    if total is None:
+        return []
+    step = 2 if kind else 1
+    first = (total - step * n * (n - 1) // 2) / n
+    if first.denominator != 1 or (kind == "even" and first % 2) or (kind == "odd" and not first % 2):
+        return [Form(f"sum of {n} consecutive {kind or 'whole'} numbers", None)]
+    pick = which.group(1).lower()
+    value = first if pick in ("smallest", "least") else first + step * (n - 1) if pick != "middle" else \
+        first + Fraction(step * (n - 1), 2)
+    return [Form(f"{pick} of {n} consecutive {kind + ' ' if kind else ''}numbers", value)]
+
+
+_MULTIPLES_IN_RE = re.compile(
+    rf"\bhow\s+many\s+(?:whole\s+|positive\s+)?(?:numbers|integers)\s+from\s+{_NUM}\s+to\s+{_NUM}"
+    rf"(?:,?\s+(?:counting\s+both|inclusive))?,?\s+are\s+(?:multiples\s+of|divisible\s+by)\s+{_NUM}"
+    rf"(?:\s+(or|and)\s+{_NUM})?\s*\?", re.I)
+
+
+def _multiples_in(problem: str) -> list[Form]:
+    """ "How many whole numbers from 1 to 22 are multiples of 7?" is 3; "... of 5 or 7"
+    counts either (inclusion-exclusion), "... of 5 and 7" both."""
+    m = _MULTIPLES_IN_RE.search(question(problem))
+    if m is None:
+        return []
+    ends = _whole(_num(m.group(1)), _num(m.group(2)), _num(m.group(3)))
+    if ends is None or ends[0] > ends[1]:
+        return []
+    lo, hi, a = ends
+
+    def count(d: int) -> int:
+        return hi // d - (lo - 1) // d
+
+    if m.group(4) is None:
+        return [Form("multiples in a range", Fraction(count(a)))]
+    b = _whole(_num(m.group(5)))
+    if b is None:
+        return []
+    both = count(math.lcm(a, b[0]))
+    value = count(a) + count(b[0]) - both if m.group(4).lower() == "or" else both
+    return [Form("multiples in a range", Fraction(value))]
+
+
 _FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count,
-          _more_of_one_than_other, _proportion, _rate_over_time, _mean)
+          _more_of_one_than_other, _proportion, _rate_over_time, _mean, _consecutive, _multiples_in)
 
 
 def expected(problem: str) -> list[Form]:
@@ -441,6 +498,8 @@ def expected(problem: str) -> list[Form]:
 def agrees(form: Form, value: Fraction) -> bool:
     """Whether an answer's value is the form's value: exactly, as a rounding of it to the
     answer's own decimals, or within 1% where the form is not exact."""
+    if form.value is None:
+        return False
     if value == form.value:
         return True
     if not form.exact:

@@ -167,7 +167,15 @@ def check_problem_expression(problem: str, solution: str, answer: str) -> str | 
     return f"the problem asks for {side.text} = {_fmt(expected)} but the answer is {answer}"
 
 
+_SOLVE_FOR_RE = re.compile(r"\b(?:solve|find)\s+(?:for\s+)?([a-z])\s*(?:[:.,]|when|if|in|$)", re.I)
+
+
 def check_equation(problem: str, solution: str, answer: str) -> str | None:
+    if (m := _SOLVE_FOR_RE.search(problem)) and m.group(1).lower() not in ("a", "i"):
+        rest = problem[:m.start()] + problem[m.end():]
+        if "=" in rest and not re.search(rf"(?<![A-Za-z]){m.group(1)}(?![A-Za-z])", rest):
+            # "Solve for y: 12 = 9." has no y to solve for.
+            return f"the problem asks for {m.group(1)}, but its equation has no {m.group(1)}"
     value = _answer_value(answer)
     if value is None:
         return None
@@ -470,6 +478,8 @@ def check_closed_form(problem: str, solution: str, answer: str) -> str | None:
     if value is None:
         return None
     for form in expected(problem):
+        if form.value is None:
+            return f"the question is a {form.name}, and no such numbers exist"
         if not _same(form.value, value, answer) and not agrees(form, value):
             return f"the question is a {form.name}, which gives {_fmt(form.value)}, but the answer is {answer}"
     return None

@@ -154,6 +154,10 @@ def test_problem_expression(problem: str, answer: str, ok: bool):
         ("Solve for x: x + 7 = 28.", "x = 21", True),
         ("If 2y - 3 = 9, what is y?", "6", True),
         ("If 2y - 3 = 9, what is y?", "5", False),
+        # nothing to solve: the variable asked for is in no equation
+        ("Solve for y: 12 = 9.", "12", False),
+        ("Solve for x: 8/7 = 1.", "8", False),
+        ("Find x if 2x = 40.", "20", True),
     ],
 )
 def test_equation(problem: str, answer: str, ok: bool):
@@ -395,6 +399,17 @@ def test_shape(problem: str, ok: bool):
         ("The average of two numbers is 2. One of the numbers is 10. What is the other number?", "-6", True),
         ("The average of two numbers is 2. One of the numbers is 10. What is the other number?", "8", False),
         ("The average of three numbers is 3. Two of them are 6 and 9. What is the third number?", "-6", True),
+        # consecutive numbers from their sum; none exist: any answer is wrong
+        ("The sum of three consecutive odd numbers is 15. What is the smallest of the three numbers?", "3", True),
+        ("The sum of three consecutive odd numbers is 15. What is the smallest of the three numbers?", "2", False),
+        ("The sum of three consecutive whole numbers is 81. What is the middle number?", "27", True),
+        ("The sum of two consecutive even numbers is 36. What is the smallest of the two numbers?", "17", False),
+        ("The sum of two consecutive even numbers is 34. What is the largest?", "18", True),
+        # multiples in a range, counting both ends
+        ("How many whole numbers from 1 to 22 are multiples of 7?", "8", False),
+        ("How many whole numbers from 1 to 22 are multiples of 7?", "3", True),
+        ("How many whole numbers from 1 to 22 are multiples of 5 or 7?", "7", True),
+        ("How many whole numbers from 10 to 40, counting both, are multiples of 4?", "8", True),
         ("What is the 4th multiple of 7?", "14", False),
         ("What is the 4th multiple of 7?", "28", True),
         ("What is 2nd multiple of 9?", "18", True),
