@@ -100,6 +100,19 @@ def test_a_repaired_reference_is_solved_against_its_corrected_answer(tmp_path: P
         assert r["repair"] == "5 * 8 = 25 was false: 25 -> 40 in the solution and the answer"
         # Judged against 40: the solver's three 40s are right, its 17 is wrong.
         assert (r["k"], r["n_correct"]) == (4, 3)
+    # Counted in the metrics, the run's summary and `sparq inspect`.
+    from pipeline.read.inspection import load_run, summarize
+    from pipeline.read.inspection_text import format_summary
+
+    metrics = RunDir(tmp_path / "run").read_metrics().to_pylist()
+    assert sum(m["repaired"] for m in metrics) == len(rows)
+    summary = run_generation(make_config(tmp_path, mutate=SLIPS, solve=SOLVE, steps=3, batch=6,
+                                         run={"mode": mode}, validity={"repair": True}),
+                             tmp_path / "run", resume=True, **QUIET)
+    assert summary["repaired"] == summary["valid"] == len(rows)
+    inspected = summarize(load_run(tmp_path / "run"))
+    assert inspected["validity"]["repaired"] == len(rows)
+    assert f"{len(rows)} of them repaired" in format_summary(inspected)
 
 
 def test_no_repair_without_a_gate_or_by_default(tmp_path: Path):
