@@ -324,10 +324,14 @@ threads_per_worker = 1""")
     proc = subprocess.run(sparq_cmd("generate", "--config", str(config), "--run-dir", str(run_dir), "--steps", "2"),
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=2 * STEP_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "closed 2 engine(s)/judge(s) on 1 Dask worker(s)" in proc.stderr
     assert "streaming: up to" in proc.stderr and "engine chunk task(s)" in proc.stderr
     run = RunDir(run_dir)
     assert run.read_checkpoint().step == 2
+    # The worker builds its judge when it first judges attempts: with 8 candidates the
+    # validity gate can reject every parsed one (the embedded model's arithmetic), and then
+    # nothing is solved and only the engine is there to close.
+    built = 1 + (run.read_attempts().num_rows > 0)
+    assert f"closed {built} engine(s)/judge(s) on 1 Dask worker(s)" in proc.stderr, proc.stderr[-3000:]
     gen = run.read_candidates().filter(pc.greater(pc.field("step"), 0))
     assert gen.num_rows == 2 * BATCH and set(gen["generator"].to_pylist()) == {EMBEDDED_VLLM}
     print(f"\ndask + vLLM: 2 steps in {time.monotonic() - t0:.0f} s wall")
