@@ -135,7 +135,7 @@ def repair_lines(config, rows: list[dict], results: list) -> list[str]:
     (data/validity/repaired.jsonl) call valid, with those labels' other source, the
     rejected candidates of the labelled campaigns (bench/validity-labels/)."""
     labels = {(r["problem"], r["solution"], r["answer"]): r for r in
-              map(json.loads, REPAIRED.read_text().splitlines()) if r}
+              (json.loads(line) for line in REPAIRED.read_text().splitlines() if line.strip())}
     fixed = []
     for r, res in zip(rows, results, strict=True):
         if res.valid:

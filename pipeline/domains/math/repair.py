@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from pipeline.domains.math.arith import claims, number_value
+from pipeline.domains.math.validity import solution_body
 
 # A number as the model writes it: "12", "1,200", "3.60", ".5".
 _NUMBER_RE = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|(?<![\w.])\d*\.?\d+(?![\d])")
-_ANSWER_PHRASE_RE = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)", re.I)
 _DECIMALS = 4  # at most this many decimals in a repaired value
 
 
@@ -90,8 +90,7 @@ def repair_reference(problem: str, solution: str, answer: str) -> Repaired | Non
     if exact is None:
         return None
     wrong = right.value
-    starts = [m.start() for m in _ANSWER_PHRASE_RE.finditer(solution)]
-    cut = starts[-1] if starts else len(solution)
+    cut = len(solution_body(solution))  # the body ends where the final-answer phrase starts
     body, in_body = _replace_values(solution[:cut], wrong, exact)
     if in_body != 1:  # written more than once: which one was the slip is unclear
         return None

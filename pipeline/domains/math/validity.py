@@ -117,7 +117,7 @@ def _fmt(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}" if abs(decimal - round(decimal, 6)) > 1e-12 else f"{decimal:g}"
 
 
-def _body(solution: str) -> str:
+def solution_body(solution: str) -> str:
     """The solution without its final-answer phrase and what follows it."""
     starts = [m.start() for m in _ANSWER_PHRASE_RE.finditer(solution)]
     return solution[: starts[-1]] if starts else solution
@@ -134,7 +134,7 @@ def check_final_answer(problem: str, solution: str, answer: str) -> str | None:
     value = _answer_value(answer)
     if value is None:
         return None
-    body = _body(solution)
+    body = solution_body(solution)
     found = claims(body)
     if not found:
         return None
@@ -229,7 +229,7 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     allowed |= _parts(allowed)
     foreign: list[Fraction] = []
     computes = False
-    for chain in chains(_body(solution)):
+    for chain in chains(solution_body(solution)):
         # A side that restates the value of a grounded side of its chain ("2/3 = 10/15",
         # "9 / 45 = 1/5") grounds its own numbers: they are that value written otherwise.
         grounded = {side.value for side in chain if side.value is not None and side.computes
@@ -252,7 +252,7 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     value = _answer_value(answer)
     if not given and value is not None and value not in constants:
         return f"ill-posed: the problem gives no numbers but the answer is {answer}"
-    computing_claims = [c for c in claims(_body(solution)) if c.left.computes or c.right.computes
+    computing_claims = [c for c in claims(solution_body(solution)) if c.left.computes or c.right.computes
                         or c.left.value != c.right.value or c.left.unit != c.right.unit]
     if value is not None and value in given and not computing_claims and not _PICKS_RE.search(problem) \
             and not any(t.kind == "var" for t in tokenize(problem)):
@@ -260,14 +260,14 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
         # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
         # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
         return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"
-    nowhere = _answer_from_nowhere(problem, _body(solution), answer, value)
+    nowhere = _answer_from_nowhere(problem, solution_body(solution), answer, value)
     if nowhere is not None:
         return nowhere
-    doubled = _self_combined(problem, _body(solution))
+    doubled = _self_combined(problem, solution_body(solution))
     if doubled is not None:
         return (f"ill-posed: the answer comes from {doubled}, the problem's one {doubled.split()[0]} "
                 "combined with itself")
-    cancel = None if _COMPUTATION_RE.match(problem.strip()) else _self_cancelling(_body(solution))
+    cancel = None if _COMPUTATION_RE.match(problem.strip()) else _self_cancelling(solution_body(solution))
     if cancel is not None:  # ("Find the value of 10 divided by 10." asks for exactly that)
         return f"ill-posed: the result comes from {cancel}, a number cancelling itself"
     if foreign:
@@ -415,7 +415,7 @@ def check_unused_data(problem: str, solution: str, answer: str) -> str | None:
             any(t.kind == "var" or t.text == "=" for t in tokenize(problem)):
         # An equation's solution needs not restate its right side ("5x + 18 = 58": "5x = 40").
         return None
-    if not claims(_body(solution)):
+    if not claims(solution_body(solution)):
         return None  # a solution that shows no computation says nothing of what it used
     used = set(numbers(solution)) | set(numbers(answer))
     factors = _named_factors(f"{problem} {solution}")
@@ -442,7 +442,7 @@ def check_dimensions(problem: str, solution: str, answer: str) -> str | None:
         if power is not None and power != asked:
             got = POWER_NAMES.get(power, f"length^{power}")
             return f"the question asks for {POWER_NAMES[asked]} but the answer {answer} is {got}"
-    found = final_power(problem, _body(solution), constants_for(problem))
+    found = final_power(problem, solution_body(solution), constants_for(problem))
     if found is None or found[1] == asked:
         return None
     text, power = found
