@@ -408,7 +408,7 @@ class OperatorsConfig:
 # = SPARQ exactly (checks recorded, nothing gated, no verifier).
 GATES = ("archive", "export", "none")
 VALIDITY_CHECKS = ("arithmetic", "final_answer", "problem_expression", "equation", "grounding", "unused_data",
-                   "dimensions", "shape", "closed_form", "asks")
+                   "dimensions", "shape", "closed_form", "asks", "well_posed")
 # The code domain's checks (pipeline/domains/code/__init__.py): the reference is Python defining the
 # function the problem names, the tests call it, the reference passes them in the sandbox,
 # and a function returning None does not.

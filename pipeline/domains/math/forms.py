@@ -146,6 +146,10 @@ _RECT_PAIRS = (
 _AREA_RE = re.compile(r"\barea\b", re.I)
 _PERIMETER_RE = re.compile(r"\b(?:perimeter|fenc\w{0,3}|border|around)\b", re.I)
 _RECT_RE = re.compile(r"\brectang\w{0,4}\b", re.I)
+_LONG_WIDE_RE = re.compile(rf"{_NUM}\s*{_LENGTH}\s+(?:long|wide)\s*,?\s+and\s+{_NUM}\s*{_LENGTH}\s+(?:wide|long)\b",
+                           re.I)
+_SOLID_OR_ROUND_RE = re.compile(r"\b(?:box\w{0,2}|prisms?|cubes?|cuboids?|tanks?|pools?|containers?|bricks?|"
+                                r"circl\w{0,3}|round|diameter|radius|tall|high|deep|height|depth)\b", re.I)
 _SQUARE_RE = re.compile(r"\bsquare\b(?!\s+(?:units?|feet|foot|met(?:er|re)s?|inch(?:es)?|yards?|miles?|"
                         r"centimet(?:er|re)s?|millimet(?:er|re)s?|kilomet(?:er|re)s?|root|numbers?|cm|mm|m|km|in|"
                         r"ft|yd)\b)", re.I)
@@ -173,20 +177,43 @@ def _one_unit(problem: str) -> bool:
     return len(units) <= 1
 
 
+def _length_scale(problem: str) -> tuple[Fraction, bool] | None:
+    """(size of the problem's one length unit in the asked unit, exact) where the problem
+    states its lengths in one unit and the question asks in another ("3 cm wide and 5 cm
+    long ... in square meters": 1/100); None where the units are mixed or unknown."""
+    units = {u.lower() for u in _ANY_LENGTH_RE.findall(problem) if u.lower() not in ("unit", "units")}
+    asked = _OTHER_UNIT_IN_QUESTION_RE.search(question(problem))
+    sizes = {UNITS[u] for u in units if u in UNITS}
+    if asked is None or len(units) != 1 or len(sizes) != 1 or asked.group(1).lower() not in UNITS:
+        return None
+    (dim, given), (asked_dim, wanted) = next(iter(sizes)), UNITS[asked.group(1).lower()]
+    if dim != "length" or asked_dim != "length":
+        return None
+    return given / wanted, _metric(next(iter(units))) == _metric(asked.group(1).lower())
+
+
 def _shape_forms(problem: str) -> list[Form]:
     q = question(problem)
     given = _given(problem)
     wants_area, wants_perimeter = bool(_AREA_RE.search(q)), bool(_PERIMETER_RE.search(q))
-    if wants_area == wants_perimeter or not _one_unit(problem):
+    if wants_area == wants_perimeter:
         return []
-    if _RECT_RE.search(problem) and not _SQUARE_RE.search(problem) and len(given) <= 2:
+    scale, exact = (Fraction(1), True) if _one_unit(problem) else (_length_scale(problem) or (None, True))
+    if scale is None:
+        return []
+    # A rectangle by name, or a flat thing given as "6 feet long and 4 feet wide" (a
+    # garden, a poster): not a box, whose area is a surface, nor another named shape.
+    plain = not (_SQUARE_RE.search(problem) or _SOLID_OR_ROUND_RE.search(problem) or _TRIANGLE_RE.search(problem))
+    if plain and len(given) <= 2 and (_RECT_RE.search(problem) or _LONG_WIDE_RE.search(problem)):
         for regex in _RECT_PAIRS:
             if m := regex.search(problem):
                 a, b = _num(m.group(1)), _num(m.group(2))
                 if a is not None and b is not None and a > 0 and b > 0:
-                    value = a * b if wants_area else 2 * (a + b)
-                    return [Form("rectangle " + ("area" if wants_area else "perimeter"), value)]
+                    value = a * b * scale * scale if wants_area else 2 * (a + b) * scale
+                    return [Form("rectangle " + ("area" if wants_area else "perimeter"), value, exact)]
                 break
+    if scale != 1:
+        return []
     if _SQUARE_RE.search(problem) and not _RECT_RE.search(problem):
         side, stated = None, None
         if (m := _SQUARE_PERIMETER_RE.search(problem)) and not wants_perimeter:
@@ -398,9 +425,12 @@ def _rate_over_time(problem: str) -> list[Form]:
 
 _MEAN_OF_RE = re.compile(rf"\b(?:average|mean)\s+of\s+(?:the\s+numbers\s+)?{_NUM}((?:\s*,\s*{_NUM}){{0,8}})\s*,?"
                          rf"\s+and\s+{_NUM}", re.I)
-_COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "2": 2, "3": 3, "4": 4, "5": 5}
+_COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
 _MEAN_IS_RE = re.compile(rf"\b(?:average|mean)\s+of\s+(two|three|four|five|[2-5])\s+numbers\s+is\s+{_NUM}", re.I)
-_OTHER_RE = re.compile(r"\bwhat\s+is\s+the\s+(?:other|third|second|last|missing|remaining)\s+number\b", re.I)
+_OTHER_RE = re.compile(r"\bwhat\s+is\s+the\s+(other|second|third|fourth|fifth|sixth|last|missing|remaining)\s+number\b",
+                       re.I)
+_ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6}
+_SOME_ARE_RE = re.compile(rf"\b(one|two|three|four|[1-4])\s+of\s+them\s+(?:are|is)\s+(?:each\s+|all\s+)?{_NUM}", re.I)
 
 
 def _mean(problem: str) -> list[Form]:
@@ -414,16 +444,47 @@ def _mean(problem: str) -> list[Form]:
             return [Form("average", sum(values, Fraction(0)) / len(values))]
         return []
     m = _MEAN_IS_RE.search(problem)
-    if m is None or _OTHER_RE.search(question(problem)) is None:
+    other = _OTHER_RE.search(question(problem))
+    if m is None or other is None:
         return []
     n, mean = _COUNT_WORDS[m.group(1).lower()], _num(m.group(2))
-    # The numbers written in digits, after the mean: each one of the n numbers (a count
-    # word such as "Two of them" is no number of the set).
-    rest = [_num(x) for x in re.findall(_NUM, problem[m.end():])]
-    if mean is None or len(rest) != n - 1 or any(x is None for x in rest):
+    if mean is None:
         return []
+    if _ORDINALS.get(other.group(1).lower(), 0) > n:
+        # "The average of two numbers is 15. What is the third number?"
+        return [Form(f"{other.group(1).lower()} of {n} numbers", None)]
+    # The numbers written in digits, after the mean: each one of the n numbers (a count
+    # word such as "Two of them" is no number of the set), or "Three of them are 2".
+    after = problem[m.end():]
+    if (same := _SOME_ARE_RE.search(after)) and _COUNT_WORDS[same.group(1).lower()] == n - 1 and \
+            len(re.findall(_NUM, after)) == 1 and (x := _num(same.group(2))) is not None:
+        return [Form("missing number of an average", n * mean - (n - 1) * x)]
+    rest = [_num(x) for x in re.findall(_NUM, after)]
+    if any(x is None for x in rest) or len(rest) > n - 1:
+        return []
+    if len(rest) < n - 1:
+        # "The average of three numbers is 14. One of them is 4. What is the other number?"
+        return [Form(f"missing number of {n} numbers from {len(rest) + 1} given", None)]
     others = [x for x in rest if x is not None]
     return [Form("missing number of an average", n * mean - sum(others, Fraction(0)))]
+
+
+_MEDIAN_RE = re.compile(rf"\bmedian\s+of\s+(?:the\s+numbers\s+)?{_NUM}((?:\s*,\s*{_NUM}){{0,8}})\s*,?\s+and\s+{_NUM}",
+                        re.I)
+
+
+def _median(problem: str) -> list[Form]:
+    """ "What is the median of 4 and 6?" is 5: the middle of the sorted numbers, or the
+    mean of the two middle ones. Only when the problem gives no other number."""
+    m = _MEDIAN_RE.search(question(problem))
+    if m is None:
+        return []
+    values = [_num(m.group(1)), *(_num(x) for x in re.findall(_NUM, m.group(2))), _num(m.group(m.re.groups))]
+    if any(v is None for v in values) or len(re.findall(r"\d+(?:\.\d+)?", problem)) != len(values):
+        return []
+    xs = sorted(v for v in values if v is not None)
+    mid = len(xs) // 2
+    return [Form("median", xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2)]
 
 
 _CONSECUTIVE_RE = re.compile(
@@ -484,7 +545,8 @@ def _multiples_in(problem: str) -> list[Form]:
 
 
 _FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count,
-          _more_of_one_than_other, _proportion, _rate_over_time, _mean, _consecutive, _multiples_in)
+          _more_of_one_than_other, _proportion, _rate_over_time, _mean, _median, _consecutive,
+          _multiples_in)
 
 
 def expected(problem: str) -> list[Form]:

@@ -40,6 +40,7 @@ checks (their names are what rows record):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -124,10 +125,41 @@ def solution_body(solution: str) -> str:
 
 
 def check_arithmetic(problem: str, solution: str, answer: str) -> str | None:
-    false = [c for c in claims(solution) if not c.holds()]
-    if not false:
-        return None
-    return "; ".join(f"{c.text} is false ({c.left.text} = {_fmt(c.left.value)})" for c in false[:3])
+    false = [f"{c.text} is false ({c.left.text} = {_fmt(c.left.value)})" for c in claims(solution) if not c.holds()]
+    false += list_claims(problem, solution)
+    return "; ".join(false[:3]) if false else None
+
+
+# Claims about lists, in the phrasing the bundled seeds use and the generator copies:
+# "Multiples of 15: 15, 30.", "Factors of 12: 1, 2, 3, 4, 6, 12.", "The first number in
+# both lists is 30.", "The denominators are both 5".
+_LIST_RE = re.compile(
+    r"\b(multiples|factors|divisors)\s+of\s+(\d{1,9})\s*(?:are|:)\s*((?:\d{1,9}\s*,\s*){0,30}\d{1,9})", re.I)
+_BOTH_LISTS_RE = re.compile(r"\b(?:first|smallest|least|largest|greatest)\s+number\s+(?:in|on)\s+both\s+lists\s+is\s+"
+                            r"(\d{1,9})\b", re.I)
+_DENOMINATORS_RE = re.compile(r"\bdenominators\s+are\s+(?:both|all)\s+(\d{1,9})(?![\d/])", re.I)
+
+
+def list_claims(problem: str, solution: str) -> list[str]:
+    """The false claims of `solution` about lists of multiples or factors, and about the
+    denominators of the problem's fractions."""
+    false, lists = [], []
+    for m in _LIST_RE.finditer(solution[:MAX_CHARS]):
+        kind, n = m.group(1).lower(), int(m.group(2))
+        items = [int(x) for x in re.findall(r"\d+", m.group(3))]
+        lists.append(set(items))
+        wrong = [x for x in items if (x % n if kind == "multiples" else not x or n % x)] if n else []
+        if wrong:
+            false.append(f"{kind} of {n}: {m.group(3)} lists {wrong[0]}, which is not a {kind[:-1]} of {n}")
+    both = _BOTH_LISTS_RE.search(solution[:MAX_CHARS])
+    if both and len(lists) >= 2 and not all(int(both.group(1)) in found for found in lists[-2:]):
+        false.append(f"{both.group(1)} is not in both lists")
+    for m in _DENOMINATORS_RE.finditer(solution[:MAX_CHARS]):
+        denominators = [int(b) for _, b in _FRACTION_RE.findall(problem[:MAX_CHARS])]
+        if len(denominators) >= 2 and any(d != int(m.group(1)) for d in denominators):
+            shown = " and ".join(str(d) for d in denominators[:4])
+            false.append(f"the denominators are {shown}, not both {m.group(1)}")
+    return false
 
 
 def check_final_answer(problem: str, solution: str, answer: str) -> str | None:
@@ -450,6 +482,8 @@ def check_dimensions(problem: str, solution: str, answer: str) -> str | None:
     return f"the question asks for {POWER_NAMES[asked]} but {text} gives {got}"
 
 
+_RECT_WORD_RE = re.compile(r"\brectang\w{0,4}\b", re.I)
+_EQUAL_SIDES_RE = re.compile(r"\b(?:all|each|every|sides)\b", re.I)  # "a rectangle with sides 2 m long": a square
 _SQUARE_SHAPE_RE = re.compile(r"\bsquare\b(?!\s+(?:units?|feet|foot|meters?|metres?|inch(?:es)?|yards?|miles?|"
                               r"centimet(?:er|re)s?|millimet(?:er|re)s?|kilomet(?:er|re)s?|cm|mm|km|m|ft|in|yd|root)\b)",
                               re.I)
@@ -485,6 +519,75 @@ def check_closed_form(problem: str, solution: str, answer: str) -> str | None:
     return None
 
 
+# -- well-posedness: a question the problem's data cannot answer ---------------------------
+
+_MONEY_ASKED_RE = re.compile(
+    r"\bhow\s+much\s+(?:money|change)\b|\b(?:total\s+)?(?:cost|price|bill)\b|\bhow\s+many\s+(?:dollars|cents)\b|"
+    r"\bin\s+(?:dollars|cents)\b|\bhow\s+much\s+(?:do|does|did|will|would)\b[^?]{0,60}\b(?:spend|pay|earn|save|cost)\b",
+    re.I)
+_MONEY_GIVEN_RE = re.compile(
+    r"[$€£¢]\s?\d|\d\s*(?:dollars?|cents?|euros?|¢)\b|\b(?:costs?|priced?|sells?\s+for|pays?|paid|earns?|charges?)\b"
+    r"[^.?!]{0,30}?\d", re.I)
+_MONEY_AMOUNT_RE = re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d+)?|\d[\d,]*(?:\.\d+)?\s*(?:dollars?|cents?|euros?|¢)", re.I)
+_CHANGE_RE = re.compile(r"\bchange\b", re.I)
+_RATIO_ONLY_RE = re.compile(r"\bratio\b[^.?!]{0,60}?(?<![\d.])\d{1,9}\s*(?:to|:)\s*\d{1,9}(?!\d|\.\d)|"
+                            r"(?<![\d.])\d{1,9}\s+[a-z]{1,15}\s+for\s+every\s+\d{1,9}(?!\d|\.\d)", re.I)
+_HOW_MANY_RE = re.compile(r"\bhow\s+(?:many|much)\b", re.I)
+_VOLUME_RE = re.compile(r"\b(?:volume|cubic)\b", re.I)
+_CUBE_RE = re.compile(r"\bcub(?:e|es|ic\s+box)\b|\bcubed\b", re.I)
+_CHECKING_RE = re.compile(r"\b(?:true|false|correct|incorrect|mistake|error|wrong|check|right)\b|^\s*(?:is|are|does)\b",
+                          re.I)
+_LIST_SUM_RE = re.compile(
+    r"\b(sum|product)\s+of\s+((?:\d{1,9}\s*,\s*){1,12}(?:and\s+)?\d{1,9})\s+(?:is|equals)\s+(\d{1,12})\b", re.I)
+_DIGITS_ONLY_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\w|\.\d)")
+
+
+def _stated_computation(problem: str) -> str | None:
+    """A computation the problem states with its result: "What is the value of 10 + 20 =
+    30?" asks nothing, "The sum of 2, 3, 4, 5, 6, 7 is 14." states a falsehood. Problems
+    that ask whether a statement holds ("Is 3 + 4 = 8 true?") are left alone."""
+    for sentence in re.split(r"(?<=[.?!])\s+", problem.strip()):
+        if _CHECKING_RE.search(sentence):
+            continue
+        for c in claims(sentence):
+            if not c.holds():
+                return f"ill-posed: the problem states {c.text}, which is false"
+            if c.left.computes != c.right.computes and not c.left.variables and not c.right.variables:
+                return f"ill-posed: the problem states the computation {c.text} and its result"
+        for m in _LIST_SUM_RE.finditer(sentence):
+            xs = [int(x) for x in re.findall(r"\d+", m.group(2))]
+            value = sum(xs) if m.group(1).lower() == "sum" else math.prod(xs)
+            if value != int(m.group(3)):
+                return f"ill-posed: the problem states that the {m.group(1).lower()} of {m.group(2)} is {m.group(3)} " \
+                       f"(it is {value})"
+    return None
+
+
+def check_well_posed(problem: str, solution: str, answer: str) -> str | None:
+    q = question(problem)
+    stated = _stated_computation(problem)
+    if stated is not None:
+        return stated
+    if _MONEY_ASKED_RE.search(q) and not _MONEY_GIVEN_RE.search(problem):
+        return "ill-posed: the question asks for an amount of money, and the problem gives no price or amount"
+    if _CHANGE_RE.search(q) and _MONEY_ASKED_RE.search(q) and len(_MONEY_AMOUNT_RE.findall(problem)) == 1 \
+            and len(_DIGITS_ONLY_RE.findall(problem)) <= 2:
+        return "ill-posed: change from a payment, with no price given"
+    digits = _DIGITS_ONLY_RE.findall(problem)
+    ratio = _RATIO_ONLY_RE.search(problem)
+    if ratio and _HOW_MANY_RE.search(q) and len(digits) == 2 and not re.search(r"\bratio\b", q, re.I):
+        return (f"ill-posed: the problem gives only a ratio ({ratio.group(0)}) and no amount, so no count "
+                "follows")
+    if _VOLUME_RE.search(q) and not _CUBE_RE.search(problem) and len(digits) == 2:
+        lengths = [p for p in quantity_powers(problem).values() if p == 1]
+        if len(lengths) == 2:
+            return "ill-posed: a volume from two lengths (no height or depth is given)"
+    if _RECT_WORD_RE.search(problem) and re.search(r"\b(?:area|perimeter)\b", q, re.I) and len(digits) == 1 \
+            and not _SQUARE_SHAPE_RE.search(problem) and not _EQUAL_SIDES_RE.search(problem):
+        return "ill-posed: a rectangle's area or perimeter from one number"
+    return None
+
+
 _ASKS_RE = re.compile(
     r"\?|\b(?:what|how|which|who|whom|whose|when|where|why|find|compute|calculate|evaluate|solve|simplify|"
     r"determine|convert|express|write|give|list|round|estimate|show|prove|multiply|divide|add|subtract|factor|"
@@ -509,6 +612,7 @@ CHECKS: dict[str, Check] = {
     "shape": check_shape,
     "closed_form": check_closed_form,
     "asks": check_asks,
+    "well_posed": check_well_posed,
 }
 
 

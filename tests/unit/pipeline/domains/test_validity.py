@@ -26,6 +26,7 @@ from pipeline.domains.math.validity import (
     check_reference,
     check_shape,
     check_unused_data,
+    check_well_posed,
     constants_for,
 )
 from pipeline.store.seeds import load_seeds
@@ -234,7 +235,7 @@ def test_check_reference_runs_the_named_checks_in_order():
     assert only.valid and only.reason is None
     assert check_reference("What is 5 times 8?", "5 times 8 is 40. The answer is 40.", "40").valid
     assert set(CHECKS) == {"arithmetic", "final_answer", "problem_expression", "equation", "grounding",
-                           "unused_data", "dimensions", "shape", "closed_form", "asks"}
+                           "unused_data", "dimensions", "shape", "closed_form", "asks", "well_posed"}
     assert tuple(CHECKS) == VALIDITY_CHECKS  # the config's names are the checks, in order
 
 
@@ -419,7 +420,25 @@ def test_shape(problem: str, ok: bool):
         ("A box contains 4 red balls and 3 blue balls. How many balls are there?", "7", True),
         # a number beside the average's: not the plain form, nothing to check
         ("Sam scored 80 and 70 points. What is the average of 80 and 90?", "1", True),
-        ("The average of three numbers is 14. What is the fourth number?", "4", True),
+        # a fourth of three numbers, or a missing number with too few given: ill-posed
+        ("The average of three numbers is 14. What is the fourth number?", "4", False),
+        ("The average of three numbers is 15. One of the numbers is 13. What is the other number?", "17", False),
+        ("The average of four numbers is 2. Three of them are 2. What is the fourth number?", "2", True),
+        ("The average of four numbers is 2. Three of them are 2. What is the fourth number?", "3", False),
+        # the median: the middle number, or the mean of the two middle ones
+        ("What is the median of 4 and 6?", "5", True),
+        ("What is the median of 4 and 6?", "10", False),
+        ("Find the median of 3, 9, and 4.", "4", True),
+        ("A team scored 3, 9 and 4 goals. What is the median of 3, 9, and 4?", "4", True),
+        # a rectangle named by its sides ("6 feet long and 4 feet wide"), in the asked unit
+        ("A garden is 6 feet long and 4 feet wide. What is its area in square feet?", "24", True),
+        ("A garden is 6 feet long and 4 feet wide. What is its area in square feet?", "12", False),
+        ("A poster is 6 inches long and 2 inches wide. What is its perimeter in inches?", "16", True),
+        ("A poster is 6 inches long and 2 inches wide. What is its perimeter in inches?", "12", False),
+        ("A rectangle is 3 cm wide and 5 cm long. What is its area in square meters?", "0.0015", True),
+        ("A rectangle is 3 cm wide and 5 cm long. What is its area in square meters?", "15", False),
+        # a box's "area" is a surface or a base: no plain form
+        ("A box is 6 feet long and 4 feet wide. What is its area in square feet?", "48", True),
     ],
 )
 def test_closed_form(problem: str, answer: str, ok: bool):
@@ -434,6 +453,80 @@ def test_closed_form(problem: str, answer: str, ok: bool):
 )
 def test_asks(problem: str, ok: bool):
     assert (check_asks(problem, "", "1") is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("solution", "false"),
+    [
+        ("Multiples of 15: 15, 30. Multiples of 10: 10, 20, 30. The first number in both lists is 30.", None),
+        ("Multiples of 30: 30, 60. Multiples of 10: 10, 15, 20. The first number in both lists is 10.", "15, which"),
+        ("Multiples of 4: 4, 8, 12. Multiples of 6: 6, 12. The first number in both lists is 8.", "not in both"),
+        ("Factors of 12: 1, 2, 3, 4, 6, 12.", None),
+        ("Factors of 15: 1, 3, 5, 7, 15.", "7, which is not a factor of 15"),
+    ],
+)
+def test_arithmetic_reads_lists_of_multiples_and_factors(solution: str, false: str | None):
+    reason = check_arithmetic("What is the least common multiple of 15 and 10?", solution + " The answer is 30.", "30")
+    assert (reason is None) if false is None else (false in reason), reason
+
+
+def test_arithmetic_reads_the_denominators_the_solution_claims():
+    solution = "The denominators are both {d}, so subtract the numerators: 3 - 1 = 2. That gives 2/5. The answer is 2/5."
+    assert check_arithmetic("What is 3/5 - 1/5?", solution.format(d=5), "2/5") is None
+    assert "not both 2" in check_arithmetic("What is 3/4 - 1/2?", solution.format(d=2), "1/4")
+
+
+@pytest.mark.parametrize(
+    ("problem", "ill_posed"),
+    [
+        # the problem states a computation and its result, or a false one
+        ("A book has 20 pages. What is the value of 10 + 20 = 30?", "states the computation"),
+        ("The sum of 2, 3, 4, 5, 6, 7 is 14. What is the smallest of these numbers?", "(it is 27)"),
+        ("The sum of 2, 3 and 4 is 9. What is the largest of these numbers?", None),
+        ("Is 3 + 4 = 8 true or false?", None),
+        ("If 3x + 4 = 10, what is x?", None),
+        # money asked, none given
+        ("A bag has 12 pencils and 10 pens. What is the total cost?", "amount of money"),
+        ("A book is on sale for 20% off. What is the sale price in dollars?", "amount of money"),
+        ("A book costs $12 and is on sale for 25% off. What is the sale price in dollars?", None),
+        ("Zoe pays with a $50 bill. How much change does she get, in dollars?", "no price"),
+        ("Zoe buys 3 pens at $4 each and pays with a $20 bill. How much change does she get?", None),
+        # a ratio with no amount
+        ("The ratio of pens to pencils is 2 to 1. How many pens are there?", "only a ratio"),
+        ("There are 2 teachers for every 5 students. How many students are on the trip?", "only a ratio"),
+        ("There are 2 teachers for every 5 students. There are 4 teachers. How many students are there?", None),
+        ("How many whole numbers are there from 40 to 53, counting both?", None),
+        # a volume from two lengths
+        ("A box is 4 centimeters long and 2 centimeters wide. What is its volume in cubic centimeters?", "volume"),
+        ("A box is 4 cm long, 2 cm wide and 3 cm tall. What is its volume in cubic centimeters?", None),
+        ("A cube has edges 4 cm long. What is its volume in cubic centimeters?", None),
+        # a rectangle from one number
+        ("A rectangle has a perimeter of 40 centimeters. What is its area in square centimeters?", "one number"),
+        ("A rectangle has an area of 10 square feet. Its length is 5 feet. What is its perimeter in feet?", None),
+        ("What is the area, in square meters, of a rectangle with sides 2 meters long?", None),
+    ],
+)
+def test_well_posed(problem: str, ill_posed: str | None):
+    reason = check_well_posed(problem, "", "1")
+    assert (reason is None) if ill_posed is None else (ill_posed in reason), reason
+
+
+def test_no_check_rejects_a_valid_row_of_the_labelled_campaigns():
+    # Every problem of the blind-labelled campaigns (bench/validity-labels) that readers
+    # found valid passes every check: the rules drawn from their invalid rows cost none.
+    folder = Path(__file__).resolve().parents[4] / "bench" / "validity-labels"
+    rejected, counted = [], 0
+    for items in sorted(folder.glob("*-items.jsonl")):
+        labels = {r["item"]: r["label"] for r in map(json.loads, items.with_name(
+            items.name.replace("-items", "-labels")).read_text().splitlines())}
+        for row in map(json.loads, items.read_text().splitlines()):
+            if labels.get(row["item"]) == "valid":
+                counted += 1
+                result = check_reference(row["problem"], row["solution"], row["answer"])
+                if not result.valid:
+                    rejected.append((items.name, row["problem"], result.reason))
+    assert counted >= 300
+    assert rejected == []
 
 
 def test_an_answers_own_unit_must_have_the_asked_dimension():
