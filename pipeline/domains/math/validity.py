@@ -287,8 +287,9 @@ def check_grounding(problem: str, solution: str, answer: str) -> str | None:
     computing_claims = [c for c in claims(solution_body(solution)) if c.left.computes or c.right.computes
                         or c.left.value != c.right.value or c.left.unit != c.right.unit]
     if value is not None and value in given and not computing_claims and not _PICKS_RE.search(problem) \
-            and not any(t.kind == "var" for t in tokenize(problem)):
-        # ("110 miles = 110 miles" restates, it computes nothing.)
+            and not any(t.kind == "var" and problem[t.pos - 1 : t.pos] not in ("'", "’") for t in tokenize(problem)):
+        # ("110 miles = 110 miles" restates, it computes nothing; the "s" of "the bus's" is
+        # no unknown.)
         # "There are 14 red beads and 14 blue beads. How many of each?" -> 14; "1 teacher
         # for every 6 students, 4 teachers: how many students?" -> "Each teacher has 6."
         return f"ill-posed: the answer {answer} restates a number the problem gives, and nothing is computed"

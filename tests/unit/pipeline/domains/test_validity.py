@@ -541,6 +541,11 @@ def test_a_restated_quantity_computes_nothing():
     reason = check_grounding(problem, "Each car costs $10,000. 110 miles = 110 miles to drive. The answer is 110.",
                              "110")
     assert reason is not None and "restates" in reason
+    # a possessive "s" is no unknown that the answer might solve for
+    reason = check_grounding("A school bus is 25 feet long. What is the bus's total length in feet?",
+                             "The bus's total length is 25 feet. The answer is 25.", "25")
+    assert reason is not None and "restates" in reason
+    assert check_grounding("If 3s = 12, what is s?", "s = 12 / 3 = 4. The answer is 4.", "4") is None
 
 
 def test_the_bundled_seeds_pass_the_checks():
