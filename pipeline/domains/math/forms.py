@@ -544,9 +544,25 @@ def _multiples_in(problem: str) -> list[Form]:
     return [Form("multiples in a range", Fraction(value))]
 
 
+_OUTFITS_RE = re.compile(rf"\b{_NUM}\s+(?:different\s+)?shirts?\s*,?\s+and\s+{_NUM}\s+(?:different\s+)?"
+                         r"(?:pairs?\s+of\s+)?(?:pants|trousers|shorts|skirts)\b", re.I)
+_OUTFITS_ASKED_RE = re.compile(r"\bhow\s+many\s+(?:different\s+)?outfits\b", re.I)
+
+
+def _outfits(problem: str) -> list[Form]:
+    """ "Zoe has 4 shirts and 5 pairs of pants. How many different outfits can she make?"
+    is 4 x 5, when the problem gives no other number (and asks for no fewest or most)."""
+    m = _OUTFITS_RE.search(problem)
+    if m is None or not _OUTFITS_ASKED_RE.search(question(problem)) or len(_given(problem)) != 2 or \
+            re.search(r"\b(?:least|fewest|most|greatest|without|not|except)\b", problem, re.I):
+        return []
+    a, b = _num(m.group(1)), _num(m.group(2))
+    return [] if a is None or b is None else [Form("outfits of one shirt and one pair", a * b)]
+
+
 _FORMS = (_two_number_forms, _conversion, _shape_forms, _orders, _price, _percent_change, _restated_count,
           _more_of_one_than_other, _proportion, _rate_over_time, _mean, _median, _consecutive,
-          _multiples_in)
+          _multiples_in, _outfits)
 
 
 def expected(problem: str) -> list[Form]:

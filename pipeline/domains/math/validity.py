@@ -159,6 +159,46 @@ def list_claims(problem: str, solution: str) -> list[str]:
         if len(denominators) >= 2 and any(d != int(m.group(1)) for d in denominators):
             shown = " and ".join(str(d) for d in denominators[:4])
             false.append(f"the denominators are {shown}, not both {m.group(1)}")
+    return false + word_claims(problem, solution)
+
+
+# Claims written in words that the expression parser does not read: "the least common
+# multiple of 4, 6 and 8 is 12", "12 less than 10 is 6", "each meter is 20 centimeters".
+_COMMON_RE = re.compile(
+    r"\b(?:(least|lowest|smallest)\s+common\s+multiple|(greatest|highest|largest)\s+common\s+(?:factor|divisor))\s+"
+    r"of\s+((?:\d{1,9}\s*,\s*){0,8}\d{1,9}\s*,?\s+and\s+\d{1,9})\s+(?:is|=)\s+(\d{1,12})(?![\d.,]\d)", re.I)
+_LESS_MORE_RE = re.compile(r"\b(\d{1,9})\s+(less|more|fewer)\s+than\s+(\d{1,9})\s+is\s+(-?\d{1,12})(?![\d.,]\d)", re.I)
+_UNIT_FACT_RE = re.compile(
+    r"\b(?:each|one|a|1)\s+([a-z]{1,12})\s+(?:is|equals|has)\s+(\d{1,9}(?:\.\d{1,6})?)\s+([a-z]{1,12})\b", re.I)
+# A problem that sets its own scale ("1 centimeter stands for 3 kilometers") makes "each
+# centimeter is 3 kilometers" true there.
+_SCALE_RE = re.compile(r"\d\s*[a-z]{1,12}\s+(?:stands?\s+for|represents?|=|on\s+the\s+map)\s+\d|\bscale\b", re.I)
+
+
+def word_claims(problem: str, solution: str) -> list[str]:
+    """The false claims of `solution` written in words (see above)."""
+    text, false = solution[:MAX_CHARS], []
+    for m in _COMMON_RE.finditer(text):
+        xs = [int(x) for x in re.findall(r"\d+", m.group(3))]
+        if 0 in xs:
+            continue
+        value = math.lcm(*xs) if m.group(1) else math.gcd(*xs)
+        if value != int(m.group(4)):
+            false.append(f"the {'least common multiple' if m.group(1) else 'greatest common factor'} of {m.group(3)} "
+                         f"is {value}, not {m.group(4)}")
+    for m in _LESS_MORE_RE.finditer(text):
+        a, b, c = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        value = b - a if m.group(2).lower() != "more" else b + a
+        if value != c:
+            false.append(f"{m.group(1)} {m.group(2)} than {m.group(3)} is {value}, not {m.group(4)}")
+    if not _SCALE_RE.search(problem):
+        for m in _UNIT_FACT_RE.finditer(text):
+            a, b = UNITS.get(m.group(1).lower()), UNITS.get(m.group(3).lower())
+            if a is None or b is None or a[0] != b[0] or m.group(1).lower() == m.group(3).lower():
+                continue
+            value, said = a[1] / b[1], number_value(m.group(2))
+            if said is not None and said != value and not (said.denominator != 1 and abs(said - value) <= value / 100):
+                false.append(f"1 {m.group(1)} is {_fmt(value)} {m.group(3)}, not {m.group(2)}")
     return false
 
 
@@ -564,11 +604,20 @@ def _stated_computation(problem: str) -> str | None:
     return None
 
 
+_SAME_UNIT_RE = (
+    re.compile(r"\bconvert\s+\d[\d,.]*\s+([a-z]{1,12})\s+(?:in)?to\s+([a-z]{1,12})\b", re.I),
+    re.compile(r"\bhow\s+many\s+([a-z]{1,12})\s+(?:are\s+)?(?:there\s+)?in\s+\d[\d,.]*\s+([a-z]{1,12})\b", re.I),
+)
+
+
 def check_well_posed(problem: str, solution: str, answer: str) -> str | None:
     q = question(problem)
     stated = _stated_computation(problem)
     if stated is not None:
         return stated
+    for regex in _SAME_UNIT_RE:
+        if (m := regex.search(q)) and m.group(1).lower() == m.group(2).lower() and m.group(1).lower() in UNITS:
+            return f"ill-posed: a conversion of {m.group(1)} to {m.group(2)}"
     if _MONEY_ASKED_RE.search(q) and not _MONEY_GIVEN_RE.search(problem):
         return "ill-posed: the question asks for an amount of money, and the problem gives no price or amount"
     if _CHANGE_RE.search(q) and _MONEY_ASKED_RE.search(q) and len(_MONEY_AMOUNT_RE.findall(problem)) == 1 \

@@ -28,6 +28,7 @@ from pipeline.domains.math.validity import (
     check_unused_data,
     check_well_posed,
     constants_for,
+    word_claims,
 )
 from pipeline.store.seeds import load_seeds
 
@@ -437,6 +438,10 @@ def test_shape(problem: str, ok: bool):
         ("A poster is 6 inches long and 2 inches wide. What is its perimeter in inches?", "12", False),
         ("A rectangle is 3 cm wide and 5 cm long. What is its area in square meters?", "0.0015", True),
         ("A rectangle is 3 cm wide and 5 cm long. What is its area in square meters?", "15", False),
+        # outfits of one shirt and one pair of pants
+        ("How many different outfits can Nina make with 1 shirt and 2 pairs of pants?", "2", True),
+        ("How many different outfits can Nina make with 1 shirt and 2 pairs of pants?", "12", False),
+        ("Uma has 2 shirts and 3 pairs of pants. What is the least number of outfits she can make?", "1", True),
         # a box's "area" is a surface or a base: no plain form
         ("A box is 6 feet long and 4 feet wide. What is its area in square feet?", "48", True),
     ],
@@ -470,8 +475,31 @@ def test_arithmetic_reads_lists_of_multiples_and_factors(solution: str, false: s
     assert (reason is None) if false is None else (false in reason), reason
 
 
+@pytest.mark.parametrize(
+    ("problem", "solution", "false"),
+    [
+        ("", "The least common multiple of 3, 5, and 7 is 12.", "is 105, not 12"),
+        ("", "The least common multiple of 3, 5, and 7 is 105.", None),
+        ("", "The greatest common factor of 12 and 18 is 3.", "is 6, not 3"),
+        ("", "12 less than 10 is 6.", "is -2, not 6"),
+        ("", "3 more than 10 is 13.", None),
+        ("How many centimeters do 20 meters stand for?", "Each meter is 20 centimeters, so 20 meters is 40.",
+         "1 meter is 100 centimeters, not 20"),
+        ("", "1 foot is 12 inches, so 3 times 12 = 36.", None),
+        # the problem's own scale makes it true there
+        ("1 centimeter stands for 3 kilometers. How many kilometers do 6 centimeters stand for?",
+         "Each centimeter is 3 kilometers, so 6 times 3 = 18.", None),
+    ],
+)
+def test_arithmetic_reads_claims_in_words(problem: str, solution: str, false: str | None):
+    reason = check_arithmetic(problem, solution, "1")
+    assert (reason is None) if false is None else (false in reason), reason
+    assert word_claims("", "1 mile is 1.6 kilometers.") == []  # a factor rounded within 1%
+
+
 def test_arithmetic_reads_the_denominators_the_solution_claims():
-    solution = "The denominators are both {d}, so subtract the numerators: 3 - 1 = 2. That gives 2/5. The answer is 2/5."
+    solution = ("The denominators are both {d}, so subtract the numerators: 3 - 1 = 2. That gives 2/5. "
+                "The answer is 2/5.")
     assert check_arithmetic("What is 3/5 - 1/5?", solution.format(d=5), "2/5") is None
     assert "not both 2" in check_arithmetic("What is 3/4 - 1/2?", solution.format(d=2), "1/4")
 
@@ -500,6 +528,10 @@ def test_arithmetic_reads_the_denominators_the_solution_claims():
         ("A box is 4 centimeters long and 2 centimeters wide. What is its volume in cubic centimeters?", "volume"),
         ("A box is 4 cm long, 2 cm wide and 3 cm tall. What is its volume in cubic centimeters?", None),
         ("A cube has edges 4 cm long. What is its volume in cubic centimeters?", None),
+        # a unit converted to itself
+        ("Convert 10 liters to liters.", "conversion of liters to liters"),
+        ("How many meters are there in 4 meters?", "conversion"),
+        ("Convert 10 liters to milliliters.", None),
         # a rectangle from one number
         ("A rectangle has a perimeter of 40 centimeters. What is its area in square centimeters?", "one number"),
         ("A rectangle has an area of 10 square feet. Its length is 5 feet. What is its perimeter in feet?", None),
