@@ -283,7 +283,7 @@ SOLVER_ENGINES = ("campaign", "own")
 
 @dataclass(frozen=True)
 class SolverConfig:
-    prompt: str = "solve_fewshot"
+    prompt: str = "solve_worked"
     temperature: float = 0.7
     top_p: float = 1.0
     max_tokens: int = 48

@@ -39,6 +39,7 @@ kind = "scripted"
 script = "{script}"
 [solver]
 k = 4
+prompt = "solve_fewshot"  # the solver prompt the digest was written with (its attempts' prompt_version)
 [archive]
 cells = 16
 [operators]

@@ -16,7 +16,7 @@ from pipeline.domains.math.validity import check_reference, judge_verdict
 class MathDomain:
     kind = "math"
     seed_columns = ("problem", "solution", "answer")
-    default_prompts = {"generator": "mutate_fewshot", "solver": "solve_fewshot", "verifier": "solve_fewshot",
+    default_prompts = {"generator": "mutate_fewshot", "solver": "solve_worked", "verifier": "solve_fewshot",
                        "judge": "judge_chat"}
     check_names = VALIDITY_CHECKS
 

@@ -238,6 +238,9 @@ def test_check_reference_runs_the_named_checks_in_order():
     assert set(CHECKS) == {"arithmetic", "final_answer", "problem_expression", "equation", "grounding",
                            "unused_data", "dimensions", "shape", "closed_form", "asks", "well_posed"}
     assert tuple(CHECKS) == VALIDITY_CHECKS  # the config's names are the checks, in order
+    # The packaged default (and so `make run`) runs every check: default.toml lists them, and
+    # a check added to the code but not to that list would never run.
+    assert load_config(None).validity.checks == VALIDITY_CHECKS
 
 
 def test_problem_expression_reads_a_last_sentence_of_numbers_only():
