@@ -3,6 +3,7 @@ the gate off and on.
 
     .venv/bin/python bench/validity.py                       # labels + campaigns (about 15 minutes)
     .venv/bin/python bench/validity.py --parts labels        # the labelled set only
+    .venv/bin/python bench/validity.py --parts solvers       # solver prompts on labelled campaigns (~20 min)
     .venv/bin/python bench/validity.py --score LABELS.jsonl  # add hand labels of the accepted problems
 
 Part `labels` (data/validity/labels.jsonl, its `test` part unless --split): precision and
@@ -14,6 +15,12 @@ project's judge) on every labelled row the checks pass, with --verifier-m attemp
 where the config turns it off (m = 0, the default), at the config's share and at 1.0. In a campaign it re-solves only
 rows that could enter the archive (quality > 0), so on the labelled set it sees more rows
 than it would: its valid-kept figure here is a lower bound.
+
+Part `solvers`: every blind-labelled problem of the campaigns (bench/validity-labels/), each
+solved k = 8 times (the config's solver sampling) with each prompt of --solver-prompts; for
+valid and invalid problems, how many are solved by none, by all, or by some (in SPARQ's band:
+what the archive can take), and the tokens. A better solver puts more valid problems in the
+band and keeps wrong references out of it.
 
 Part `campaigns`: the packaged default config (or --config) run twice in this process on
 one engine, with `[validity] gate = "none"` (SPARQ exactly) and `"archive"` (the default),
@@ -85,6 +92,51 @@ def verify_rows(engine, config, rows: list[dict], m: int) -> list[dict]:
         verdicts = judge.judge_many([(r["answer"], [o.text for o in o_s]) for r, o_s in zip(rows, outs, strict=True)])
     return [{"contradicts": vd.reference_agrees is False, "share": vd.majority_share,
              "tokens": sum(o.tokens for o in o_s)} for vd, o_s in zip(verdicts, outs, strict=True)]
+
+
+LABELLED_CAMPAIGNS = REPO / "bench" / "validity-labels"
+
+
+def labelled_campaign_rows() -> list[dict]:
+    """Every blind-labelled problem of the campaigns, once (the first label of a problem)."""
+    rows, seen = [], set()
+    for items in sorted(LABELLED_CAMPAIGNS.glob("*-items.jsonl")):
+        labels_path = items.with_name(items.name.replace("-items", "-labels"))
+        labels = {r["item"]: r["label"] for r in map(json.loads, labels_path.read_text().splitlines()) if r}
+        for it in map(json.loads, items.read_text().splitlines()):
+            if it["problem"] not in seen and it["item"] in labels:
+                seen.add(it["problem"])
+                rows.append({**it, "label": labels[it["item"]]})
+    return rows
+
+
+def part_solvers(engine, config, prompts: list[str]) -> list[str]:
+    rows = labelled_campaign_rows()
+    s = config.solver
+    n_valid = sum(r["label"] == "valid" for r in rows)
+    lines = [f"Solver prompts on the {len(rows)} blind-labelled campaign problems ({n_valid} valid), k = {s.k}, "
+             f"temperature {s.temperature}, max_tokens {s.max_tokens}:", "",
+             "| prompt | valid: none solved | valid: in band | valid: all solved | invalid: none | invalid: in band "
+             "| invalid: all | valid share in band | tokens |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in prompts:
+        prompt = load_prompt(name)
+        sampling = Sampling(n=s.k, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                            stop=prompt.stop, seed=config.run.seed + 11)
+        outs = engine.complete([prompt.render(problem=r["problem"]) for r in rows], sampling)
+        with AnswerJudge() as judge:
+            verdicts = judge.judge_many([(r["answer"], [o.text for o in o_s])
+                                         for r, o_s in zip(rows, outs, strict=True)])
+        c: Counter = Counter()
+        for r, vd in zip(rows, verdicts, strict=True):
+            right = sum(vd.correct)
+            c[(r["label"], "none" if right == 0 else "all" if right == len(vd.correct) else "band")] += 1
+        band = c[("valid", "band")] + c[("invalid", "band")]
+        tokens = sum(o.tokens for o_s in outs for o in o_s)
+        lines.append(f"| `{name}` | {c[('valid', 'none')]} | {c[('valid', 'band')]} | {c[('valid', 'all')]} | "
+                     f"{c[('invalid', 'none')]} | {c[('invalid', 'band')]} | {c[('invalid', 'all')]} | "
+                     f"{c[('valid', 'band')] / max(1, band):.3f} | {tokens} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 def part_labels(engine, config, split: str, verifier_m: int) -> list[str]:
@@ -247,7 +299,9 @@ def score(out: Path, labels_path: Path) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["labels", "campaigns"], choices=["labels", "campaigns"])
+    ap.add_argument("--parts", nargs="+", default=["labels", "campaigns"], choices=["labels", "solvers", "campaigns"])
+    ap.add_argument("--solver-prompts", nargs="+", default=["solve_fewshot", "solve_worked"],
+                    help="part solvers: the prompts compared (names or .toml paths)")
     ap.add_argument("--split", default="test", choices=["dev", "test", "all"], help="labelled rows reported")
     ap.add_argument("--verifier-m", type=int, default=4,
                     help="verifier attempts on the labelled rows (whatever the config's m)")
@@ -279,6 +333,8 @@ def main() -> int:
         if "labels" in args.parts:
             lines += part_labels(engine, config, args.split, args.verifier_m) + [""]
             print("\n".join(lines), flush=True)
+        if "solvers" in args.parts:
+            lines += part_solvers(engine, config, args.solver_prompts) + [""]
         if "campaigns" in args.parts:
             camp = part_campaigns(engine, config, args.out, args.steps, tuple(args.gates))
             print("\n".join(camp), flush=True)
