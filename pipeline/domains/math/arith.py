@@ -150,7 +150,9 @@ class Claim:
         assert lv is not None and rv is not None
         lu, ru = UNITS.get(self.left.unit or ""), UNITS.get(self.right.unit or "")
         if lu and ru and lu[0] == ru[0] and not (self.left.computes or self.right.computes):
-            lv, rv = lv * lu[1], rv * ru[1]
+            # "1 mile is 1.6 kilometers": each side rounds in the other's unit.
+            return lv * lu[1] == rv * ru[1] or _rounds_to(lv * lu[1] / ru[1], self.right.text) \
+                or _rounds_to(rv * ru[1] / lu[1], self.left.text)
         if lv == rv or _converted(self.left, self.right) or _converted(self.right, self.left):
             return True
         if _percent_points(self.right, lv) or _percent_points(self.left, rv):

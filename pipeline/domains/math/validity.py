@@ -197,7 +197,10 @@ def word_claims(problem: str, solution: str) -> list[str]:
             if a is None or b is None or a[0] != b[0] or m.group(1).lower() == m.group(3).lower():
                 continue
             value, said = a[1] / b[1], number_value(m.group(2))
-            if said is not None and said != value and not (said.denominator != 1 and abs(said - value) <= value / 100):
+            # a decimal holds when the factor rounds to it ("1 foot is 0.3 meters")
+            decimals = len(m.group(2).partition(".")[2])
+            rounded = decimals and abs(said - value) <= Fraction(1, 2 * 10**decimals) if said is not None else False
+            if said is not None and said != value and not rounded:
                 false.append(f"1 {m.group(1)} is {_fmt(value)} {m.group(3)}, not {m.group(2)}")
     return false
 

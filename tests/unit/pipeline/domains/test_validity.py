@@ -497,7 +497,19 @@ def test_arithmetic_reads_lists_of_multiples_and_factors(solution: str, false: s
 def test_arithmetic_reads_claims_in_words(problem: str, solution: str, false: str | None):
     reason = check_arithmetic(problem, solution, "1")
     assert (reason is None) if false is None else (false in reason), reason
-    assert word_claims("", "1 mile is 1.6 kilometers.") == []  # a factor rounded within 1%
+    assert word_claims("", "1 mile is 1.6 kilometers.") == []  # a factor rounded to the decimals written
+    assert word_claims("", "Each foot is 0.3 meters.") == []
+    assert word_claims("", "Each foot is 0.4 meters.") != []
+
+
+@pytest.mark.parametrize(
+    ("claim", "holds"),
+    [("1 mile is 1.6 kilometers.", True), ("1 mile is 1.609 kilometers.", True), ("1 mile is 2 kilometers.", False),
+     ("2 hours = 120 minutes.", True), ("2 hours = 100 minutes.", False), ("500 meters is 0.5 kilometers.", True),
+     ("500 meters is 5 kilometers.", False)],
+)
+def test_a_conversion_rounds_in_the_unit_it_is_written_in(claim: str, holds: bool):
+    assert (check_arithmetic("", claim, "1") is None) is holds
 
 
 def test_arithmetic_reads_the_denominators_the_solution_claims():
