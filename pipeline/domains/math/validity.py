@@ -10,7 +10,9 @@ Each check is a pure function `(problem, solution, answer) -> str | None`: None 
 passes (or has nothing to check), else the reason, naming the claim or the numbers. The
 checks (their names are what rows record):
 
-- `arithmetic`: every explicit claim of the solution (pipeline/domains/math/arith.py) holds, exactly;
+- `arithmetic`: every explicit claim of the solution (pipeline/domains/math/arith.py) holds, exactly,
+  and so do its lists of multiples or factors and its claims in words ("the least common
+  multiple of 4, 6 and 8 is 12", "12 less than 10 is 6", "each meter is 20 centimeters");
 - `final_answer`: a solution that ends in a computation ends in the final answer;
 - `problem_expression`: a problem that is one computation ("What is 5 times 8?",
   "Compute 3 * 8.") has the answer that computation gives;
@@ -33,7 +35,11 @@ checks (their names are what rows record):
   triangle's area, a unit conversion, ...: pipeline/domains/math/forms.py) has that answer, whatever
   the solution computed;
 - `asks`: the problem asks something (a question or an instruction; "2 * 8 is 16." asks
-  nothing).
+  nothing);
+- `well_posed`: the problem's data can answer its question (money asked and none given, a
+  ratio with no amount, a volume from two lengths, a rectangle from one number, a unit
+  converted to itself), and it states no computation of its own ("What is the value of
+  10 + 20 = 30?") and no false one.
 
 `check_reference` runs them all and returns a `Validity`.
 """
