@@ -145,7 +145,7 @@ _RECT_PAIRS = (
 )
 _AREA_RE = re.compile(r"\barea\b", re.I)
 _PERIMETER_RE = re.compile(r"\b(?:perimeter|fenc\w{0,3}|border|around)\b", re.I)
-_RECT_RE = re.compile(r"\brectang\w{0,4}\b", re.I)
+RECT_RE = re.compile(r"\brectang\w{0,4}\b", re.I)
 _LONG_WIDE_RE = re.compile(rf"{_NUM}\s*{_LENGTH}\s+(?:long|wide)\s*,?\s+and\s+{_NUM}\s*{_LENGTH}\s+(?:wide|long)\b",
                            re.I)
 _SOLID_OR_ROUND_RE = re.compile(r"\b(?:box\w{0,2}|prisms?|cubes?|cuboids?|tanks?|pools?|containers?|bricks?|"
@@ -204,7 +204,7 @@ def _shape_forms(problem: str) -> list[Form]:
     # A rectangle by name, or a flat thing given as "6 feet long and 4 feet wide" (a
     # garden, a poster): not a box, whose area is a surface, nor another named shape.
     plain = not (_SQUARE_RE.search(problem) or _SOLID_OR_ROUND_RE.search(problem) or _TRIANGLE_RE.search(problem))
-    if plain and len(given) <= 2 and (_RECT_RE.search(problem) or _LONG_WIDE_RE.search(problem)):
+    if plain and len(given) <= 2 and (RECT_RE.search(problem) or _LONG_WIDE_RE.search(problem)):
         for regex in _RECT_PAIRS:
             if m := regex.search(problem):
                 a, b = _num(m.group(1)), _num(m.group(2))
@@ -214,7 +214,7 @@ def _shape_forms(problem: str) -> list[Form]:
                 break
     if scale != 1:
         return []
-    if _SQUARE_RE.search(problem) and not _RECT_RE.search(problem):
+    if _SQUARE_RE.search(problem) and not RECT_RE.search(problem):
         side, stated = None, None
         if (m := _SQUARE_PERIMETER_RE.search(problem)) and not wants_perimeter:
             p = stated = _num(m.group(1))

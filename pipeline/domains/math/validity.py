@@ -65,7 +65,7 @@ from pipeline.domains.math.arith import (
     tokenize,
 )
 from pipeline.domains.math.dimensions import POWER_NAMES, asked_power, final_power, quantity_powers, question
-from pipeline.domains.math.forms import agrees, expected
+from pipeline.domains.math.forms import RECT_RE, agrees, expected
 
 # Numbers a solution may use that no problem states. 0, 1 and 2 always; the others only
 # where the problem's words call for them (60 where it speaks of minutes or hours, 100 of
@@ -532,7 +532,6 @@ def check_dimensions(problem: str, solution: str, answer: str) -> str | None:
     return f"the question asks for {POWER_NAMES[asked]} but {text} gives {got}"
 
 
-_RECT_WORD_RE = re.compile(r"\brectang\w{0,4}\b", re.I)
 _EQUAL_SIDES_RE = re.compile(r"\b(?:all|each|every|sides)\b", re.I)  # "a rectangle with sides 2 m long": a square
 _SQUARE_SHAPE_RE = re.compile(r"\bsquare\b(?!\s+(?:units?|feet|foot|meters?|metres?|inch(?:es)?|yards?|miles?|"
                               r"centimet(?:er|re)s?|millimet(?:er|re)s?|kilomet(?:er|re)s?|cm|mm|km|m|ft|in|yd|root)\b)",
@@ -589,7 +588,6 @@ _CHECKING_RE = re.compile(r"\b(?:true|false|correct|incorrect|mistake|error|wron
                           re.I)
 _LIST_SUM_RE = re.compile(
     r"\b(sum|product)\s+of\s+((?:\d{1,9}\s*,\s*){1,12}(?:and\s+)?\d{1,9})\s+(?:is|equals)\s+(\d{1,12})\b", re.I)
-_DIGITS_ONLY_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\w|\.\d)")
 
 
 def _stated_computation(problem: str) -> str | None:
@@ -630,9 +628,9 @@ def check_well_posed(problem: str, solution: str, answer: str) -> str | None:
     if _MONEY_ASKED_RE.search(q) and not _MONEY_GIVEN_RE.search(problem):
         return "ill-posed: the question asks for an amount of money, and the problem gives no price or amount"
     if _CHANGE_RE.search(q) and _MONEY_ASKED_RE.search(q) and len(_MONEY_AMOUNT_RE.findall(problem)) == 1 \
-            and len(_DIGITS_ONLY_RE.findall(problem)) <= 2:
+            and len(_DIGITS_RE.findall(problem)) <= 2:
         return "ill-posed: change from a payment, with no price given"
-    digits = _DIGITS_ONLY_RE.findall(problem)
+    digits = _DIGITS_RE.findall(problem)
     ratio = _RATIO_ONLY_RE.search(problem)
     if ratio and _HOW_MANY_RE.search(q) and len(digits) == 2 and not re.search(r"\bratio\b", q, re.I):
         return (f"ill-posed: the problem gives only a ratio ({ratio.group(0)}) and no amount, so no count "
@@ -641,7 +639,7 @@ def check_well_posed(problem: str, solution: str, answer: str) -> str | None:
         lengths = [p for p in quantity_powers(problem).values() if p == 1]
         if len(lengths) == 2:
             return "ill-posed: a volume from two lengths (no height or depth is given)"
-    if _RECT_WORD_RE.search(problem) and re.search(r"\b(?:area|perimeter)\b", q, re.I) and len(digits) == 1 \
+    if RECT_RE.search(problem) and re.search(r"\b(?:area|perimeter)\b", q, re.I) and len(digits) == 1 \
             and not _SQUARE_SHAPE_RE.search(problem) and not _EQUAL_SIDES_RE.search(problem):
         return "ill-posed: a rectangle's area or perimeter from one number"
     return None
