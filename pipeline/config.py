@@ -268,7 +268,7 @@ class EngineConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     prompt: str = "mutate_fewshot"  # a prompt file name under pipeline/prompts, or a path
-    temperature: float = 0.6
+    temperature: float = 0.3  # default.toml says why
     top_p: float = 0.95
     max_tokens: int = 120
 

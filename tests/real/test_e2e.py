@@ -85,7 +85,7 @@ def test_two_real_steps_through_prefect(two_step_run: Path):
     assert len(gen) == 8
     for r in gen:
         assert r["generator"].startswith("vllm:gemma-3-270m")  # the default engine
-        assert r["prompt_version"] == "mutate-fewshot-v2" and r["raw_output"] is not None
+        assert r["prompt_version"] == "mutate-fewshot-v3" and r["raw_output"] is not None
         assert r["status"] in ("ok", "invalid", "unparseable", "duplicate")
         if r["status"] == "ok":
             assert r["k"] == 4 and r["embedding"] is not None and r["cell"] is not None

@@ -29,6 +29,7 @@ _OPEN = {name: re.compile(rf"<{name}>", re.I) for name in ("problem", "solution"
 _CLOSE = {name: re.compile(rf"</{name}>", re.I) for name in ("problem", "solution")}
 _NEW_PROBLEM = re.compile(r"New problem:", re.I)
 _NEW_SOLUTION = re.compile(r"New solution:", re.I)
+_ORIGINAL_SOLUTION = re.compile(r"Original solution:", re.I)
 
 
 def tagged(text: str, name: str) -> str | None:
@@ -70,6 +71,14 @@ def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailu
         s = _NEW_SOLUTION.search(text, p.end() if p else 0)
         if not p:
             return ParseFailure("no problem found (expected 'New problem:' or <problem> tags)")
+        if not s:
+            # About one output in twelve of the embedded model labels its new problem's
+            # solution with the examples' other label; what follows is still that
+            # problem's solution, and the checks judge it like any other. Not after an
+            # "Original problem:": that solution is of another problem.
+            s = _ORIGINAL_SOLUTION.search(text, p.end())
+            if s and re.search(r"Original problem:", text[p.end() : s.start()]):
+                s = None
         if not s:
             return ParseFailure("no solution found (expected 'New solution:' or <solution> tags)")
         problem = text[p.end() : s.start()]

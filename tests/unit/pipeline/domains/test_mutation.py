@@ -21,6 +21,23 @@ def test_fewshot_keeps_first_example_only():
     assert isinstance(m, Mutation) and m.answer == "4" and "Original" not in m.solution
 
 
+def test_mislabelled_solution_after_the_new_problem_is_its_solution():
+    # the embedded model copies the examples' "Original solution:" label for its own
+    raw = " Solve for n: n + 15 = 24.\nOriginal solution: n = 24 - 15 = 9. The answer is 9."
+    assert parse_mutation(raw, PREFIX) == Mutation("Solve for n: n + 15 = 24.", "n = 24 - 15 = 9. The answer is 9.",
+                                                   "9")
+    # a "New solution:" still wins, and the echoed label ends the problem
+    raw = " What is 2 + 3?\nOriginal solution: 4. The answer is 4.\nNew solution: 2 + 3 = 5. The answer is 5."
+    m = parse_mutation(raw, PREFIX)
+    assert isinstance(m, Mutation) and (m.problem, m.answer) == ("What is 2 + 3?", "5")
+
+
+def test_mislabelled_solution_of_another_problem_is_not_taken():
+    raw = " What is 2 + 3?\nOriginal problem: What is 1 + 1?\nOriginal solution: 2. The answer is 2."
+    m = parse_mutation(raw, PREFIX)
+    assert isinstance(m, ParseFailure) and "no solution found" in m.reason
+
+
 def test_tagged_output_with_boxed_answer():
     raw = ("<problem>Find x if 2x + 3 = 11.</problem>\n<solution>2x = 8 so x = 4. "
            "Final: \\boxed{4}</solution>")

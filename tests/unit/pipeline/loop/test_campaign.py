@@ -52,7 +52,7 @@ def test_scripted_campaign_writes_every_candidate(tmp_path: Path):
     ok = [r for r in gen if r["status"] == "ok"]
     for r in ok:
         assert r["k"] == 4 and 0 <= r["n_correct"] <= 4 and r["solve_rate"] == r["n_correct"] / 4
-        assert r["depth"] >= 1 and r["parent_id"] and r["prompt_version"] == "mutate-fewshot-v2"
+        assert r["depth"] >= 1 and r["parent_id"] and r["prompt_version"] == "mutate-fewshot-v3"
         assert r["majority_answer"] is not None and r["cell"] is not None
     attempts = RunDir(tmp_path / "run").read_attempts()
     assert attempts.num_rows == sum(r["k"] for r in gen)

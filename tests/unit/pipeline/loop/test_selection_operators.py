@@ -116,7 +116,7 @@ def test_weights_and_bandits():
 def test_load_operators_names_and_prompts():
     cfg = load_config().replace("operators", harder=1.0, crossover=2.0)
     got = [(s.role, s.name, s.prompt.version) for s in load_operators(cfg)]
-    assert got == [("mutate", "sparq_mutate", "mutate-fewshot-v2"), ("harder", "harder", "harder-fewshot-v1"),
+    assert got == [("mutate", "sparq_mutate", "mutate-fewshot-v3"), ("harder", "harder", "harder-fewshot-v1"),
                    ("crossover", "crossover", "crossover-fewshot-v1")]
 
 

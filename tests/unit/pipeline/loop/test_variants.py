@@ -177,7 +177,7 @@ def test_every_operator_writes_its_name_version_and_lineage(tmp_path: Path):
     run_generation(cfg, tmp_path / "run", **QUIET)
     check_run(tmp_path / "run", 3, "cvt")
     gen = [r for r in RunDir(tmp_path / "run").read_candidates().to_pylist() if r["step"] > 0]
-    versions = {"sparq_mutate": "mutate-fewshot-v2", "harder": "harder-fewshot-v1",
+    versions = {"sparq_mutate": "mutate-fewshot-v3", "harder": "harder-fewshot-v1",
                 "easier": "easier-fewshot-v1", "niche": "niche-fewshot-v1", "crossover": "crossover-fewshot-v1"}
     assert {r["operator"] for r in gen} == set(versions)
     for r in gen:
