@@ -271,6 +271,9 @@ class GeneratorConfig:
     temperature: float = 0.3  # default.toml says why
     top_p: float = 0.95
     max_tokens: int = 120
+    # The parent's problem is a stop string: a copy of it stops there (a duplicate, its
+    # solution never written). Off: every output runs to its own end (SPARQ's sampling).
+    stop_at_parent: bool = True
 
     def validate(self, p: str) -> None:
         check(0 <= self.temperature <= 10, f"{p}.temperature", "a number in [0, 10]", self.temperature)

@@ -54,8 +54,10 @@ class ScriptedEngine:
             end = text.rstrip()
             source = self._solve if end.endswith("Solution:") else self._label if end.endswith("Skills:") \
                 else self._mutate
-            row = [truncate_at_stop(next(source), sampling.stop)[0] for _ in range(sampling.n)]
-            out.append([Completion(text=t, tokens=max(1, len(t.split()))) for t in row])
+            row = [truncate_at_stop(next(source), sampling.stop) for _ in range(sampling.n)]
+            # As a real engine says: "stop" where a stop string ended the text.
+            out.append([Completion(text=t, tokens=max(1, len(t.split())), finish_reason="stop" if cut else None)
+                        for t, cut in row])
         self.stats.calls += 1
         self.stats.tokens += sum(c.tokens for cs in out for c in cs)
         return out

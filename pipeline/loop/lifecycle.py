@@ -23,13 +23,14 @@ sampling, the domain's parse and checks, the gate, the verifier, the skill label
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from archives import Archive, skill_key
 from pipeline.config import Config
 from pipeline.domains import Domain, Judge
-from pipeline.domains.base import ParseFailure, Validity, Verdict
+from pipeline.domains.base import MIN_PROBLEM_CHARS, ParseFailure, Validity, Verdict
 from pipeline.engines import Completion, RequestError, Sampling
 from pipeline.loop.candidate import PHASE_SOLVE, PHASE_VERIFY, Draft, Parent
 from pipeline.loop.failures import failed_reason
@@ -39,6 +40,8 @@ from pipeline.placement.labels import label_examples, parse_skills, render_label
 from pipeline.prompts import Prompt, PromptTemplate, load_prompt
 from pipeline.store.records import Status, problem_id
 from pipeline.store.storage import crash_point
+
+_OPENING_TAG = re.compile(r"<problem>", re.I)
 
 MUTATE, LABEL, SOLVE, JUDGE, VERIFY, VERIFY_JUDGE, DONE = "mutate", "label", "solve", "judge", "verify", \
     "verify_judge", "done"
@@ -100,14 +103,37 @@ class Rules:
             values["target"] = p.target_text or "a problem of a different kind"
         return spec.prompt.render(**values)
 
-    def mutation_request(self, parent: Parent) -> Request:
+    def mutation_request(self, parent: Parent, parent_stop: bool = True) -> Request:
         """The generator's prompt and sampling for one parent (its slot's operator); phase
-        1 + 20 x the operator's index (1 for the first keeps the default run's seeds)."""
+        1 + 20 x the operator's index (1 for the first keeps the default run's seeds).
+        `parent_stop`: with the parent's problem as a stop string, where configured."""
         g, spec = self.config.generator, self.spec(parent)
         k = next(i for i, s in enumerate(self.operators) if s is spec)
+        stop = spec.prompt.stop + (self.parent_stop(spec, parent) if parent_stop else ())
         return Request(self.render(spec, parent), Sampling(n=1, temperature=g.temperature, top_p=g.top_p,
-                                                           max_tokens=g.max_tokens, stop=spec.prompt.stop),
+                                                           max_tokens=g.max_tokens, stop=stop),
                        1 + 20 * k)
+
+    def parent_stop(self, spec: OperatorSpec, parent: Parent) -> tuple[str, ...]:
+        """The parent's problem as a stop string (`[generator] stop_at_parent`): an output
+        that repeats its parent word for word is a duplicate whatever follows, so the engine
+        stops there instead of writing a solution nobody reads. The embedded model copies its
+        parent in about one output in five at the default temperature. OpenAI's API takes
+        at most 4 stop strings, so it is added only while the prompt's own leave room.
+        Steps mode sends a step's mutations in one call with one sampling and does without."""
+        text = parent.problem.strip()
+        if not self.config.generator.stop_at_parent or len(spec.prompt.stop) >= 4 or len(text) < MIN_PROBLEM_CHARS:
+            return ()
+        return (text,)
+
+    def stopped_at_parent(self, parent: Parent, out: Completion, parent_stop: bool = True) -> bool:
+        """Whether `out` is an output the parent's stop string ended before anything of its
+        own: nothing but a "<problem>" tag or blanks before the stop. (Stopped by another of
+        its stop strings at once, an output is as empty; that is rarer than a copy, and no
+        problem either way.)"""
+        if not parent_stop or out.finish_reason != "stop" or not self.parent_stop(self.spec(parent), parent):
+            return False
+        return not _OPENING_TAG.sub("", out.text).strip()
 
     def label_request(self, d: Draft) -> Request:
         a = self.archive
@@ -135,14 +161,19 @@ class Rules:
                                 stop=self.verify_prompt.stop), PHASE_VERIFY, role="verifier")
 
     # -- what happens to a draft ----------------------------------------------------------
-    def parse(self, slot: int, parent: Parent, out: Completion, pending: set[str]) -> Draft:
+    def parse(self, slot: int, parent: Parent, out: Completion, pending: set[str], parent_stop: bool = True) -> Draft:
         """A mutation's output as a draft: ok, unparseable, or a duplicate of a committed
         problem or of one in `pending` (the problem ids not yet committed; updated here);
         an ok draft is checked at once."""
         parsed = self.domain.parse(out.text, self.spec(parent).prompt.response_prefix)
         d = Draft(slot=slot, parent=parent, raw_output=out.text, gen_tokens=out.tokens, status=Status.OK)
         if isinstance(parsed, ParseFailure):
-            d.status, d.reason = Status.UNPARSEABLE, parsed.reason
+            if self.stopped_at_parent(parent, out, parent_stop):
+                # the copy's text is its parent's: the parent owns that problem id
+                d.problem_id = problem_id(parent.problem)
+                d.status, d.reason = Status.DUPLICATE, "repeats its parent's problem (generation stopped there)"
+            else:
+                d.status, d.reason = Status.UNPARSEABLE, parsed.reason
             return d
         d.mutation = parsed
         d.problem_id = problem_id(parsed.problem)
@@ -240,6 +271,7 @@ class Lifecycle:
         self.stage = MUTATE
         self.round_no = 0  # solve rounds judged so far
         self._out: list[Completion] | RequestError | None = None  # steps mode: an answer not yet accepted
+        self.parent_stop = True  # its mutation request stops at its parent's problem (steps mode: not)
         self._verifier_outs: list[Completion] = []
 
     @classmethod
@@ -259,7 +291,7 @@ class Lifecycle:
     def next_request(self) -> Request | None:
         r, d = self.rules, self.draft
         if self.stage == MUTATE:
-            return r.mutation_request(self.parent)
+            return r.mutation_request(self.parent, self.parent_stop)
         if self.stage == LABEL:
             return r.label_request(d)
         if self.stage == SOLVE:
@@ -279,7 +311,7 @@ class Lifecycle:
             self.stage = DONE
             return
         if self.stage == MUTATE:
-            self.draft = r.parse(self.slot, self.parent, outs[0], self.pending)
+            self.draft = r.parse(self.slot, self.parent, outs[0], self.pending, self.parent_stop)
             self._after_parse()
         elif self.stage == LABEL:
             r.apply_label(self.draft, outs[0])
@@ -407,7 +439,11 @@ def run_solves(rules: Rules, judge: Judge, step: int, drafts: list[Draft], compl
 
 def _call(group: list[Lifecycle], complete: Complete, seed: int, mutate_only: bool = False) -> None:
     """One engine call for `group` (their requests share sampling but for the seed);
-    each candidate's outputs wait in `_out` until the caller accepts them in order."""
+    each candidate's outputs wait in `_out` until the caller accepts them in order.
+    Mutations go without their parents' stop strings, which differ from parent to parent."""
+    if mutate_only:
+        for life in group:
+            life.parent_stop = False
     requests = [life.next_request() for life in group]
     outs = complete(requests[0].role, [q.prompt for q in requests], replace(requests[0].sampling, seed=seed))
     for life, o in zip(group, outs, strict=True):
