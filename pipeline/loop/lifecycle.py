@@ -129,9 +129,9 @@ class Rules:
 
     def stopped_at_parent(self, parent: Parent, out: Completion, parent_stop: bool = True) -> bool:
         """Whether `out` is an output the parent's stop string ended before anything of its
-        own: nothing but a "<problem>" tag or blanks before the stop. (Stopped by another of
-        its stop strings at once, an output is as empty; that is rarer than a copy, and no
-        problem either way.)"""
+        own: nothing but a "<problem>" tag or blanks before the stop. (An output that another
+        of its stop strings ends at once is as empty and is counted a copy too: that is rare,
+        and it holds no problem either way.)"""
         if not parent_stop or out.finish_reason != "stop" or not self.parent_stop(self.spec(parent), parent):
             return False
         return not _OPENING_TAG.sub("", out.text).strip()
