@@ -19,6 +19,10 @@ then passes every check) and `recover` (an output that labels its solution "Orig
 solution:" read as if it said "New solution:"). The figure compared is problems in the band
 per million tokens (generator + solver); whether they are valid needs labels
 (--dump writes them, blind, for bench/validity_pool.py-style labelling).
+
+Each variant is one engine call with one sampling, so `[generator] stop_at_parent` (a stop
+string per parent, which the stream sends) is not applied here: an output that copies its
+parent counts as a duplicate at its full length, as it did before that setting.
 """
 
 from __future__ import annotations
