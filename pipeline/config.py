@@ -438,10 +438,10 @@ class ValidityConfig:
     # A reference the checks reject whose one fault the domain can correct with certainty
     # (math: a wrong result in the solution's last computation, "4 times 22 is 12") is
     # corrected and checked again; it goes on when every check passes (pipeline/domains/
-    # math/repair.py). Only where a gate is on: gate "none" is SPARQ exactly. Off by
-    # default: measured on the embedded model it costs more tokens than it gains
+    # math/repair.py). Only where a gate is on: gate "none" is SPARQ exactly. On by
+    # default: measured on the embedded model it adds valid problems per token
     # (docs/validity.md, "Repair").
-    repair: bool = False
+    repair: bool = True
 
     def validate(self, p: str) -> None:
         check(0 < self.threshold <= 1, f"{p}.threshold", "a number in (0, 1]", self.threshold)

@@ -115,8 +115,8 @@ def test_a_repaired_reference_is_solved_against_its_corrected_answer(tmp_path: P
     assert f"{len(rows)} of them repaired" in format_summary(inspected)
 
 
-def test_no_repair_without_a_gate_or_by_default(tmp_path: Path):
-    for name, validity in (("none", {"gate": "none", "repair": True}), ("off", {})):
+def test_no_repair_without_a_gate_or_when_off(tmp_path: Path):
+    for name, validity in (("none", {"gate": "none", "repair": True}), ("off", {"repair": False})):
         rows = [r for r in _run(tmp_path / name, "steps", mutate=SLIPS, validity=validity) if r["step"] > 0]
         assert rows and all(r["repair"] is None and r["answer"] == "25" and r["valid"] is False for r in rows)
         assert all(r["status"] == ("ok" if name == "none" else "invalid") for r in rows)
