@@ -153,7 +153,9 @@ class Claim:
             # "1 mile is 1.6 kilometers": each side rounds in the other's unit.
             return lv * lu[1] == rv * ru[1] or _rounds_to(lv * lu[1] / ru[1], self.right.text) \
                 or _rounds_to(rv * ru[1] / lu[1], self.left.text)
-        if lv == rv or _converted(self.left, self.right) or _converted(self.right, self.left):
+        # A conversion is stated quantity first ("12 feet is 12 * 12 = 144"); a computation
+        # set equal to a quantity of the same number ("10000 / 100 = 10000 meters") is false.
+        if lv == rv or _converted(self.left, self.right):
             return True
         if _percent_points(self.right, lv) or _percent_points(self.left, rv):
             return True

@@ -70,6 +70,8 @@ def _labelled() -> list[dict]:
         ("2 feet is 24 inches. Adding 9 gives 24 + 9 = 33.", [True, True]),  # "9 gives ..." is no claim
         ("4 days is 2 days, so 2 times 4 = 8.", [False, True]),  # one unit, two numbers: false
         ("The sum of 22 and 22 is 22 + 22 = 44.", [True]),  # "of 22 and 22" is the subject
+        ("12 feet is 12 times 12 = 144.", [True, True]),  # a conversion stated, quantity first
+        ("The laps are 10000 / 100 = 10000 meters.", [False]),  # a computation is no quantity's conversion
     ],
 )
 def test_claims_are_found_and_evaluated_exactly(text: str, holds: list[bool]):
