@@ -13,12 +13,13 @@ checks, and the ones that pass are solved k times as a campaign solves them (the
 solver prompt and sampling). A problem solved by some but not all attempts is in SPARQ's
 band: in a default campaign nearly every such problem enters the archive (run35: 72 of 74).
 
-Two treatments of each variant's outputs are counted beside it, on the same outputs:
+One treatment of each variant's outputs is counted beside it, on the same outputs:
 `repair` ([validity] repair: a rejected reference whose last computation is corrected and
-then passes every check) and `recover` (an output that labels its solution "Original
-solution:" read as if it said "New solution:"). The figure compared is problems in the band
-per million tokens (generator + solver); whether they are valid needs labels
-(--dump writes them, blind, for bench/validity_pool.py-style labelling).
+then passes every check). (An output that labels its solution "Original solution:" after
+its new problem is read as that problem's solution by the parser itself, so it is counted
+in the plain row.) The figure compared is problems in the band per million tokens
+(generator + solver); whether they are valid needs labels (--dump writes them, blind, for
+bench/validity_pool.py-style labelling).
 
 Each variant is one engine call with one sampling, so `[generator] stop_at_parent` (a stop
 string per parent, which the stream sends) is not applied here: an output that copies its
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -48,8 +48,6 @@ from pipeline.prompts import load_prompt
 from pipeline.store.records import problem_id
 from pipeline.store.seeds import load_seeds
 
-_ORIGINAL_SOLUTION = re.compile(r"^Original solution:", re.M)
-
 
 @dataclass
 class Out:
@@ -61,21 +59,15 @@ class Out:
     problem: str = ""
     solution: str = ""
     answer: str = ""
-    via: str = "plain"  # plain | repair | recover
+    via: str = "plain"  # plain | repair
     right: int = -1  # solver attempts right (-1: not solved)
     solve_tokens: int = 0
 
 
-def judge_output(raw: str, prefix: str, checks: tuple[str, ...], taken: set[str], recover: bool) -> Out | None:
-    """The output as a campaign reads it (recover: with "Original solution:" read as "New
-    solution:"; None when that changes nothing)."""
-    text = raw
-    if recover:
-        if not _ORIGINAL_SOLUTION.search(raw) or "New solution:" in raw:
-            return None
-        text = _ORIGINAL_SOLUTION.sub("New solution:", raw, count=1)
-    o = Out(raw=raw, tokens=0, via="recover" if recover else "plain")
-    m = parse_mutation(text, prefix)
+def judge_output(raw: str, prefix: str, checks: tuple[str, ...], taken: set[str]) -> Out:
+    """The output as a campaign reads it: parsed, deduplicated against `taken`, checked."""
+    o = Out(raw=raw, tokens=0)
+    m = parse_mutation(raw, prefix)
     if not hasattr(m, "problem"):
         o.fate = "unparseable"
         return o
@@ -131,16 +123,12 @@ def main() -> int:
             taken = set(seed_ids)
             plain = []
             for o_s in outs:
-                o = judge_output(o_s[0].text, prompt.response_prefix, checks, taken, recover=False)
+                o = judge_output(o_s[0].text, prompt.response_prefix, checks, taken)
                 o.tokens = o_s[0].tokens
                 plain.append(o)
-            extra = []  # the treatments' extra candidates, each solved once
+            extra = []  # the repaired candidates, each solved once
             for o in plain:
-                if o.fate == "unparseable":
-                    r = judge_output(o.raw, prompt.response_prefix, checks, taken, recover=True)
-                    if r is not None and r.fate == "pass":
-                        extra.append(r)
-                elif o.fate == "invalid":
+                if o.fate == "invalid":
                     fixed = repair_reference(o.problem, o.solution, o.answer)
                     if fixed and check_reference(o.problem, fixed.solution, fixed.answer, checks).valid:
                         extra.append(Out(raw=o.raw, tokens=0, fate="pass", problem=o.problem,
@@ -156,8 +144,7 @@ def main() -> int:
                 o.right, o.solve_tokens = sum(vd.correct), sum(c.tokens for c in cs)
             gen_tokens = sum(o.tokens for o in plain)
             fate = {f: sum(o.fate == f for o in plain) for f in ("unparseable", "duplicate", "invalid", "pass")}
-            for label, vias in ((f"`{name}` @ {temperature}", {"plain"}), ("  + recover", {"plain", "recover"}),
-                                ("  + repair", {"plain", "repair"}), ("  + both", {"plain", "recover", "repair"})):
+            for label, vias in ((f"`{name}` @ {temperature}", {"plain"}), ("  + repair", {"plain", "repair"})):
                 got = [o for o in to_solve if o.via in vias]
                 band = [o for o in got if 0 < o.right < s.k]
                 solve_tokens = sum(o.solve_tokens for o in got)
