@@ -126,6 +126,38 @@ def _long_first(item: pytest.Item) -> int:
     return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
 
 
+# The suite writes up to about 3 GB under the temp directory at once (merged models of the
+# fine-tuning and rounds tests, vLLM's compile caches; a CI run of 2026-12-06 took 2.9 GB
+# beyond its venv, sampled every 30 s). With less free, a test fails deep in a model save
+# with "No space left on device"; the header says so before the first test.
+SCRATCH_NEEDED_GB = 4.0
+
+
+def scratch_free_gb() -> float:
+    """Free space, in GB, where the tests' temporary directories go."""
+    import shutil
+
+    return shutil.disk_usage(tempfile.gettempdir()).free / 1e9
+
+
+def _scratch_line() -> tuple[str, bool]:
+    free = scratch_free_gb()
+    line = f"scratch: {free:.1f} GB free under {tempfile.gettempdir()} (the suite writes up to about 3 GB)"
+    return line, free < SCRATCH_NEEDED_GB
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [_scratch_line()[0]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    line, low = _scratch_line()
+    if low and not hasattr(config, "workerinput"):  # once, in the controller, not in each xdist worker
+        config.issue_config_time_warning(pytest.PytestWarning(
+            f"{line}: under {SCRATCH_NEEDED_GB:.0f} GB, the fine-tuning and rounds tests may fail with "
+            f"'No space left on device'"), stacklevel=2)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     asked = (config.getoption("markexpr") or "").split()
     items.sort(key=_long_first)  # stable: each file's own order is kept
