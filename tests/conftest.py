@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -129,30 +130,24 @@ def _long_first(item: pytest.Item) -> int:
 # The suite writes up to about 3 GB under the temp directory at once (merged models of the
 # fine-tuning and rounds tests, vLLM's compile caches; a CI run of 2026-12-06 took 2.9 GB
 # beyond its venv, sampled every 30 s). With less free, a test fails deep in a model save
-# with "No space left on device"; the header says so before the first test.
+# with "No space left on device"; a warning says so first (`make test` runs with -q, which
+# hides the report header).
 SCRATCH_NEEDED_GB = 4.0
 
 
-def scratch_free_gb() -> float:
-    """Free space, in GB, where the tests' temporary directories go."""
-    import shutil
-
-    return shutil.disk_usage(tempfile.gettempdir()).free / 1e9
-
-
-def _scratch_line() -> tuple[str, bool]:
-    free = scratch_free_gb()
-    line = f"scratch: {free:.1f} GB free under {tempfile.gettempdir()} (the suite writes up to about 3 GB)"
-    return line, free < SCRATCH_NEEDED_GB
+def _scratch() -> tuple[str, float]:
+    """A line on the free space where the tests' temporary directories go, and that space in GB."""
+    free = shutil.disk_usage(tempfile.gettempdir()).free / 1e9
+    return f"scratch: {free:.1f} GB free under {tempfile.gettempdir()} (the suite writes up to about 3 GB)", free
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [_scratch_line()[0]]
+    return [_scratch()[0]]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    line, low = _scratch_line()
-    if low and not hasattr(config, "workerinput"):  # once, in the controller, not in each xdist worker
+    line, free = _scratch()
+    if free < SCRATCH_NEEDED_GB and not hasattr(config, "workerinput"):  # once, in the controller, not per xdist worker
         config.issue_config_time_warning(pytest.PytestWarning(
             f"{line}: under {SCRATCH_NEEDED_GB:.0f} GB, the fine-tuning and rounds tests may fail with "
             f"'No space left on device'"), stacklevel=2)

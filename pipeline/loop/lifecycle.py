@@ -109,12 +109,12 @@ class Rules:
         `parent_stop`: with the parent's problem as a stop string, where configured."""
         g, spec = self.config.generator, self.spec(parent)
         k = next(i for i, s in enumerate(self.operators) if s is spec)
-        stop = spec.prompt.stop + (self.parent_stop(spec, parent) if parent_stop else ())
+        stop = spec.prompt.stop + (self.parent_stops(spec, parent) if parent_stop else ())
         return Request(self.render(spec, parent), Sampling(n=1, temperature=g.temperature, top_p=g.top_p,
                                                            max_tokens=g.max_tokens, stop=stop),
                        1 + 20 * k)
 
-    def parent_stop(self, spec: OperatorSpec, parent: Parent) -> tuple[str, ...]:
+    def parent_stops(self, spec: OperatorSpec, parent: Parent) -> tuple[str, ...]:
         """The parent's problem as a stop string (`[generator] stop_at_parent`): an output
         that repeats its parent word for word is a duplicate whatever follows, so the engine
         stops there instead of writing a solution nobody reads. At the default temperature
@@ -132,7 +132,7 @@ class Rules:
         own: nothing but a "<problem>" tag or blanks before the stop. (An output that another
         of its stop strings ends at once is as empty and is counted a copy too: that is rare,
         and it holds no problem either way.)"""
-        if not parent_stop or out.finish_reason != "stop" or not self.parent_stop(self.spec(parent), parent):
+        if not parent_stop or out.finish_reason != "stop" or not self.parent_stops(self.spec(parent), parent):
             return False
         return not _OPENING_TAG.sub("", out.text).strip()
 

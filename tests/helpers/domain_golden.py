@@ -19,8 +19,8 @@ from tests.helpers.run_fixtures import MUTATIONS, SOLVES
 VOLATILE = {"created_at", "embedding"}
 # Columns added after the digest was written: left out while null or 0 (nothing repaired).
 NEWER = {"repair", "repaired"}
-# Prompt versions bumped after the digest was written, for changes a scripted engine does
-# not see (v3 added a stop string; the scripted engine ignores stops).
+# Prompt versions bumped after the digest was written, for changes the scripted runs do not
+# meet (v3 added the stop string "\nNew problem:", which none of their outputs contains).
 RENAMED = {"mutate-fewshot-v3": "mutate-fewshot-v2"}
 
 

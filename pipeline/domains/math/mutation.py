@@ -30,6 +30,7 @@ _CLOSE = {name: re.compile(rf"</{name}>", re.I) for name in ("problem", "solutio
 _NEW_PROBLEM = re.compile(r"New problem:", re.I)
 _NEW_SOLUTION = re.compile(r"New solution:", re.I)
 _ORIGINAL_SOLUTION = re.compile(r"Original solution:", re.I)
+_ORIGINAL_PROBLEM = re.compile(r"Original problem:", re.I)
 
 
 def tagged(text: str, name: str) -> str | None:
@@ -77,7 +78,7 @@ def parse_mutation(raw: str, response_prefix: str = "") -> Mutation | ParseFailu
             # problem's solution, and the checks judge it like any other. Not after an
             # "Original problem:": that solution is of another problem.
             s = _ORIGINAL_SOLUTION.search(text, p.end())
-            if s and re.search(r"Original problem:", text[p.end() : s.start()]):
+            if s and _ORIGINAL_PROBLEM.search(text, p.end(), s.start()):
                 s = None
         if not s:
             return ParseFailure("no solution found (expected 'New solution:' or <solution> tags)")

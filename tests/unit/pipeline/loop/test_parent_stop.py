@@ -120,7 +120,7 @@ def test_a_stop_string_is_added_only_within_four(tmp_path: Path):
     rules = _rules(tmp_path)
     spec = rules.spec(PARENT)
     full = type(spec.prompt)(**{**vars(spec.prompt), "stop": ("a", "b", "c", "d")})
-    assert rules.parent_stop(type(spec)(**{**vars(spec), "prompt": full}), PARENT) == ()
+    assert rules.parent_stops(type(spec)(**{**vars(spec), "prompt": full}), PARENT) == ()
 
 
 @pytest.mark.parametrize(("text", "finish", "parent_stop", "status"), [
